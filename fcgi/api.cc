@@ -1,0 +1,306 @@
+#include "api.h"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Stringifier.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <ctime>
+#include <sstream>
+
+#include "issue_body.h"
+
+namespace artifact {
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+// Usernames that are API routes, so never token names.
+bool IsReservedUsername(const std::string& u) { return u == "healthz" || u == "metrics"; }
+
+std::string ToJson(const Poco::JSON::Object& obj) {
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(obj, out);
+  return out.str();
+}
+
+Response JsonResponse(int status, const Poco::JSON::Object& obj) {
+  Response r;
+  r.status = status;
+  r.headers.emplace_back("Content-Type", kJson);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.body = ToJson(obj);
+  return r;
+}
+
+}  // namespace
+
+Response ErrorResponse(const Error& e) {
+  Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  obj.set("error", std::string(ErrorName(e.code)));
+  obj.set("message", e.message);
+  Response r = JsonResponse(HttpStatus(e.code), obj);
+  if (e.code == ErrorCode::kUnauthorized) {
+    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"artifact-token\"");
+  }
+  return r;
+}
+
+namespace {
+
+Response MethodNotAllowed(const std::string& allow) {
+  Response r = ErrorResponse(Error{ErrorCode::kMethodNotAllowed, "allowed: " + allow});
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
+
+std::string JoinScopes(const std::vector<std::string>& scopes) {
+  std::string out;
+  for (const auto& s : scopes) out += (out.empty() ? "" : ",") + s;
+  return out.empty() ? "-" : out;
+}
+
+// Host header as given by the client, accepted only when it is a plain
+// host[:port]; it only ever flows back into the caller's own response.
+bool IsPlainHost(const std::string& h) {
+  if (h.empty() || h.size() > 255) return false;
+  for (char c : h) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == ':' || c == '[' || c == ']';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string HostName(const std::string& base_url) {
+  auto start = base_url.find("://");
+  std::string host = start == std::string::npos ? base_url : base_url.substr(start + 3);
+  host = host.substr(0, host.find('/'));
+  if (!host.empty() && host[0] == '[') return host.substr(0, host.find(']') + 1);
+  return host.substr(0, host.find(':'));
+}
+
+Poco::JSON::Object TokenJson(const TokenInfo& t, int64_t now) {
+  Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  obj.set("username", t.username);
+  Poco::JSON::Array scopes;
+  for (const auto& s : t.scopes) scopes.add(s);
+  obj.set("scopes", scopes);
+  obj.set("issued_by", t.issued_by);
+  obj.set("issued_at", Rfc3339(t.issued));
+  obj.set("expires_at", Rfc3339(t.expires));
+  obj.set("expires_in", static_cast<Poco::Int64>(t.expires - now));
+  return obj;
+}
+
+}  // namespace
+
+std::string Response::Header(const std::string& name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+std::string Rfc3339(int64_t unix_time) {
+  std::time_t t = static_cast<std::time_t>(unix_time);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Api::Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, std::ostream& log)
+    : config_(config), store_(store), masters_(masters), clock_(clock), log_(log) {}
+
+void Api::LogLine(const std::string& event, const std::string& master, const std::string& username,
+                  const std::string& scopes, const std::string& outcome) {
+  log_ << Rfc3339(clock_.Now()) << " " << event << " master=" << master << " username=" << username
+       << " scopes=" << scopes << " outcome=" << outcome << "\n";
+  log_.flush();
+}
+
+Response Api::Fail(const Error& e, const std::string& event, const std::string& master) {
+  // The message is ours (never echoes a secret); quote-free for one-line logs.
+  std::string reason = e.message;
+  for (char& c : reason) {
+    if (c < ' ' || c == '"') c = '?';
+  }
+  log_ << Rfc3339(clock_.Now()) << " " << event << " master=" << master << " outcome=" << HttpStatus(e.code)
+       << " reason=\"" << reason << "\"\n";
+  log_.flush();
+  if (HttpStatus(e.code) < 500) return ErrorResponse(e);
+  // Server-side details (paths, errno) go to the log, not to the client.
+  return ErrorResponse(Error{e.code, e.code == ErrorCode::kInsufficientStorage
+                                         ? "the token store is full; nothing was changed"
+                                         : "the token service is unavailable; its log says why"});
+}
+
+std::string Api::BaseUrl(const Request& req) const {
+  if (!config_.public_url.empty()) return config_.public_url;
+  std::string scheme = req.scheme == "https" ? "https" : "http";
+  return IsPlainHost(req.host) ? scheme + "://" + req.host : "";
+}
+
+Result<Master> Api::Authenticate(const Request& req) {
+  const std::string prefix = "Basic ";
+  if (req.authorization.compare(0, prefix.size(), prefix) != 0) {
+    return Error{ErrorCode::kUnauthorized, "master credentials required (HTTP basic auth)"};
+  }
+  std::string b64 = req.authorization.substr(prefix.size());
+  if (b64.empty() || b64.size() > 1024 || b64.size() % 4 != 0) {
+    return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
+  }
+  std::string raw(b64.size() / 4 * 3, '\0');
+  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(raw.data()),
+                            reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
+  if (len < 0) return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
+  size_t pad = (b64[b64.size() - 1] == '=') + (b64[b64.size() - 2] == '=');
+  raw.resize(static_cast<size_t>(len) - pad);
+  auto colon = raw.find(':');
+  if (colon == std::string::npos || raw.find('\0') != std::string::npos) {
+    OPENSSL_cleanse(raw.data(), raw.size());
+    return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
+  }
+  std::string user = raw.substr(0, colon), password = raw.substr(colon + 1);
+  OPENSSL_cleanse(raw.data(), raw.size());
+  auto master = masters_.Verify(user, password);
+  OPENSSL_cleanse(password.data(), password.size());
+  return master;
+}
+
+Response Api::Handle(const Request& req) {
+  const std::string root = "/token";
+  if (req.path != root && req.path.compare(0, root.size() + 1, root + "/") != 0) {
+    return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  }
+  std::string rest = req.path.size() > root.size() + 1 ? req.path.substr(root.size() + 1) : "";
+  std::string username = rest.substr(0, rest.find('/'));
+  std::string tail = rest.find('/') == std::string::npos ? "" : rest.substr(rest.find('/'));
+
+  if (rest == "healthz") {
+    if (req.method != "GET" && req.method != "HEAD") return MethodNotAllowed("GET, HEAD");
+    return Health();
+  }
+  if (!tail.empty()) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+
+  // Method before credentials: a wrong method is a client bug, say so.
+  if (rest.empty() && req.method != "POST" && req.method != "GET") return MethodNotAllowed("GET, POST");
+  if (!rest.empty() && req.method != "GET" && req.method != "DELETE") return MethodNotAllowed("GET, DELETE");
+
+  auto master = Authenticate(req);
+  if (!master) return Fail(master.error(), "auth");
+
+  if (rest.empty()) return req.method == "POST" ? Issue(req, master.value()) : ListTokens(master.value());
+  return req.method == "GET" ? GetToken(master.value(), username) : Revoke(master.value(), username);
+}
+
+Response Api::Issue(const Request& req, const Master& master) {
+  if (req.body_too_large) {
+    return Fail(Error{ErrorCode::kPayloadTooLarge, "the body is larger than 64 KiB"}, "issue", master.name);
+  }
+  auto body = ParseIssueBody(req.content_type, req.body);
+  if (!body) return Fail(body.error(), "issue", master.name);
+
+  IssueRequest ir;
+  ir.master = master.name;
+  ir.reopen = body->reopen;
+  ir.ttl = std::min(body->ttl.value_or(config_.default_ttl), config_.max_ttl);
+  ir.username = body->username;
+  if (!ir.username.empty() && (!IsValidUsername(ir.username) || IsReservedUsername(ir.username))) {
+    return Fail(Error{ErrorCode::kBadRequest, "invalid username: [A-Za-z0-9_][A-Za-z0-9._-]{0,63}, not healthz"},
+                "issue", master.name);
+  }
+  for (const auto& text : body->scopes) {
+    auto scope = Scope::Parse(text, config_.scope_depth);
+    if (!scope) return Fail(scope.error(), "issue", master.name);
+    if (!master.MayIssue(scope.value())) {
+      return Fail(Error{ErrorCode::kForbidden, "master " + master.name + " may not issue for " + text}, "issue",
+                  master.name);
+    }
+    ir.scopes.push_back(scope.value());
+  }
+  if (ir.reopen && !master.may_reopen) {
+    return Fail(Error{ErrorCode::kForbidden, "master " + master.name + " may not reopen published scopes"},
+                "issue", master.name);
+  }
+
+  auto token = store_.Issue(ir);
+  if (!token) return Fail(token.error(), "issue", master.name);
+  const TokenInfo& t = token->info;
+  LogLine("issue", master.name, t.username, JoinScopes(t.scopes), "201");
+
+  const std::string base = BaseUrl(req);
+  Response r;
+  r.status = 201;
+  r.headers.emplace_back("Cache-Control", "no-store");
+  if (req.query == "format=netrc") {
+    r.headers.emplace_back("Content-Type", "text/plain");
+    r.body = "machine " + HostName(base.empty() ? "localhost" : base) + " login " + t.username + " password " +
+             token->password + "\n";
+  } else {
+    Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
+    obj.set("username", t.username);
+    obj.set("password", token->password);
+    Poco::JSON::Array scopes, urls;
+    for (const auto& s : t.scopes) {
+      scopes.add(s);
+      urls.add(base + "/" + s + "/");
+    }
+    obj.set("scopes", scopes);
+    obj.set("urls", urls);
+    obj.set("expires_at", Rfc3339(t.expires));
+    obj.set("expires_in", static_cast<Poco::Int64>(t.expires - t.issued));
+    r.headers.emplace_back("Content-Type", kJson);
+    r.body = ToJson(obj);
+  }
+  OPENSSL_cleanse(token->password.data(), token->password.size());
+  return r;
+}
+
+Response Api::ListTokens(const Master& master) {
+  auto tokens = store_.List();
+  if (!tokens) return Fail(tokens.error(), "list", master.name);
+  const int64_t now = clock_.Now();
+  Poco::JSON::Array list;
+  for (const auto& t : tokens.value()) {
+    if (t.issued_by == master.name) list.add(TokenJson(t, now));
+  }
+  Poco::JSON::Object obj;
+  obj.set("tokens", list);
+  return JsonResponse(200, obj);
+}
+
+Response Api::GetToken(const Master& master, const std::string& username) {
+  auto t = store_.Get(username);
+  // Another master's token is reported exactly like a missing one.
+  if (!t || t->issued_by != master.name) {
+    return Fail(t ? Error{ErrorCode::kNotFound, "no such token"} : t.error(), "get", master.name);
+  }
+  return JsonResponse(200, TokenJson(t.value(), clock_.Now()));
+}
+
+Response Api::Revoke(const Master& master, const std::string& username) {
+  auto t = store_.Get(username);
+  if (!t || t->issued_by != master.name) {
+    return Fail(t ? Error{ErrorCode::kNotFound, "no such token"} : t.error(), "revoke", master.name);
+  }
+  if (auto st = store_.Revoke(username); !st) return Fail(st.error(), "revoke", master.name);
+  LogLine("revoke", master.name, username, JoinScopes(t->scopes), "204");
+  Response r;
+  r.status = 204;
+  return r;
+}
+
+Response Api::Health() {
+  if (auto st = store_.CheckWritable(); !st) {
+    return Fail(Error{ErrorCode::kUnavailable, "token store is not writable"}, "health");
+  }
+  Poco::JSON::Object obj;
+  obj.set("status", std::string("ok"));
+  return JsonResponse(200, obj);
+}
+
+}  // namespace artifact

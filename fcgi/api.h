@@ -1,0 +1,73 @@
+// The HTTP API of /token as a pure function: Request in, Response out. No
+// FastCGI in here (fcgi_loop.cc adapts), so every route is unit-tested on
+// plain structs. Every Error becomes its status and JSON body in one place.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "clock.h"
+#include "config.h"
+#include "masters.h"
+#include "token_store.h"
+
+namespace artifact {
+
+// Request bodies larger than this are refused with 413 (DESIGN.md).
+inline constexpr size_t kMaxBodyBytes = 64 * 1024;
+
+struct Request {
+  std::string method;
+  std::string path;           // normalised, e.g. /token/t0123
+  std::string query;          // without '?'
+  std::string content_type;
+  std::string authorization;  // the Authorization header
+  std::string host;           // the Host header
+  std::string scheme = "http";
+  std::string body;
+  bool body_too_large = false;  // the adapter stopped reading at kMaxBodyBytes
+};
+
+struct Response {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  std::string Header(const std::string& name) const;
+};
+
+class Api {
+ public:
+  // `log` receives one line per issue, revoke and refusal; never a secret.
+  Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, std::ostream& log);
+
+  Response Handle(const Request& req);
+
+ private:
+  Response Issue(const Request& req, const Master& master);
+  Response ListTokens(const Master& master);
+  Response GetToken(const Master& master, const std::string& username);
+  Response Revoke(const Master& master, const std::string& username);
+  Response Health();
+  Result<Master> Authenticate(const Request& req);
+  Response Fail(const Error& e, const std::string& event, const std::string& master = "-");
+  void LogLine(const std::string& event, const std::string& master, const std::string& username,
+               const std::string& scopes, const std::string& outcome);
+  std::string BaseUrl(const Request& req) const;
+
+  const Config& config_;
+  TokenStore& store_;
+  MastersFile& masters_;
+  const Clock& clock_;
+  std::ostream& log_;
+};
+
+// The JSON error body and status of `e` (401 adds WWW-Authenticate).
+Response ErrorResponse(const Error& e);
+
+// Helpers exposed for tests.
+std::string Rfc3339(int64_t unix_time);
+
+}  // namespace artifact

@@ -1,0 +1,16 @@
+#include "clock.h"
+
+#include <openssl/rand.h>
+
+#include <climits>
+#include <ctime>
+
+namespace artifact {
+
+int64_t SystemClock::Now() const { return static_cast<int64_t>(std::time(nullptr)); }
+
+bool OpenSslRandom::Fill(unsigned char* out, size_t n) {
+  return n <= INT_MAX && RAND_bytes(out, static_cast<int>(n)) == 1;
+}
+
+}  // namespace artifact

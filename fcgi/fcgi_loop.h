@@ -1,0 +1,14 @@
+// The libfcgi accept loop: the only code that knows FastCGI. Accepts on the
+// socket spawn-fcgi hands over as fd 0, turns FCGX params into a Request,
+// hands it to the Api and writes the Response. Stops cleanly on SIGTERM,
+// SIGINT or SIGHUP after the request in flight.
+#pragma once
+
+#include "api.h"
+
+namespace artifact {
+
+// Returns the process exit code.
+int RunFastCgiLoop(Api& api);
+
+}  // namespace artifact

@@ -1,0 +1,186 @@
+#include "issue_body.h"
+
+#include <Poco/Dynamic/Var.h>
+#include <Poco/Exception.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/URI.h>
+
+#include <map>
+
+namespace artifact {
+namespace {
+
+Error Bad(const std::string& m) { return Error{ErrorCode::kBadRequest, m}; }
+
+// "application/json; charset=utf-8" -> "application/json"
+std::string MediaType(const std::string& content_type) {
+  std::string t = content_type.substr(0, content_type.find(';'));
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  for (char& c : t) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return t;
+}
+
+Result<int64_t> TtlFromText(const std::string& s) {
+  if (s.empty() || s.size() > 10) return Bad("ttl must be a positive number of seconds");
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return Bad("ttl must be a positive number of seconds");
+    v = v * 10 + (c - '0');
+  }
+  if (v <= 0) return Bad("ttl must be a positive number of seconds");
+  return v;
+}
+
+Result<int64_t> TtlFromJson(const Poco::Dynamic::Var& v) {
+  if (!v.isInteger() || v.isBoolean()) return Bad("ttl must be a positive integer");
+  try {
+    auto n = v.convert<Poco::Int64>();
+    if (n <= 0 || n > 9999999999) return Bad("ttl must be a positive number of seconds");
+    return static_cast<int64_t>(n);
+  } catch (const Poco::Exception&) {
+    return Bad("ttl must be a positive number of seconds");
+  }
+}
+
+Result<bool> BoolFromText(const std::string& s) {
+  if (s == "true" || s == "1" || s == "yes") return true;
+  if (s == "false" || s == "0" || s == "no") return false;
+  return Bad("reopen must be true or false");
+}
+
+using FormFields = std::multimap<std::string, std::string>;
+
+Result<FormFields> ParseForm(const std::string& body) {
+  FormFields fields;
+  std::string::size_type start = 0;
+  while (start <= body.size()) {
+    auto amp = body.find('&', start);
+    std::string pair = body.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    start = amp == std::string::npos ? body.size() + 1 : amp + 1;
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    std::string key, value;
+    try {
+      Poco::URI::decode(pair.substr(0, eq), key, true);
+      if (eq != std::string::npos) Poco::URI::decode(pair.substr(eq + 1), value, true);
+    } catch (const Poco::Exception&) {
+      return Bad("malformed form body");
+    }
+    fields.emplace(key, value);
+  }
+  return fields;
+}
+
+Result<Poco::JSON::Object::Ptr> ParseJsonObject(const std::string& body) {
+  try {
+    Poco::JSON::Parser parser;
+    Poco::Dynamic::Var v = parser.parse(body);
+    if (v.type() != typeid(Poco::JSON::Object::Ptr)) return Bad("the body must be a JSON object");
+    return v.extract<Poco::JSON::Object::Ptr>();
+  } catch (const Poco::Exception& e) {
+    return Bad("invalid JSON body");
+  } catch (const std::exception&) {
+    return Bad("invalid JSON body");
+  }
+}
+
+}  // namespace
+
+Result<IssueBody> ParseIssueBody(const std::string& content_type, const std::string& body) {
+  IssueBody out;
+  const std::string type = MediaType(content_type);
+  if (type == "application/json") {
+    auto obj = ParseJsonObject(body);
+    if (!obj) return obj.error();
+    bool have_scope = false;
+    for (const auto& [key, value] : *obj.value()) {
+      if (key == "scope") {
+        if (!value.isString()) return Bad("scope must be a string");
+        out.scopes.push_back(value.extract<std::string>());
+        have_scope = true;
+      } else if (key == "scopes") {
+        if (value.type() != typeid(Poco::JSON::Array::Ptr)) return Bad("scopes must be an array of strings");
+        for (const auto& s : *value.extract<Poco::JSON::Array::Ptr>()) {
+          if (!s.isString()) return Bad("scopes must be an array of strings");
+          out.scopes.push_back(s.extract<std::string>());
+        }
+        if (out.scopes.empty()) return Bad("scopes must not be empty");
+      } else if (key == "ttl") {
+        auto ttl = TtlFromJson(value);
+        if (!ttl) return ttl.error();
+        out.ttl = ttl.value();
+      } else if (key == "username") {
+        if (!value.isString()) return Bad("username must be a string");
+        out.username = value.extract<std::string>();
+      } else if (key == "reopen") {
+        if (!value.isBoolean()) return Bad("reopen must be true or false");
+        out.reopen = value.extract<bool>();
+      } else {
+        return Bad("unknown field '" + key + "' (known: scope, scopes, ttl, username, reopen)");
+      }
+    }
+    if (have_scope && obj.value()->has("scopes")) return Bad("give either scope or scopes, not both");
+  } else if (type == "application/x-www-form-urlencoded") {
+    auto form = ParseForm(body);
+    if (!form) return form.error();
+    if (form->count("scope") > 0 && form->count("scopes") > 0) return Bad("give either scope or scopes, not both");
+    for (const auto& [key, value] : form.value()) {
+      if (key == "scope" || key == "scopes") {
+        out.scopes.push_back(value);
+      } else if (key == "ttl" || key == "username" || key == "reopen") {
+        if (form->count(key) > 1) return Bad(key + " given twice");
+        if (key == "ttl") {
+          auto ttl = TtlFromText(value);
+          if (!ttl) return ttl.error();
+          out.ttl = ttl.value();
+        } else if (key == "username") {
+          out.username = value;
+        } else {
+          auto b = BoolFromText(value);
+          if (!b) return b.error();
+          out.reopen = b.value();
+        }
+      } else {
+        return Bad("unknown field '" + key + "' (known: scope, scopes, ttl, username, reopen)");
+      }
+    }
+  } else {
+    return Error{ErrorCode::kUnsupportedMediaType,
+                 "send application/json or application/x-www-form-urlencoded"};
+  }
+  if (out.scopes.empty()) return Bad("a scope is required");
+  return out;
+}
+
+Result<std::optional<int64_t>> ParseTtlBody(const std::string& content_type, const std::string& body) {
+  std::optional<int64_t> ttl;
+  const std::string type = MediaType(content_type);
+  if (body.empty()) return ttl;
+  if (type == "application/json") {
+    auto obj = ParseJsonObject(body);
+    if (!obj) return obj.error();
+    for (const auto& [key, value] : *obj.value()) {
+      if (key != "ttl") return Bad("unknown field '" + key + "' (known: ttl)");
+      auto t = TtlFromJson(value);
+      if (!t) return t.error();
+      ttl = t.value();
+    }
+  } else if (type == "application/x-www-form-urlencoded") {
+    auto form = ParseForm(body);
+    if (!form) return form.error();
+    for (const auto& [key, value] : form.value()) {
+      if (key != "ttl" || form->count(key) > 1) return Bad("expected one field ttl");
+      auto t = TtlFromText(value);
+      if (!t) return t.error();
+      ttl = t.value();
+    }
+  } else {
+    return Error{ErrorCode::kUnsupportedMediaType,
+                 "send application/json or application/x-www-form-urlencoded"};
+  }
+  return ttl;
+}
+
+}  // namespace artifact

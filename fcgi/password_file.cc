@@ -1,0 +1,200 @@
+#include "password_file.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <array>
+#include <cstdio>
+
+#include "scope.h"
+
+namespace artifact {
+namespace {
+
+constexpr size_t kPasswordBytes = 32;
+constexpr size_t kSaltBytes = 8;
+constexpr const char* kSshaPrefix = "{SSHA}";
+
+std::string Base64(const unsigned char* data, size_t n) {
+  std::string out(4 * ((n + 2) / 3) + 1, '\0');
+  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
+  out.resize(static_cast<size_t>(len));
+  return out;
+}
+
+// Decodes standard base64; empty on any invalid input.
+std::string Unbase64(const std::string& in) {
+  if (in.empty() || in.size() % 4 != 0) return {};
+  std::string out(in.size() / 4 * 3, '\0');
+  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (len < 0) return {};
+  size_t pad = 0;
+  if (in[in.size() - 1] == '=') ++pad;
+  if (in[in.size() - 2] == '=') ++pad;
+  out.resize(static_cast<size_t>(len) - pad);
+  return out;
+}
+
+// Bytes allowed in a metadata value or a master name: printable ASCII without
+// the separators of the line (':'), of the metadata (';', '=') and lists (',').
+bool IsSafeField(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c <= ' ' || c > '~' || c == ':' || c == ';' || c == '=' || c == ',') return false;
+  }
+  return true;
+}
+
+bool IsSafeHash(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c <= ' ' || c > '~' || c == ':') return false;
+  }
+  return true;
+}
+
+Result<int64_t> ParseUnixTime(const std::string& s) {
+  if (s.empty() || s.size() > 18) return Error{ErrorCode::kBadRequest, "bad time"};
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return Error{ErrorCode::kBadRequest, "bad time"};
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::string::size_type start = 0;
+  while (true) {
+    auto pos = s.find(sep, start);
+    parts.push_back(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
+    if (pos == std::string::npos) return parts;
+    start = pos + 1;
+  }
+}
+
+bool IsScopeText(const std::string& s) {
+  if (s.empty()) return false;
+  for (const auto& seg : Split(s, '/')) {
+    if (!IsValidSegment(seg)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsValidUsername(const std::string& s) { return s.size() <= 64 && IsValidSegment(s); }
+
+Result<std::string> GeneratePassword(RandomSource& random) {
+  std::array<unsigned char, kPasswordBytes> bytes{};
+  if (!random.Fill(bytes.data(), bytes.size())) {
+    return Error{ErrorCode::kUnavailable, "no randomness available"};
+  }
+  std::string b64 = Base64(bytes.data(), bytes.size());
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  for (char& c : b64) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  while (!b64.empty() && b64.back() == '=') b64.pop_back();
+  return b64;
+}
+
+Result<std::string> GenerateUsername(RandomSource& random) {
+  std::array<unsigned char, 10> bytes{};
+  if (!random.Fill(bytes.data(), bytes.size())) {
+    return Error{ErrorCode::kUnavailable, "no randomness available"};
+  }
+  std::string name = "t";
+  char hex[3];
+  for (unsigned char b : bytes) {
+    std::snprintf(hex, sizeof hex, "%02x", b);
+    name += hex;
+  }
+  return name;
+}
+
+Result<std::string> SshaHash(const std::string& password, RandomSource& random) {
+  std::array<unsigned char, SHA_DIGEST_LENGTH + kSaltBytes> buf{};
+  unsigned char* salt = buf.data() + SHA_DIGEST_LENGTH;
+  if (!random.Fill(salt, kSaltBytes)) return Error{ErrorCode::kUnavailable, "no randomness available"};
+  std::string input = password;
+  input.append(reinterpret_cast<const char*>(salt), kSaltBytes);
+  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), buf.data());
+  OPENSSL_cleanse(input.data(), input.size());
+  return std::string(kSshaPrefix) + Base64(buf.data(), buf.size());
+}
+
+bool SshaVerify(const std::string& password, const std::string& hash) {
+  const std::string prefix = kSshaPrefix;
+  if (hash.compare(0, prefix.size(), prefix) != 0) return false;
+  std::string raw = Unbase64(hash.substr(prefix.size()));
+  if (raw.size() <= SHA_DIGEST_LENGTH) return false;
+  std::string input = password + raw.substr(SHA_DIGEST_LENGTH);
+  std::array<unsigned char, SHA_DIGEST_LENGTH> digest{};
+  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest.data());
+  OPENSSL_cleanse(input.data(), input.size());
+  return CRYPTO_memcmp(digest.data(), raw.data(), SHA_DIGEST_LENGTH) == 0;
+}
+
+Result<std::string> PasswordLine::Format() const {
+  if (!IsValidUsername(info.username)) return Error{ErrorCode::kBadRequest, "invalid username"};
+  if (!IsSafeHash(hash)) return Error{ErrorCode::kInternal, "invalid password hash"};
+  if (!IsSafeField(info.issued_by)) return Error{ErrorCode::kInternal, "invalid master name"};
+  if (info.scopes.empty()) return Error{ErrorCode::kInternal, "a token needs a scope"};
+  std::string scopes;
+  for (const auto& s : info.scopes) {
+    if (!IsScopeText(s)) return Error{ErrorCode::kInternal, "invalid scope in token"};
+    if (!scopes.empty()) scopes += ',';
+    scopes += s;
+  }
+  return info.username + ":" + hash + ":issued_by=" + info.issued_by + ";issued=" + std::to_string(info.issued) +
+         ";expires=" + std::to_string(info.expires) + ";scopes=" + scopes + "\n";
+}
+
+Result<PasswordLine> PasswordLine::Parse(const std::string& text) {
+  const Error bad{ErrorCode::kInternal, "malformed password line"};
+  std::string line = text;
+  if (!line.empty() && line.back() == '\n') line.pop_back();
+  auto fields = Split(line, ':');
+  if (fields.size() != 3) return bad;
+  PasswordLine pl;
+  pl.info.username = fields[0];
+  pl.hash = fields[1];
+  if (!IsValidUsername(pl.info.username) || !IsSafeHash(pl.hash)) return bad;
+  bool have_by = false, have_issued = false, have_expires = false, have_scopes = false;
+  for (const auto& kv : Split(fields[2], ';')) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) return bad;
+    std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    if (key == "issued_by" && !have_by && IsSafeField(value)) {
+      pl.info.issued_by = value;
+      have_by = true;
+    } else if (key == "issued" && !have_issued) {
+      auto t = ParseUnixTime(value);
+      if (!t) return bad;
+      pl.info.issued = t.value();
+      have_issued = true;
+    } else if (key == "expires" && !have_expires) {
+      auto t = ParseUnixTime(value);
+      if (!t) return bad;
+      pl.info.expires = t.value();
+      have_expires = true;
+    } else if (key == "scopes" && !have_scopes) {
+      for (const auto& s : Split(value, ',')) {
+        if (!IsScopeText(s)) return bad;
+        pl.info.scopes.push_back(s);
+      }
+      have_scopes = true;
+    } else {
+      return bad;
+    }
+  }
+  if (!(have_by && have_issued && have_expires && have_scopes)) return bad;
+  return pl;
+}
+
+}  // namespace artifact

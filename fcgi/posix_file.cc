@@ -1,0 +1,125 @@
+#include "posix_file.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace artifact {
+
+Error ErrnoError(const std::string& what, const std::string& path, int err) {
+  ErrorCode code = (err == ENOSPC || err == EDQUOT) ? ErrorCode::kInsufficientStorage : ErrorCode::kUnavailable;
+  return Error{code, what + " " + path + ": " + std::strerror(err)};
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes, bool follow_symlinks) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (follow_symlinks ? 0 : O_NOFOLLOW));
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) return Error{ErrorCode::kNotFound, path + " does not exist"};
+    return ErrnoError("open", path, err);
+  }
+  std::string data;
+  std::vector<char> buf(4096);
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return ErrnoError("read", path, err);
+    }
+    if (n == 0) break;
+    data.append(buf.data(), static_cast<size_t>(n));
+    if (data.size() > max_bytes) {
+      ::close(fd);
+      return Error{ErrorCode::kUnavailable, path + " is larger than expected"};
+    }
+  }
+  ::close(fd);
+  return data;
+}
+
+Status FsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open", dir, errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoError("fsync", dir, err);
+  return Ok{};
+}
+
+Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode) {
+  std::string path = base;
+  std::string::size_type start = 0;
+  while (start < rel.size()) {
+    auto slash = rel.find('/', start);
+    std::string seg = rel.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    start = slash == std::string::npos ? rel.size() : slash + 1;
+    if (seg.empty()) continue;
+    path += "/" + seg;
+    if (::mkdir(path.c_str(), mode) == 0) {
+      if (::chmod(path.c_str(), mode) != 0) return ErrnoError("chmod", path, errno);
+      continue;
+    }
+    if (errno != EEXIST) return ErrnoError("mkdir", path, errno);
+    struct stat st{};
+    // lstat: a symlink planted in the tree is never followed.
+    if (::lstat(path.c_str(), &st) != 0) return ErrnoError("stat", path, errno);
+    if (!S_ISDIR(st.st_mode)) return Error{ErrorCode::kConflict, path + " exists and is not a directory"};
+  }
+  return Ok{};
+}
+
+Result<std::string> WriteTempFile(const std::string& dir, const std::string& content, mode_t mode) {
+  std::string path = dir + "/" + kTempPrefix + "XXXXXX";
+  int fd = ::mkostemp(path.data(), O_CLOEXEC);
+  if (fd < 0) return ErrnoError("create", dir + "/" + kTempPrefix + "*", errno);
+  auto fail = [&](const char* what) -> Error {
+    int err = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return ErrnoError(what, path, err);
+  };
+  if (::fchmod(fd, mode) != 0) return fail("fchmod");
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("write");
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) return fail("fsync");
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(path.c_str());
+    return ErrnoError("close", path, err);
+  }
+  return path;
+}
+
+Result<bool> DirHasEntries(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    if (errno == ENOENT) return false;
+    return ErrnoError("opendir", dir, errno);
+  }
+  bool found = false;
+  while (struct dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
+}  // namespace artifact

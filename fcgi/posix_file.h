@@ -1,0 +1,38 @@
+// Thin, errno-preserving wrappers over the POSIX calls the token store needs.
+// Failures come back as Errors whose code reflects errno: ENOSPC/EDQUOT are
+// 507 (disk full), everything else unexpected is 503 (store unusable).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "result.h"
+
+namespace artifact {
+
+Error ErrnoError(const std::string& what, const std::string& path, int err);
+
+// Reads a whole small file (password files are a few hundred bytes). A
+// symlink is refused unless `follow_symlinks` (token files are never links;
+// a masters file may be, e.g. a mounted secret).
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 65536, bool follow_symlinks = false);
+
+// fsync of a directory, so a create/link/rename/unlink in it is durable.
+Status FsyncDir(const std::string& dir);
+
+// mkdir -p of `rel` below the existing directory `base`; each directory it
+// creates gets exactly `mode` (chmod after mkdir, so the umask cannot narrow it).
+Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode);
+
+// A new file of `content` next to its final names: mkstemp in `dir`, fchmod,
+// write, fsync, close. Returns the temp path; the caller links or renames it.
+Result<std::string> WriteTempFile(const std::string& dir, const std::string& content, mode_t mode);
+
+// True when the directory exists and holds at least one entry.
+Result<bool> DirHasEntries(const std::string& dir);
+
+// Temp files are named with this prefix so prune can find leftovers.
+inline constexpr const char* kTempPrefix = ".tmp-";
+
+}  // namespace artifact

@@ -1,0 +1,217 @@
+#include "token_store.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+
+#include "posix_file.h"
+
+namespace artifact {
+namespace {
+
+constexpr mode_t kFileMode = 0640;         // never world-readable
+constexpr mode_t kTokenDirMode = 0750;
+constexpr mode_t kArtifactDirMode = 02775;  // nginx workers (group) write; setgid keeps the group
+
+std::string Parent(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa{}, sb{};
+  return ::lstat(a.c_str(), &sa) == 0 && ::lstat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+}  // namespace
+
+TokenStore::TokenStore(std::string tokens_dir, std::string artifacts_dir, const Clock& clock,
+                       RandomSource& random)
+    : tokens_dir_(std::move(tokens_dir)),
+      artifacts_dir_(std::move(artifacts_dir)),
+      records_dir_(tokens_dir_ + "/.by-user"),
+      clock_(clock),
+      random_(random) {}
+
+std::string TokenStore::ScopeFilePath(const std::string& scope) const {
+  return tokens_dir_ + "/" + scope + ".htpasswd";
+}
+
+std::string TokenStore::RecordPath(const std::string& username) const { return records_dir_ + "/" + username; }
+
+Result<PasswordLine> TokenStore::ReadRecord(const std::string& username) const {
+  if (!IsValidUsername(username)) return Error{ErrorCode::kNotFound, "no such token"};
+  auto data = ReadSmallFile(RecordPath(username));
+  if (!data) {
+    if (data.error().code == ErrorCode::kNotFound) return Error{ErrorCode::kNotFound, "no such token"};
+    return data.error();
+  }
+  auto line = PasswordLine::Parse(data.value());
+  if (!line) return Error{ErrorCode::kUnavailable, "token record " + username + " is corrupt"};
+  return line;
+}
+
+Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
+  if (req.scopes.empty()) return Error{ErrorCode::kBadRequest, "a token needs at least one scope"};
+  if (req.ttl <= 0) return Error{ErrorCode::kBadRequest, "ttl must be positive"};
+  std::set<std::string> seen;
+  for (const auto& s : req.scopes) {
+    if (!seen.insert(s.str()).second) return Error{ErrorCode::kBadRequest, "scope " + s.str() + " given twice"};
+    if (!req.reopen) {
+      auto published = DirHasEntries(artifacts_dir_ + "/" + s.str());
+      if (!published) return published.error();
+      if (published.value()) {
+        return Error{ErrorCode::kConflict, "scope " + s.str() + " is published (its directory holds files)"};
+      }
+    }
+  }
+
+  IssuedToken token;
+  token.info.issued_by = req.master;
+  token.info.issued = clock_.Now();
+  token.info.expires = token.info.issued + req.ttl;
+  for (const auto& s : req.scopes) token.info.scopes.push_back(s.str());
+  if (req.username.empty()) {
+    auto name = GenerateUsername(random_);
+    if (!name) return name.error();
+    token.info.username = name.value();
+  } else {
+    if (!IsValidUsername(req.username)) {
+      return Error{ErrorCode::kBadRequest, "invalid username: [A-Za-z0-9_][A-Za-z0-9._-]{0,63}"};
+    }
+    token.info.username = req.username;
+  }
+  auto password = GeneratePassword(random_);
+  if (!password) return password.error();
+  token.password = password.value();
+  PasswordLine line{token.info, ""};
+  auto hash = SshaHash(token.password, random_);
+  if (!hash) return hash.error();
+  line.hash = hash.value();
+  auto text = line.Format();
+  if (!text) return text.error();
+
+  if (auto st = MakeDirs(tokens_dir_, ".by-user", kTokenDirMode); !st) return st.error();
+  auto temp = WriteTempFile(records_dir_, text.value(), kFileMode);
+  if (!temp) return temp.error();
+
+  // Record first: every published scope file then has a record, so it can
+  // always be found by username (revoke, prune) even after a crash.
+  const std::string record = RecordPath(token.info.username);
+  if (::link(temp->c_str(), record.c_str()) != 0) {
+    int err = errno;
+    if (err == EEXIST) {
+      auto old = ReadRecord(token.info.username);
+      bool expired = old && old->info.expires <= clock_.Now();
+      if (expired) (void)RemoveToken(old.value());
+      if (!expired || ::link(temp->c_str(), record.c_str()) != 0) {
+        ::unlink(temp->c_str());
+        return Error{ErrorCode::kConflict, "username " + token.info.username + " is in use"};
+      }
+    } else {
+      ::unlink(temp->c_str());
+      return ErrnoError("link", record, err);
+    }
+  }
+
+  std::vector<std::string> linked;
+  auto roll_back = [&](const Error& e) -> Error {
+    for (const auto& path : linked) ::unlink(path.c_str());
+    ::unlink(record.c_str());
+    ::unlink(temp->c_str());
+    return e;
+  };
+  for (const auto& s : token.info.scopes) {
+    if (auto st = LinkScope(temp.value(), s); !st) return roll_back(st.error());
+    linked.push_back(ScopeFilePath(s));
+  }
+  ::unlink(temp->c_str());
+
+  if (auto st = FsyncDir(records_dir_); !st) return roll_back(st.error());
+  for (const auto& path : linked) {
+    if (auto st = FsyncDir(Parent(path)); !st) return roll_back(st.error());
+  }
+  for (const auto& s : token.info.scopes) {
+    if (auto st = MakeDirs(artifacts_dir_, s, kArtifactDirMode); !st) return roll_back(st.error());
+  }
+  return token;
+}
+
+Status TokenStore::LinkScope(const std::string& temp, const std::string& scope) {
+  const std::string path = ScopeFilePath(scope);
+  auto dir = scope.substr(0, scope.rfind('/') == std::string::npos ? 0 : scope.rfind('/'));
+  if (auto st = MakeDirs(tokens_dir_, dir, kTokenDirMode); !st) return st;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (::link(temp.c_str(), path.c_str()) == 0) return Ok{};
+    int err = errno;
+    if (err != EEXIST) return ErrnoError("link", path, err);
+    if (attempt > 0) break;
+    // A holder whose token has expired but is still on disk (the expiry
+    // timer has not run yet) does not block a new build of that scope.
+    auto data = ReadSmallFile(path);
+    if (!data) continue;  // revoked meanwhile: try again
+    auto holder = PasswordLine::Parse(data.value());
+    if (!holder || holder->info.expires > clock_.Now()) break;
+    (void)RemoveToken(holder.value());
+  }
+  return Error{ErrorCode::kConflict, "scope " + scope + " already has a live token"};
+}
+
+Status TokenStore::RemoveToken(const PasswordLine& line) {
+  const std::string record = RecordPath(line.info.username);
+  Status result = Ok{};
+  for (const auto& s : line.info.scopes) {
+    const std::string path = ScopeFilePath(s);
+    // Only our own inode: the scope may meanwhile belong to a newer token.
+    if (!SameFile(path, record)) continue;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      result = ErrnoError("unlink", path, errno);
+      continue;
+    }
+    if (auto st = FsyncDir(Parent(path)); !st) result = st;
+  }
+  if (!result) return result;  // keep the record so a retry finds the token
+  if (::unlink(record.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", record, errno);
+  return FsyncDir(records_dir_);
+}
+
+Status TokenStore::Revoke(const std::string& username) {
+  auto line = ReadRecord(username);
+  if (!line) return line.error();
+  return RemoveToken(line.value());
+}
+
+Result<TokenInfo> TokenStore::Get(const std::string& username) const {
+  auto line = ReadRecord(username);
+  if (!line) return line.error();
+  if (line->info.expires <= clock_.Now()) return Error{ErrorCode::kNotFound, "no such token"};
+  return line->info;
+}
+
+Result<std::vector<TokenInfo>> TokenStore::List() const {
+  std::vector<TokenInfo> tokens;
+  DIR* d = ::opendir(records_dir_.c_str());
+  if (d == nullptr) {
+    if (errno == ENOENT) return tokens;
+    return ErrnoError("opendir", records_dir_, errno);
+  }
+  const int64_t now = clock_.Now();
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.empty() || name[0] == '.') continue;  // ".", "..", temp files
+    auto line = ReadRecord(name);
+    if (line && line->info.expires > now) tokens.push_back(line->info);
+  }
+  ::closedir(d);
+  return tokens;
+}
+
+Status TokenStore::CheckWritable() const {
+  auto temp = WriteTempFile(tokens_dir_, "", kFileMode);
+  if (!temp) return temp.error();
+  if (::unlink(temp->c_str()) != 0) return ErrnoError("unlink", temp.value(), errno);
+  return Ok{};
+}
+
+}  // namespace artifact

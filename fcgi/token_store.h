@@ -1,0 +1,76 @@
+// The token store: tokens published as per-scope password files for nginx.
+//
+// Layout under tokens_dir:
+//   <scope>.htpasswd        what nginx reads for writes under <scope>
+//   .by-user/<username>     the token's record, same inode (hard link)
+//
+// A token is one file written once (temp + fsync), then hard-linked to its
+// record and to each scope's name. link(2) fails with EEXIST instead of
+// replacing, which gives O_EXCL semantics to a complete file: of two issuers
+// of one scope exactly one wins, and nginx never sees a half-written file.
+// Revoke unlinks the names and fsyncs the directories. Nothing is cached in
+// memory, so several `serve` processes (and nodes on a shared volume) agree.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "clock.h"
+#include "password_file.h"
+#include "result.h"
+#include "scope.h"
+
+namespace artifact {
+
+struct IssueRequest {
+  std::vector<Scope> scopes;
+  int64_t ttl = 0;           // seconds, > 0
+  std::string username;      // empty: generate one
+  std::string master;        // the issuing master
+  bool reopen = false;       // allow a scope whose directory holds files
+};
+
+struct IssuedToken {
+  TokenInfo info;
+  std::string password;  // shown once, never stored in clear
+};
+
+class TokenStore {
+ public:
+  // Both directories must exist. The clock and random source must outlive this.
+  TokenStore(std::string tokens_dir, std::string artifacts_dir, const Clock& clock, RandomSource& random);
+
+  // 409 when a scope has a live token, the username is taken, or a scope's
+  // artifact directory already holds files (and !reopen); 507 on a full disk.
+  // On any failure nothing the call created is left behind.
+  Result<IssuedToken> Issue(const IssueRequest& req);
+
+  // Removes every scope file of the token, then its record. 404 if unknown.
+  Status Revoke(const std::string& username);
+
+  // A live (unexpired) token; 404 when unknown or expired.
+  Result<TokenInfo> Get(const std::string& username) const;
+
+  // Every live token.
+  Result<std::vector<TokenInfo>> List() const;
+
+  // Creates and removes a file in the store: the health check.
+  Status CheckWritable() const;
+
+  std::string ScopeFilePath(const std::string& scope) const;
+  std::string RecordPath(const std::string& username) const;
+
+ private:
+  Result<PasswordLine> ReadRecord(const std::string& username) const;
+  // Links `temp` to the scope's file; on EEXIST removes an expired holder once.
+  Status LinkScope(const std::string& temp, const std::string& scope);
+  Status RemoveToken(const PasswordLine& line);
+
+  std::string tokens_dir_;
+  std::string artifacts_dir_;
+  std::string records_dir_;
+  const Clock& clock_;
+  RandomSource& random_;
+};
+
+}  // namespace artifact

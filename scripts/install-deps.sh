@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages artifact-repository needs to build, run and
+# test, when any is missing: with apt-get as root, through sudo otherwise.
+set -euo pipefail
+
+packages=(
+  cmake g++ make pkg-config
+  libfcgi-dev libpoco-dev libssl-dev libcrypt-dev catch2
+  spawn-fcgi apache2-utils curl ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# Any Debian nginx flavour with the WebDAV module will do; nginx-light is the smallest.
+if ! nginx -V 2>&1 | grep -q -- '--with-http_dav_module'; then
+  missing+=(nginx-light)
+fi
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

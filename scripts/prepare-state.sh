@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Lays out a self-contained state directory for nginx + artifact-token and
+# renders their configuration into it. Used by `make run` and by the
+# integration tests, so both run exactly the shipped nginx site.
+#
+#   scripts/prepare-state.sh STATE_DIR
+#
+# Environment (all optional):
+#   ARTIFACT_BIN          artifact-token binary (default: build/artifact-token)
+#   ARTIFACT_LISTEN       nginx listen address (default 127.0.0.1:8080)
+#   ARTIFACT_RUN_USER     user of the app and nginx workers when run as root (default www-data)
+#   ARTIFACT_SCOPE_DEPTH  scope depth (default 4)
+#   ARTIFACT_MAX_UPLOAD   nginx client_max_body_size for uploads (default 10g)
+#   ARTIFACT_TOKEN_RATE   limit_req rate on /token (default 20r/s)
+#   ARTIFACT_TOKEN_BURST  limit_req burst on /token (default 40)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+state=${1:?usage: prepare-state.sh STATE_DIR}
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+
+bin=${ARTIFACT_BIN:-$here/build/artifact-token}
+listen=${ARTIFACT_LISTEN:-127.0.0.1:8080}
+depth=${ARTIFACT_SCOPE_DEPTH:-4}
+max_upload=${ARTIFACT_MAX_UPLOAD:-10g}
+rate=${ARTIFACT_TOKEN_RATE:-20r/s}
+burst=${ARTIFACT_TOKEN_BURST:-40}
+
+fail() { echo "prepare-state: $*" >&2; exit 1; }
+[[ -x $bin ]] || fail "no artifact-token binary at $bin (build first)"
+[[ $listen =~ ^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):[0-9]+$ ]] || fail "ARTIFACT_LISTEN must be host:port, got '$listen'"
+[[ $max_upload =~ ^[0-9]+[kmgKMG]?$ ]] || fail "ARTIFACT_MAX_UPLOAD must be a size like 10g, got '$max_upload'"
+[[ $rate =~ ^[0-9]+r/[sm]$ ]] || fail "ARTIFACT_TOKEN_RATE must be like 20r/s, got '$rate'"
+[[ $burst =~ ^[0-9]+$ ]] || fail "ARTIFACT_TOKEN_BURST must be a number, got '$burst'"
+
+# As root, the app and nginx's workers run as one unprivileged user that owns
+# the two volumes; otherwise everything runs as the caller.
+user_line="# not started as root: workers run as the caller"
+run_user=$(id -un)
+run_group=$(id -gn)
+if [[ $(id -u) -eq 0 ]]; then
+  run_user=${ARTIFACT_RUN_USER:-www-data}
+  id "$run_user" >/dev/null 2>&1 || fail "user $run_user does not exist (set ARTIFACT_RUN_USER)"
+  run_group=$(id -gn "$run_user")
+  user_line="user $run_user $run_group;"
+fi
+
+mkdir -p "$state"/{tokens,artifacts/.incoming,logs,run,nginx/{fastcgi,proxy,scgi,uwsgi}}
+chmod 0755 "$state" "$state/artifacts" "$state/nginx" "$state/run"
+chmod 0750 "$state/tokens"
+chmod 0700 "$state/artifacts/.incoming"
+if [[ $(id -u) -eq 0 ]]; then
+  chown "$run_user:$run_group" "$state/tokens" "$state/artifacts" "$state/artifacts/.incoming" "$state/run" \
+    "$state"/nginx/{fastcgi,proxy,scgi,uwsgi}
+fi
+
+cat >"$state/artifact-token.conf" <<CONF
+# artifact-token configuration written by scripts/prepare-state.sh
+tokens_dir = $state/tokens
+artifacts_dir = $state/artifacts
+masters_file = $state/masters
+scope_depth = $depth
+CONF
+
+"$bin" nginx-map --config "$state/artifact-token.conf" >"$state/nginx/scope-map.conf"
+
+render() {
+  sed -e "s|@MAP_FILE@|$state/nginx/scope-map.conf|g" \
+      -e "s|@LISTEN@|$listen|g" \
+      -e "s|@ARTIFACTS_DIR@|$state/artifacts|g" \
+      -e "s|@SOCKET@|$state/run/token.sock|g" \
+      -e "s|@MAX_UPLOAD@|$max_upload|g" \
+      -e "s|@TOKEN_RATE@|$rate|g" \
+      -e "s|@TOKEN_BURST@|$burst|g" \
+      -e "s|@STATE_DIR@|$state|g" \
+      -e "s|@USER_LINE@|$user_line|g" "$1"
+}
+render "$here/nginx/artifact-repository.conf.in" >"$state/nginx/artifact-repository.conf"
+render "$here/nginx/standalone.conf.in" >"$state/nginx/nginx.conf"
+
+nginx -t -q -p "$state" -c "$state/nginx/nginx.conf" -e "$state/logs/error.log" ||
+  fail "nginx rejected the rendered configuration in $state/nginx"
+echo "$run_user $run_group"

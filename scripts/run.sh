@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# `make run`: nginx and artifact-token (under spawn-fcgi) in the foreground,
+# with every file in one state directory. Ctrl-C or SIGTERM stops both.
+#
+# Environment (all optional):
+#   ARTIFACT_LISTEN           host:port nginx listens on (default 127.0.0.1:8080)
+#   ARTIFACT_STATE_DIR        state directory (default ./run)
+#   ARTIFACT_MASTER_USER      master name (default master)
+#   ARTIFACT_MASTER_PASSWORD  master password (default: a new random one each start)
+#   ARTIFACT_BIN              artifact-token binary (default build/artifact-token)
+#   and those of scripts/prepare-state.sh.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export ARTIFACT_BIN=${ARTIFACT_BIN:-$here/build/artifact-token}
+export ARTIFACT_LISTEN=${ARTIFACT_LISTEN:-127.0.0.1:8080}
+state=${ARTIFACT_STATE_DIR:-$here/run}
+master_user=${ARTIFACT_MASTER_USER:-master}
+
+fail() { echo "run: $*" >&2; exit 1; }
+for tool in spawn-fcgi nginx htpasswd curl; do
+  command -v "$tool" >/dev/null || fail "$tool is missing: run 'make deps' (or make run, which installs it)"
+done
+[[ $master_user =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$ ]] || fail "ARTIFACT_MASTER_USER must match [A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
+
+owner=$("$here/scripts/prepare-state.sh" "$state")
+read -r run_user run_group <<<"$owner"
+state=$(cd "$state" && pwd)
+
+# The master credential: given, or new for this start. htpasswd reads it from
+# stdin so it never shows in the process list.
+if [[ -n ${ARTIFACT_MASTER_PASSWORD:-} ]]; then
+  master_password=$ARTIFACT_MASTER_PASSWORD
+else
+  master_password=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
+fi
+masters=$state/masters
+( umask 027 && touch "$masters" )
+printf '%s\n' "$master_password" | htpasswd -iB "$masters" "$master_user" 2>/dev/null ||
+  fail "htpasswd could not write $masters"
+chmod 0640 "$masters"
+[[ $(id -u) -eq 0 ]] && chown "root:$run_group" "$masters"
+
+spawn_args=(-n -s "$state/run/token.sock" -M 0660)
+if [[ $(id -u) -eq 0 ]]; then
+  spawn_args+=(-u "$run_user" -g "$run_group" -U "$run_user" -G "$run_group")
+fi
+rm -f "$state/run/token.sock"
+spawn-fcgi "${spawn_args[@]}" -- "$ARTIFACT_BIN" serve --config "$state/artifact-token.conf" &
+app_pid=$!
+nginx -p "$state" -c "$state/nginx/nginx.conf" -e "$state/logs/error.log" -g 'daemon off;' &
+nginx_pid=$!
+echo "$app_pid" >"$state/run/app.pid"
+echo "$nginx_pid" >"$state/run/nginx-master.pid"
+
+stopped=0
+stop() {
+  [[ $stopped -eq 1 ]] && return
+  stopped=1
+  kill -TERM "$app_pid" "$nginx_pid" 2>/dev/null || true
+  wait "$app_pid" 2>/dev/null || true
+  wait "$nginx_pid" 2>/dev/null || true
+  rm -f "$state/run/app.pid" "$state/run/nginx-master.pid"
+}
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
+
+url="http://$ARTIFACT_LISTEN"
+ready=0
+for _ in $(seq 1 100); do
+  kill -0 "$app_pid" 2>/dev/null || break
+  kill -0 "$nginx_pid" 2>/dev/null || break
+  if curl -fsS -o /dev/null --max-time 1 "$url/token/healthz" 2>/dev/null; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [[ $ready -ne 1 ]]; then
+  tail -n 5 "$state/logs/error.log" >&2 2>/dev/null || true
+  fail "nginx or artifact-token did not come up on $url (is the port taken?)"
+fi
+
+build=$(date +%s)
+cat <<BANNER
+artifact-repository is running on $url  (state in $state, nginx log in $state/logs)
+master credential:  $master_user:$master_password
+
+Try it (copy and paste):
+  # the master issues a token for build $build, valid one hour
+  curl -fsS -u '$master_user:$master_password' -d scope=demo/hello/linux-amd64/$build -d ttl=3600 '$url/token?format=netrc' >build.netrc
+  # the worker uploads with it
+  curl -fsS --netrc-file build.netrc -T README.md $url/demo/hello/linux-amd64/$build/README.md
+  # anyone downloads and browses
+  curl -fsS $url/demo/hello/linux-amd64/$build/README.md
+  # the master revokes it at the end of the build: later uploads get 401/403
+  curl -fsS -u '$master_user:$master_password' -X DELETE $url/token/\$(awk '{print \$4}' build.netrc)
+
+Ctrl-C stops both servers.
+BANNER
+
+# Whichever server ends first ends the run.
+set +e
+wait -n "$app_pid" "$nginx_pid"
+status=$?
+set -e
+echo "run: a server exited (status $status); stopping" >&2
+exit 1

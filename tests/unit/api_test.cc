@@ -1,0 +1,191 @@
+#include <Poco/Base64Encoder.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <catch2/catch.hpp>
+#include <crypt.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "api.h"
+#include "unit/test_support.h"
+
+using artifact::Api;
+using artifact::Request;
+using artifact::Response;
+using namespace artifact::testing;
+
+namespace {
+
+std::string Basic(const std::string& user, const std::string& password) {
+  std::ostringstream out;
+  Poco::Base64Encoder enc(out);
+  enc.rdbuf()->setLineLength(0);
+  enc << user << ":" << password;
+  enc.close();
+  return "Basic " + out.str();
+}
+
+std::string Bcrypt(const std::string& password) {
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  REQUIRE(crypt_gensalt_rn("$2y$", 4, nullptr, 0, salt, sizeof salt) != nullptr);
+  struct crypt_data data {};
+  return crypt_r(password.c_str(), salt, &data);
+}
+
+Poco::JSON::Object::Ptr Json(const Response& r) {
+  Poco::JSON::Parser p;
+  return p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+}
+
+struct ApiFixture {
+  TempDir dir;
+  FakeClock clock;
+  CountingRandom random;
+  artifact::Config config;
+  std::unique_ptr<artifact::TokenStore> store;
+  std::unique_ptr<artifact::MastersFile> masters;
+  std::ostringstream log;
+  std::unique_ptr<Api> api;
+
+  ApiFixture() {
+    config.tokens_dir = dir.Sub("tokens");
+    config.artifacts_dir = dir.Sub("artifacts");
+    config.masters_file = dir.path() + "/masters";
+    std::ofstream(config.masters_file) << "ci:" << Bcrypt("pw") << "\n"
+                                       << "other:" << Bcrypt("pw2") << "\n"
+                                       << "narrow:" << Bcrypt("pw3") << ":allow=dpkg/mine/\n";
+    store = std::make_unique<artifact::TokenStore>(config.tokens_dir, config.artifacts_dir, clock, random);
+    masters = std::make_unique<artifact::MastersFile>(config.masters_file);
+    api = std::make_unique<Api>(config, *store, *masters, clock, log);
+  }
+
+  Response Call(const std::string& method, const std::string& path, const std::string& body = "",
+                const std::string& auth = Basic("ci", "pw"), const std::string& type = "application/json") {
+    Request r;
+    r.method = method;
+    r.path = path;
+    auto q = path.find('?');
+    if (q != std::string::npos) {
+      r.path = path.substr(0, q);
+      r.query = path.substr(q + 1);
+    }
+    r.body = body;
+    r.authorization = auth;
+    r.content_type = type;
+    r.host = "repo.test:8080";
+    return api->Handle(r);
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(ApiFixture, "POST /token issues and answers with the contract's fields", "[api]") {
+  auto r = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1", "ttl": 60})");
+  REQUIRE(r.status == 201);
+  CHECK(r.Header("Content-Type") == "application/json");
+  auto j = Json(r);
+  CHECK(j->getValue<std::string>("password").size() == 43);
+  CHECK(j->getArray("urls")->getElement<std::string>(0) == "http://repo.test:8080/dpkg/p/linux/1/");
+  CHECK(j->getValue<int>("expires_in") == 60);
+  CHECK(j->getValue<std::string>("expires_at") == artifact::Rfc3339(clock.Now() + 60));
+  // The log has the event, never the password.
+  CHECK(log.str().find("issue master=ci") != std::string::npos);
+  CHECK(log.str().find(j->getValue<std::string>("password")) == std::string::npos);
+}
+
+TEST_CASE_METHOD(ApiFixture, "ttl defaults to default_ttl and is capped by max_ttl", "[api]") {
+  auto d = Json(Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})"));
+  CHECK(d->getValue<int64_t>("expires_in") == config.default_ttl);
+  auto c = Json(Call("POST", "/token", R"({"scope": "dpkg/p/linux/2", "ttl": 999999999})"));
+  CHECK(c->getValue<int64_t>("expires_in") == config.max_ttl);
+}
+
+TEST_CASE_METHOD(ApiFixture, "?format=netrc answers a .netrc line", "[api]") {
+  auto r = Call("POST", "/token?format=netrc", "scope=dpkg/p/linux/1", Basic("ci", "pw"),
+                "application/x-www-form-urlencoded");
+  REQUIRE(r.status == 201);
+  CHECK(r.Header("Content-Type") == "text/plain");
+  CHECK(r.body.rfind("machine repo.test login t", 0) == 0);
+  CHECK(r.body.find(" password ") != std::string::npos);
+}
+
+TEST_CASE_METHOD(ApiFixture, "master credentials are required and checked", "[api]") {
+  for (const std::string& auth : {std::string(), Basic("ci", "wrong"), Basic("nobody", "pw"),
+                                  std::string("Basic !!!!"), std::string("Bearer x"), Basic("ci", "")}) {
+    INFO(auth);
+    auto r = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})", auth);
+    CHECK(r.status == 401);
+    CHECK(r.Header("WWW-Authenticate") == "Basic realm=\"artifact-token\"");
+    CHECK(Json(r)->getValue<std::string>("error") == "unauthorized");
+  }
+  CHECK(Call("GET", "/token", "", "").status == 401);
+  CHECK(Call("DELETE", "/token/x", "", "").status == 401);
+}
+
+TEST_CASE_METHOD(ApiFixture, "allow= limits a master to its prefixes", "[api]") {
+  CHECK(Call("POST", "/token", R"({"scope": "dpkg/other/linux/1"})", Basic("narrow", "pw3")).status == 403);
+  CHECK(Call("POST", "/token", R"({"scopes": ["dpkg/mine/linux/1", "dpkg/minex/linux/1"]})", Basic("narrow", "pw3"))
+            .status == 403);
+  CHECK(Call("POST", "/token", R"({"scope": "dpkg/mine/linux/1"})", Basic("narrow", "pw3")).status == 201);
+  CHECK(Call("POST", "/token", R"({"scope": "dpkg/mine/linux/2", "reopen": true})", Basic("narrow", "pw3"))
+            .status == 403);
+}
+
+TEST_CASE_METHOD(ApiFixture, "a master sees and revokes only its own tokens", "[api]") {
+  auto mine = Json(Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})"));
+  auto theirs = Json(Call("POST", "/token", R"({"scope": "dpkg/p/linux/2"})", Basic("other", "pw2")));
+  const auto my_user = mine->getValue<std::string>("username");
+  const auto their_user = theirs->getValue<std::string>("username");
+
+  auto list = Json(Call("GET", "/token"));
+  REQUIRE(list->getArray("tokens")->size() == 1);
+  CHECK(list->getArray("tokens")->getObject(0)->getValue<std::string>("username") == my_user);
+  CHECK(list->getArray("tokens")->getObject(0)->has("password") == false);
+
+  CHECK(Call("GET", "/token/" + my_user).status == 200);
+  CHECK(Call("GET", "/token/" + their_user).status == 404);
+  CHECK(Call("DELETE", "/token/" + their_user).status == 404);
+  CHECK(store->Get(their_user));
+  CHECK(Call("DELETE", "/token/" + my_user).status == 204);
+  CHECK(Call("DELETE", "/token/" + my_user).status == 404);
+  CHECK(log.str().find("revoke master=ci username=" + my_user) != std::string::npos);
+}
+
+TEST_CASE_METHOD(ApiFixture, "invalid input is refused with the contract's statuses", "[api]") {
+  CHECK(Call("POST", "/token", R"({"scope": "dpkg/../linux/1"})").status == 400);
+  CHECK(Call("POST", "/token", R"({"scope": "dpkg/p/linux/1", "username": "healthz"})").status == 400);
+  CHECK(Call("POST", "/token", R"({"scope": "dpkg/p/linux/1", "username": "a:b"})").status == 400);
+  CHECK(Call("POST", "/token", "scope=dpkg/p/linux/1", Basic("ci", "pw"), "text/plain").status == 415);
+  Request big;
+  big.method = "POST";
+  big.path = "/token";
+  big.authorization = Basic("ci", "pw");
+  big.content_type = "application/json";
+  big.body_too_large = true;
+  CHECK(api->Handle(big).status == 413);
+  auto bad = Call("POST", "/token", "{");
+  CHECK(bad.status == 400);
+  CHECK(Json(bad)->getValue<std::string>("error") == "bad_request");
+  CHECK(store->List()->empty());
+}
+
+TEST_CASE_METHOD(ApiFixture, "routes and methods", "[api]") {
+  auto r = Call("PUT", "/token");
+  CHECK(r.status == 405);
+  CHECK(r.Header("Allow") == "GET, POST");
+  CHECK(Call("POST", "/token/someone").Header("Allow") == "GET, DELETE");
+  CHECK(Call("POST", "/token/healthz").status == 405);
+  CHECK(Call("GET", "/token/a/b").status == 404);
+  CHECK(Call("GET", "/elsewhere").status == 404);
+  auto h = Call("GET", "/token/healthz", "", "");
+  CHECK(h.status == 200);
+  CHECK(Json(h)->getValue<std::string>("status") == "ok");
+}
+
+TEST_CASE_METHOD(ApiFixture, "an unreadable masters file is 503 for everyone, not 401", "[api]") {
+  std::remove(config.masters_file.c_str());
+  auto r = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})");
+  CHECK(r.status == 503);
+  CHECK(Json(r)->getValue<std::string>("message").find(config.masters_file) == std::string::npos);
+}

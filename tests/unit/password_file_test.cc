@@ -1,0 +1,94 @@
+#include <catch2/catch.hpp>
+
+#include "password_file.h"
+#include "unit/test_support.h"
+
+using artifact::PasswordLine;
+using artifact::testing::CountingRandom;
+using artifact::testing::FailingRandom;
+
+TEST_CASE("{SSHA} matches an independent implementation (RFC 2307 form nginx reads)", "[password]") {
+  CountingRandom random;  // salt bytes 01..08
+  auto hash = artifact::SshaHash("secret", random);
+  REQUIRE(hash);
+  // Python: base64(sha1(b"secret" + bytes(range(1, 9))).digest() + bytes(range(1, 9)))
+  CHECK(hash.value() == "{SSHA}lHFzXul4wnzRItssVcTnvXWRjNgBAgMEBQYHCA==");
+  CHECK(artifact::SshaVerify("secret", hash.value()));
+  CHECK_FALSE(artifact::SshaVerify("secreT", hash.value()));
+  CHECK_FALSE(artifact::SshaVerify("secret", "{SHA}lHFzXul4wnzRItssVcTnvXWRjNg="));
+  CHECK_FALSE(artifact::SshaVerify("secret", "{SSHA}not base64!"));
+}
+
+TEST_CASE("passwords are 32 random bytes in base64url, usernames 80 bits", "[password]") {
+  CountingRandom random;
+  auto p = artifact::GeneratePassword(random);
+  REQUIRE(p);
+  CHECK(p->size() == 43);
+  CHECK(p->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == std::string::npos);
+  auto u = artifact::GenerateUsername(random);
+  REQUIRE(u);
+  CHECK(u->size() == 21);
+  CHECK(artifact::IsValidUsername(u.value()));
+  CHECK(artifact::GeneratePassword(random).value() != p.value());
+
+  FailingRandom broken;
+  CHECK_FALSE(artifact::GeneratePassword(broken));
+  CHECK_FALSE(artifact::SshaHash("x", broken));
+}
+
+TEST_CASE("a password line round-trips with its metadata", "[password]") {
+  PasswordLine line;
+  line.info = {"t0123", "ci", 1000, 4600, {"dpkg/p/b/1", "appimage/p/b/1"}};
+  line.hash = "{SSHA}lHFzXul4wnzRItssVcTnvXWRjNgBAgMEBQYHCA==";
+  auto text = line.Format();
+  REQUIRE(text);
+  CHECK(text.value() ==
+        "t0123:{SSHA}lHFzXul4wnzRItssVcTnvXWRjNgBAgMEBQYHCA==:issued_by=ci;issued=1000;expires=4600;"
+        "scopes=dpkg/p/b/1,appimage/p/b/1\n");
+  auto back = PasswordLine::Parse(text.value());
+  REQUIRE(back);
+  CHECK(back->info.username == "t0123");
+  CHECK(back->info.issued_by == "ci");
+  CHECK(back->info.issued == 1000);
+  CHECK(back->info.expires == 4600);
+  CHECK(back->info.scopes == std::vector<std::string>{"dpkg/p/b/1", "appimage/p/b/1"});
+  CHECK(back->hash == line.hash);
+}
+
+TEST_CASE("a password line never carries a second line or field", "[password]") {
+  PasswordLine base;
+  base.info = {"t0123", "ci", 1000, 4600, {"dpkg/p/b/1"}};
+  base.hash = "{SSHA}x";
+  for (const char* evil : {"a\nb", "a\rb", "a:b", "a;b", "a=b", "a,b", "a b", ""}) {
+    INFO("field value: " << evil);
+    PasswordLine l = base;
+    l.info.username = evil;
+    CHECK_FALSE(l.Format());
+    l = base;
+    l.info.issued_by = evil;
+    CHECK_FALSE(l.Format());
+    l = base;
+    l.info.scopes = {std::string("dpkg/p/b/") + evil};
+    CHECK_FALSE(l.Format());
+  }
+  PasswordLine l = base;
+  l.hash = "{SSHA}x\nevil:{SSHA}y";
+  CHECK_FALSE(l.Format());
+}
+
+TEST_CASE("PasswordLine::Parse is strict", "[password]") {
+  const char* bad[] = {
+      "",
+      "t1:{SSHA}x",
+      "t1:{SSHA}x:issued_by=ci;issued=1;expires=2",
+      "t1:{SSHA}x:issued_by=ci;issued=1;expires=x;scopes=a/b/c/d",
+      "t1:{SSHA}x:issued_by=ci;issued=1;expires=2;expires=3;scopes=a/b/c/d",
+      "t1:{SSHA}x:issued_by=ci;issued=1;expires=2;scopes=a/../c/d",
+      "t 1:{SSHA}x:issued_by=ci;issued=1;expires=2;scopes=a/b/c/d",
+      "t1:{SSHA}x:issued_by=ci;issued=1;expires=2;scopes=a/b/c/d:extra",
+  };
+  for (const char* text : bad) {
+    INFO(text);
+    CHECK_FALSE(PasswordLine::Parse(text));
+  }
+}

@@ -1,0 +1,60 @@
+#include <catch2/catch.hpp>
+
+#include "scope.h"
+
+using artifact::Scope;
+
+TEST_CASE("Scope::Parse accepts exactly depth valid segments", "[scope]") {
+  auto s = Scope::Parse("dpkg/myproj/linux-amd64/42", 4);
+  REQUIRE(s);
+  CHECK(s->str() == "dpkg/myproj/linux-amd64/42");
+  CHECK(s->segments().size() == 4);
+  CHECK(Scope::Parse("a", 1));
+  CHECK(Scope::Parse("a/b/c/d/e/f/g/h", 8));
+  CHECK(Scope::Parse("_x/v1.2_3-4/A/0", 4));
+}
+
+TEST_CASE("Scope::Parse refuses every invalid form", "[scope]") {
+  const char* bad[] = {
+      "",        "dpkg/myproj/linux",  "dpkg/myproj/linux/42/extra", "dpkg/myproj/linux/..",
+      "dpkg/../linux/42", "dpkg/myproj/./42",   "/dpkg/myproj/linux/42",      "dpkg/myproj/linux/42/",
+      "dpkg//linux/42",   "dpkg/myproj/linux/%2e%2e", "dpkg/my proj/linux/42", "dpkg/my:proj/linux/42",
+      "dpkg/myproj/linux/4\n2", "dpkg/.hidden/linux/42", "dpkg/-dash/linux/42", "dpkg/caf\xc3\xa9/linux/42",
+      "token/myproj/linux/42",
+  };
+  for (const char* text : bad) {
+    INFO("scope: " << text);
+    auto s = Scope::Parse(text, 4);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().code == artifact::ErrorCode::kBadRequest);
+  }
+  std::string with_nul("dpkg/my\0proj/linux/42", 21);
+  CHECK_FALSE(Scope::Parse(with_nul, 4));
+  CHECK_FALSE(Scope::Parse("dpkg/" + std::string(129, 'a') + "/linux/42", 4));
+  CHECK(Scope::Parse("dpkg/" + std::string(128, 'a') + "/linux/42", 4));
+}
+
+TEST_CASE("Scope::IsUnder compares whole segments", "[scope]") {
+  auto s = Scope::Parse("dpkg/myproj/linux/42", 4).value();
+  CHECK(s.IsUnder("dpkg/"));
+  CHECK(s.IsUnder("dpkg/myproj"));
+  CHECK(s.IsUnder("dpkg/myproj/"));
+  CHECK(s.IsUnder("dpkg/myproj/linux/42"));
+  CHECK_FALSE(s.IsUnder("dpkg/my"));
+  CHECK_FALSE(s.IsUnder("dpkg/myproj/linux/4"));
+  CHECK_FALSE(s.IsUnder("appimage/"));
+  CHECK_FALSE(s.IsUnder(""));
+}
+
+TEST_CASE("the nginx map has one segment pattern per scope level", "[scope]") {
+  for (int depth = 1; depth <= 8; ++depth) {
+    std::string snippet = artifact::NginxMapSnippet(depth, "/srv/tokens");
+    size_t count = 0;
+    for (auto pos = snippet.find(artifact::kSegmentRegex); pos != std::string::npos;
+         pos = snippet.find(artifact::kSegmentRegex, pos + 1)) {
+      ++count;
+    }
+    CHECK(count == static_cast<size_t>(depth));
+    CHECK(snippet.find("\"/srv/tokens/$artifact_scope.htpasswd\"") != std::string::npos);
+  }
+}

@@ -1,0 +1,146 @@
+#include <catch2/catch.hpp>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "posix_file.h"
+#include "token_store.h"
+#include "unit/test_support.h"
+
+using artifact::ErrorCode;
+using artifact::IssueRequest;
+using artifact::PasswordLine;
+using artifact::Scope;
+using artifact::TokenStore;
+using namespace artifact::testing;
+
+namespace {
+
+struct StoreFixture {
+  TempDir dir;
+  std::string tokens = dir.Sub("tokens");
+  std::string artifacts = dir.Sub("artifacts");
+  FakeClock clock;
+  CountingRandom random;
+  TokenStore store{tokens, artifacts, clock, random};
+
+  IssueRequest Request(std::initializer_list<const char*> scopes, int64_t ttl = 600) {
+    IssueRequest r;
+    for (const char* s : scopes) r.scopes.push_back(Scope::Parse(s, 4).value());
+    r.ttl = ttl;
+    r.master = "ci";
+    return r;
+  }
+
+  // Every file below tokens/, relative, sorted.
+  std::vector<std::string> TokenFiles() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(tokens)) {
+      if (e.is_regular_file()) out.push_back(std::filesystem::relative(e.path(), tokens).string());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(StoreFixture, "issue publishes one 0640 file per scope that verifies the password", "[store]") {
+  auto t = store.Issue(Request({"dpkg/p/linux/1", "appimage/p/linux/1"}));
+  REQUIRE(t);
+  const std::string& user = t->info.username;
+  CHECK(TokenFiles() == std::vector<std::string>{".by-user/" + user, "appimage/p/linux/1.htpasswd",
+                                                 "dpkg/p/linux/1.htpasswd"});
+  for (const char* scope : {"dpkg/p/linux/1", "appimage/p/linux/1"}) {
+    const std::string path = store.ScopeFilePath(scope);
+    CHECK(ModeOf(path) == 0640);
+    auto line = PasswordLine::Parse(artifact::ReadSmallFile(path).value());
+    REQUIRE(line);
+    CHECK(line->info.username == user);
+    CHECK(line->info.expires == clock.Now() + 600);
+    CHECK(line->info.issued_by == "ci");
+    CHECK(artifact::SshaVerify(t->password, line->hash));
+    CHECK(std::filesystem::is_directory(artifacts + "/" + scope));
+  }
+  CHECK((ModeOf(artifacts + "/dpkg/p/linux/1") & 0020) != 0);  // group (nginx) may write
+  CHECK(store.Get(user));
+  CHECK(store.List()->size() == 1);
+}
+
+TEST_CASE_METHOD(StoreFixture, "a second token for a live scope is 409 and changes nothing", "[store]") {
+  auto first = store.Issue(Request({"dpkg/p/linux/1"}));
+  REQUIRE(first);
+  auto before = TokenFiles();
+  auto second = store.Issue(Request({"dpkg/p/linux/2", "dpkg/p/linux/1"}));
+  REQUIRE_FALSE(second);
+  CHECK(second.error().code == ErrorCode::kConflict);
+  CHECK(TokenFiles() == before);  // the half-made token for linux/2 was rolled back
+  CHECK_FALSE(std::filesystem::exists(artifacts + "/dpkg/p/linux/2"));
+}
+
+TEST_CASE_METHOD(StoreFixture, "a published scope is 409 unless reopened", "[store]") {
+  std::filesystem::create_directories(artifacts + "/dpkg/p/linux/1");
+  std::ofstream(artifacts + "/dpkg/p/linux/1/pkg.deb") << "x";
+  auto r = store.Issue(Request({"dpkg/p/linux/1"}));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::kConflict);
+  CHECK(TokenFiles().empty());
+  auto req = Request({"dpkg/p/linux/1"});
+  req.reopen = true;
+  CHECK(store.Issue(req));
+}
+
+TEST_CASE_METHOD(StoreFixture, "revoke removes every file of the token and nothing else", "[store]") {
+  auto a = store.Issue(Request({"dpkg/p/linux/1", "appimage/p/linux/1"}));
+  auto b = store.Issue(Request({"dpkg/p/linux/2"}));
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(store.Revoke(a->info.username));
+  CHECK(TokenFiles() == std::vector<std::string>{".by-user/" + b->info.username, "dpkg/p/linux/2.htpasswd"});
+  CHECK(store.Revoke(a->info.username).error().code == ErrorCode::kNotFound);
+  CHECK(store.Get(a->info.username).error().code == ErrorCode::kNotFound);
+  // The scope is free again (its directory is still empty).
+  CHECK(store.Issue(Request({"dpkg/p/linux/1"})));
+}
+
+TEST_CASE_METHOD(StoreFixture, "chosen usernames are validated and unique", "[store]") {
+  auto req = Request({"dpkg/p/linux/1"});
+  req.username = "build-42";
+  auto t = store.Issue(req);
+  REQUIRE(t);
+  CHECK(t->info.username == "build-42");
+  auto again = Request({"dpkg/p/linux/2"});
+  again.username = "build-42";
+  CHECK(store.Issue(again).error().code == ErrorCode::kConflict);
+  again.username = "../x";
+  CHECK(store.Issue(again).error().code == ErrorCode::kBadRequest);
+  CHECK(TokenFiles().size() == 2);
+}
+
+TEST_CASE_METHOD(StoreFixture, "an expired token is not live and does not block its scope", "[store]") {
+  auto t = store.Issue(Request({"dpkg/p/linux/1"}, 10));
+  REQUIRE(t);
+  clock.Advance(10);
+  CHECK(store.Get(t->info.username).error().code == ErrorCode::kNotFound);
+  CHECK(store.List()->empty());
+  auto next = store.Issue(Request({"dpkg/p/linux/1"}));
+  REQUIRE(next);
+  CHECK(TokenFiles() == std::vector<std::string>{".by-user/" + next->info.username, "dpkg/p/linux/1.htpasswd"});
+}
+
+TEST_CASE_METHOD(StoreFixture, "no randomness means no token", "[store]") {
+  FailingRandom broken;
+  TokenStore s(tokens, artifacts, clock, broken);
+  auto r = s.Issue(Request({"dpkg/p/linux/1"}));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::kUnavailable);
+  CHECK(TokenFiles().empty());
+}
+
+TEST_CASE_METHOD(StoreFixture, "the health check writes into the store", "[store]") {
+  CHECK(store.CheckWritable());
+  TokenStore missing(tokens + "/nope", artifacts, clock, random);
+  CHECK_FALSE(missing.CheckWritable());
+  CHECK(TokenFiles().empty());
+}
