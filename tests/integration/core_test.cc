@@ -1,0 +1,284 @@
+// The core contract end to end: real nginx, the real app under spawn-fcgi,
+// HTTP over loopback.
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <catch2/catch.hpp>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "integration/server_fixture.h"
+#include "scope.h"
+
+using artifact::testing::HttpResponse;
+using artifact::testing::RandomBytes;
+using artifact::testing::ServerOptions;
+using artifact::testing::Servers;
+
+namespace {
+
+struct Token {
+  std::string username;
+  std::string password;
+  Poco::JSON::Object::Ptr json;
+};
+
+Poco::JSON::Object::Ptr Json(const std::string& body) {
+  Poco::JSON::Parser p;
+  return p.parse(body).extract<Poco::JSON::Object::Ptr>();
+}
+
+HttpResponse IssueRaw(const Servers& s, const std::string& json_body, const std::string& auth) {
+  return s.Request("POST", "/token", json_body, {{"Authorization", auth}, {"Content-Type", "application/json"}});
+}
+
+Token Issue(const Servers& s, const std::string& json_body) {
+  auto r = IssueRaw(s, json_body, s.MasterAuth());
+  INFO(r.body);
+  REQUIRE(r.status == 201);
+  Token t;
+  t.json = Json(r.body);
+  t.username = t.json->getValue<std::string>("username");
+  t.password = t.json->getValue<std::string>("password");
+  return t;
+}
+
+int Revoke(const Servers& s, const std::string& username) {
+  return s.Request("DELETE", "/token/" + username, "", {{"Authorization", s.MasterAuth()}}).status;
+}
+
+}  // namespace
+
+TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused", "[integration]") {
+  Servers s;
+  Token t = Issue(s, R"({"scope": "dpkg/myproj/linux-amd64/42", "ttl": 600})");
+  CHECK(std::filesystem::is_directory(s.artifacts_dir() + "/dpkg/myproj/linux-amd64/42"));
+
+  const std::string base = "/dpkg/myproj/linux-amd64/42";
+  const std::string deb = RandomBytes(3 * 1024 * 1024 + 17);
+  const std::string log = "build log\n";
+  CHECK(s.Put(base + "/pkg_1.0+dfsg-1_amd64.deb", deb, t.username, t.password).status == 201);
+  CHECK(s.Put(base + "/logs/nested/deeper/build.log", log, t.username, t.password).status == 201);
+  CHECK(s.Request("MKCOL", base + "/empty/", "", {{"Authorization", Servers::Basic(t.username, t.password)}}).status ==
+        201);
+  // Overwrite and delete its own files.
+  CHECK(s.Put(base + "/tmp.txt", "a", t.username, t.password).status == 201);
+  CHECK(s.Put(base + "/tmp.txt", "b", t.username, t.password).status == 204);
+  CHECK(s.Request("DELETE", base + "/tmp.txt", "", {{"Authorization", Servers::Basic(t.username, t.password)}})
+            .status == 204);
+
+  // Anyone downloads, byte-identical, and browses.
+  auto got = s.Get(base + "/pkg_1.0+dfsg-1_amd64.deb");
+  CHECK(got.status == 200);
+  CHECK(got.body == deb);
+  CHECK(s.Get(base + "/logs/nested/deeper/build.log").body == log);
+  auto listing = s.Get(base + "/");
+  CHECK(listing.status == 200);
+  CHECK(listing.body.find("pkg_1.0+dfsg-1_amd64.deb") != std::string::npos);
+  CHECK(listing.body.find("tmp.txt") == std::string::npos);
+
+  CHECK(Revoke(s, t.username) == 204);
+  CHECK_FALSE(std::filesystem::exists(s.tokens_dir() + "/dpkg/myproj/linux-amd64/42.htpasswd"));
+  auto after = s.Put(base + "/late.txt", "late", t.username, t.password);
+  CHECK(after.status == 403);
+  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/late.txt"));
+  CHECK(s.Get(base + "/pkg_1.0+dfsg-1_amd64.deb").body == deb);  // published stays readable
+  CHECK(Revoke(s, t.username) == 404);
+
+  // The app logged issue and revoke without the password.
+  CHECK(s.AppLog().find("revoke master=ci username=" + t.username) != std::string::npos);
+  CHECK(s.AppLog().find(t.password) == std::string::npos);
+}
+
+TEST_CASE("a token writes only inside its own scope", "[integration]") {
+  Servers s;
+  Token t = Issue(s, R"({"scope": "dpkg/p/linux/4"})");
+  Token other = Issue(s, R"({"scope": "dpkg/p/linux/5"})");
+  auto before = s.Snapshot();
+  struct Attempt {
+    std::string method, target;
+  };
+  for (const auto& [method, target] : std::vector<Attempt>{
+           {"PUT", "/dpkg/p/linux/5/f"},       // a sibling build with a live token
+           {"PUT", "/dpkg/p/linux/6/f"},       // a sibling build without one
+           {"PUT", "/dpkg/p/linux/42/f"},      // prefix twin
+           {"PUT", "/dpkg/p/linux/f"},         // the parent
+           {"PUT", "/dpkg/p/linux/4"},         // the scope root itself
+           {"DELETE", "/dpkg/p/linux/4/"},     // ... deleted
+           {"DELETE", "/dpkg/p/linux/"},       // the parent, deleted
+           {"MKCOL", "/dpkg/p/linux/7/"},      // a new build
+           {"PUT", "/f"},                      // the root
+           {"PUT", "/dpkg/p/linux/4/../5/f"},  // dot segments
+           {"PUT", "/dpkg/p/linux/4/%2e%2e/5/f"},
+           {"PUT", "/dpkg/p/linux/4/.hidden"},
+           {"PUT", "/.incoming/f"},
+           {"COPY", "/dpkg/p/linux/4/a"},
+           {"MOVE", "/dpkg/p/linux/4/a"},
+       }) {
+    INFO(method << " " << target);
+    auto r = s.Request(method, target, method == "PUT" ? "x" : "",
+                       {{"Authorization", Servers::Basic(t.username, t.password)},
+                        {"Destination", "http://127.0.0.1/dpkg/p/linux/5/a"}});
+    CHECK(r.status >= 400);
+    CHECK(r.status != 500);
+  }
+  CHECK(s.Snapshot() == before);
+  // And the neighbour's own token still works in its own scope.
+  CHECK(s.Put("/dpkg/p/linux/5/f", "mine", other.username, other.password).status == 201);
+}
+
+TEST_CASE("COPY and MOVE are 405 with Allow, hidden paths are never served", "[integration]") {
+  Servers s;
+  for (const char* m : {"COPY", "MOVE", "PROPFIND", "LOCK", "POST"}) {
+    auto r = s.Request(m, "/dpkg/p/linux/1/a");
+    CHECK(r.status == 405);
+    CHECK(r.headers["allow"] == "GET, HEAD, PUT, MKCOL, DELETE");
+  }
+  CHECK(s.Get("/.incoming/").status == 404);
+}
+
+TEST_CASE("master credentials are checked through nginx", "[integration]") {
+  Servers s;
+  const std::string body = R"({"scope": "dpkg/p/linux/1"})";
+  for (const std::string& auth : {std::string(), Servers::Basic("ci", "wrong"), Servers::Basic("nobody", "x")}) {
+    auto r = IssueRaw(s, body, auth);
+    CHECK(r.status == 401);
+    CHECK(r.headers["www-authenticate"] == "Basic realm=\"artifact-token\"");
+    CHECK(Json(r.body)->getValue<std::string>("error") == "unauthorized");
+  }
+  CHECK(s.Request("GET", "/token").status == 401);
+  CHECK_FALSE(std::filesystem::exists(s.tokens_dir() + "/dpkg"));
+}
+
+TEST_CASE("a master outside its allow= prefixes is refused", "[integration]") {
+  Servers s;
+  s.AddMaster("narrow", "narrow-pw", "allow=dpkg/mine/,appimage/mine/");
+  const auto auth = Servers::Basic("narrow", "narrow-pw");
+  auto before = s.Snapshot();
+  CHECK(IssueRaw(s, R"({"scope": "dpkg/theirs/linux/1"})", auth).status == 403);
+  CHECK(IssueRaw(s, R"({"scope": "dpkg/mine2/linux/1"})", auth).status == 403);
+  CHECK(IssueRaw(s, R"({"scopes": ["dpkg/mine/linux/1", "rpm/mine/linux/1"]})", auth).status == 403);
+  CHECK(s.Snapshot() == before);
+  auto ok = IssueRaw(s, R"({"scopes": ["dpkg/mine/linux/1", "appimage/mine/linux/1"]})", auth);
+  CHECK(ok.status == 201);
+  // It sees only its own tokens, not ci's, and cannot revoke ci's.
+  Token ci = Issue(s, R"({"scope": "dpkg/theirs/linux/1"})");
+  auto list = Json(s.Request("GET", "/token", "", {{"Authorization", auth}}).body);
+  CHECK(list->getArray("tokens")->size() == 1);
+  CHECK(s.Request("DELETE", "/token/" + ci.username, "", {{"Authorization", auth}}).status == 404);
+  CHECK(s.Request("GET", "/token/" + ci.username, "", {{"Authorization", s.MasterAuth()}}).status == 200);
+}
+
+TEST_CASE("409 on a second token for a live scope and on a published scope", "[integration]") {
+  Servers s;
+  Token t = Issue(s, R"({"scope": "dpkg/p/linux/1"})");
+  auto before = s.Snapshot();
+  auto dup = IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth());
+  CHECK(dup.status == 409);
+  CHECK(Json(dup.body)->getValue<std::string>("error") == "conflict");
+  CHECK(s.Snapshot() == before);
+
+  REQUIRE(s.Put("/dpkg/p/linux/1/pkg.deb", "deb", t.username, t.password).status == 201);
+  REQUIRE(Revoke(s, t.username) == 204);
+  before = s.Snapshot();
+  CHECK(IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth()).status == 409);
+  CHECK(s.Snapshot() == before);
+}
+
+TEST_CASE("invalid scopes are 400 and write nothing anywhere", "[integration]") {
+  Servers s;
+  auto before = s.Snapshot();
+  const std::string long_segment(129, 'a');
+  for (const std::string& scope : std::vector<std::string>{
+           "dpkg/p/linux/..", "dpkg/p/%2e%2e/1", "dpkg/p/../linux/1", "dpkg/p/linux/1\\n", "dpkg/p:x/linux/1",
+           "dpkg/p/linux/1\\u0000", "dpkg/p/linux/1/2", "dpkg/p/linux", "dpkg/p/" + long_segment + "/1",
+           "dpkg/caf\\u00e9/linux/1", "/dpkg/p/linux/1", "dpkg/p/linux/1/", "dpkg//linux/1", ""}) {
+    INFO("scope: " << scope);
+    auto r = IssueRaw(s, "{\"scope\": \"" + scope + "\"}", s.MasterAuth());
+    CHECK(r.status == 400);
+    CHECK(Json(r.body)->getValue<std::string>("error") == "bad_request");
+  }
+  CHECK(s.Snapshot() == before);
+}
+
+TEST_CASE("one token for several scopes", "[integration]") {
+  Servers s;
+  Token t = Issue(s, R"({"scopes": ["dpkg/p/linux/1", "appimage/p/linux/1"], "ttl": 60})");
+  auto urls = t.json->getArray("urls");
+  REQUIRE(urls->size() == 2);
+  CHECK(urls->getElement<std::string>(1).find("/appimage/p/linux/1/") != std::string::npos);
+  CHECK(s.Put("/dpkg/p/linux/1/a.deb", "deb", t.username, t.password).status == 201);
+  CHECK(s.Put("/appimage/p/linux/1/a.AppImage", "img", t.username, t.password).status == 201);
+  CHECK(s.Put("/rpm/p/linux/1/a.rpm", "rpm", t.username, t.password).status == 403);
+  CHECK(Revoke(s, t.username) == 204);
+  CHECK(s.Put("/dpkg/p/linux/1/b.deb", "deb", t.username, t.password).status == 403);
+  CHECK(s.Put("/appimage/p/linux/1/b.AppImage", "img", t.username, t.password).status == 403);
+}
+
+TEST_CASE("form bodies and ?format=netrc, as curl sends them", "[integration]") {
+  Servers s;
+  auto r = s.Request("POST", "/token?format=netrc", "scope=dpkg/p/linux/1&ttl=60",
+                     {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/x-www-form-urlencoded"}});
+  REQUIRE(r.status == 201);
+  CHECK(r.headers["content-type"].rfind("text/plain", 0) == 0);
+  std::istringstream in(r.body);
+  std::string machine, host, login, user, password_kw, password;
+  in >> machine >> host >> login >> user >> password_kw >> password;
+  CHECK(machine == "machine");
+  CHECK(host == "127.0.0.1");
+  CHECK(s.Put("/dpkg/p/linux/1/f", "x", user, password).status == 201);
+  auto one = s.Request("GET", "/token/" + user, "", {{"Authorization", s.MasterAuth()}});
+  CHECK(one.status == 200);
+  CHECK(one.body.find(password) == std::string::npos);
+}
+
+TEST_CASE("writes under no live scope are 403 without an error-level log line", "[integration]") {
+  Servers s;
+  for (int i = 0; i < 5; ++i) {
+    CHECK(s.Put("/dpkg/p/linux/" + std::to_string(i) + "/f", "x", "nobody", "x").status == 403);
+    CHECK(s.Put("/not/a/valid/scope/../f", "x", "nobody", "x").status == 403);
+    CHECK(s.Put("/too/shallow", "x", "nobody", "x").status == 403);
+  }
+  CHECK(s.ErrorLog().find("[error]") == std::string::npos);
+  CHECK(s.ErrorLog().find("[crit]") == std::string::npos);
+}
+
+TEST_CASE("nginx and the app agree on scope_depth (one source of truth)", "[integration]") {
+  ServerOptions opts;
+  opts.scope_depth = 2;
+  Servers s(opts);
+  CHECK(IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth()).status == 400);
+  Token t = Issue(s, R"({"scope": "dpkg/p"})");
+  CHECK(s.Put("/dpkg/p/linux/1/f", "deep", t.username, t.password).status == 201);
+  CHECK(s.Put("/dpkg/f", "shallow", t.username, t.password).status == 403);
+  CHECK(s.Put("/dpkg/q/f", "sibling", t.username, t.password).status == 403);
+}
+
+TEST_CASE("/token/healthz answers through nginx and make run stops both servers", "[integration]") {
+  Servers s;
+  auto h = s.Get("/token/healthz");
+  CHECK(h.status == 200);
+  CHECK(h.headers["content-type"] == "application/json");
+  REQUIRE(s.app_pid() > 0);
+  REQUIRE(s.nginx_pid() > 0);
+  CHECK(::kill(s.app_pid(), 0) == 0);
+  CHECK(s.Stop());
+  CHECK(::kill(s.app_pid(), 0) != 0);
+  CHECK(::kill(s.nginx_pid(), 0) != 0);
+}
+
+TEST_CASE("limit_req slows brute force on /token", "[integration]") {
+  ServerOptions opts;
+  opts.token_rate = "2r/s";
+  opts.token_burst = 3;
+  Servers s(opts);
+  int limited = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", Servers::Basic("ci", "guess" + std::to_string(i)));
+    if (r.status == 429) ++limited;
+    else CHECK(r.status == 401);
+  }
+  CHECK(limited >= 10);
+}

@@ -1,0 +1,243 @@
+#include "integration/server_fixture.h"
+
+#include <Poco/Base64Encoder.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace artifact::testing {
+namespace {
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    throw std::runtime_error("no free port");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+pid_t ReadPid(const std::string& path) {
+  std::string text = ReadFile(path);
+  return text.empty() ? -1 : static_cast<pid_t>(std::stol(text));
+}
+
+bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+// Waits for a child, bounded; true when it was reaped.
+bool WaitChild(pid_t pid, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid || r < 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string RandomBytes(size_t n) {
+  std::string s(n, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(s.data()), static_cast<int>(n));
+  return s;
+}
+
+std::string Servers::Basic(const std::string& user, const std::string& password) {
+  std::ostringstream out;
+  Poco::Base64Encoder enc(out);
+  enc.rdbuf()->setLineLength(0);
+  enc << user << ":" << password;
+  enc.close();
+  return "Basic " + out.str();
+}
+
+Servers::Servers(ServerOptions options) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "artifact-it-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  base_ = tmpl;
+  ::chmod(base_.c_str(), 0755);  // nginx's workers and the app run as www-data under root
+  state_ = base_ + "/state";
+  master_password_ = "pw-" + std::to_string(::getpid()) + "-" + std::to_string(FreePort());
+  // A port taken between FreePort() and nginx's bind makes run.sh exit: retry.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (Start(options)) return;
+  }
+  std::string log = ReadFile(base_ + "/run.log");
+  Stop();
+  throw std::runtime_error("servers did not start:\n" + log);
+}
+
+bool Servers::Start(const ServerOptions& options) {
+  port_ = FreePort();
+  const std::string script = std::string(ARTIFACT_SOURCE_DIR) + "/scripts/run.sh";
+  std::vector<std::string> env = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      "ARTIFACT_BIN=" + std::string(ARTIFACT_TOKEN_BIN),
+      "ARTIFACT_STATE_DIR=" + state_,
+      "ARTIFACT_LISTEN=127.0.0.1:" + std::to_string(port_),
+      "ARTIFACT_MASTER_USER=" + master_user_,
+      "ARTIFACT_MASTER_PASSWORD=" + master_password_,
+      "ARTIFACT_SCOPE_DEPTH=" + std::to_string(options.scope_depth),
+      "ARTIFACT_TOKEN_RATE=" + options.token_rate,
+      "ARTIFACT_TOKEN_BURST=" + std::to_string(options.token_burst),
+  };
+  const std::string log = base_ + "/run.log";
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::string bash = "/bin/bash";
+    std::string s = script;
+    char* argv[] = {bash.data(), s.data(), nullptr};
+    ::execve(argv[0], argv, envp.data());
+    ::_exit(127);
+  }
+  runner_pid_ = pid;
+
+  // Ready when /token/healthz answers 200 through nginx (bounded: 20 s).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(runner_pid_, &status, WNOHANG) == runner_pid_) {
+      runner_pid_ = -1;
+      return false;
+    }
+    try {
+      if (Get("/token/healthz").status == 200) {
+        app_pid_ = ReadPid(state_ + "/run/app.pid");
+        nginx_pid_ = ReadPid(state_ + "/run/nginx-master.pid");
+        return true;
+      }
+    } catch (const std::exception&) {
+      // not listening yet
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return false;
+}
+
+bool Servers::Stop() {
+  if (runner_pid_ > 0) {
+    ::kill(runner_pid_, SIGTERM);
+    if (!WaitChild(runner_pid_, std::chrono::seconds(10))) {
+      ::kill(runner_pid_, SIGKILL);
+      WaitChild(runner_pid_, std::chrono::seconds(5));
+    }
+    runner_pid_ = -1;
+  }
+  // run.sh waits for both servers before it exits; give the kernel a moment
+  // to reap them (they are run.sh's children, not ours), bounded.
+  for (int i = 0; i < 100 && (Alive(app_pid_) || Alive(nginx_pid_)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return !Alive(app_pid_) && !Alive(nginx_pid_);
+}
+
+Servers::~Servers() {
+  if (!Stop()) {
+    // Never leave our own servers behind, even when run.sh failed to.
+    if (Alive(app_pid_)) ::kill(app_pid_, SIGKILL);
+    if (Alive(nginx_pid_)) ::kill(nginx_pid_, SIGKILL);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(base_, ec);
+}
+
+HttpResponse Servers::Request(const std::string& method, const std::string& target, const std::string& body,
+                              const std::map<std::string, std::string>& headers) const {
+  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port_));
+  session.setTimeout(Poco::Timespan(30, 0));
+  Poco::Net::HTTPRequest req(method, target, Poco::Net::HTTPMessage::HTTP_1_1);
+  for (const auto& [k, v] : headers) req.set(k, v);
+  if (!body.empty() || method == "PUT" || method == "POST") req.setContentLength(static_cast<std::streamsize>(body.size()));
+  session.sendRequest(req) << body;
+  Poco::Net::HTTPResponse resp;
+  std::istream& in = session.receiveResponse(resp);
+  HttpResponse out;
+  out.status = static_cast<int>(resp.getStatus());
+  for (const auto& [k, v] : resp) {
+    std::string key = k;
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[key] = v;
+  }
+  if (method != "HEAD") Poco::StreamCopier::copyToString(in, out.body);
+  return out;
+}
+
+HttpResponse Servers::Put(const std::string& target, const std::string& body, const std::string& user,
+                          const std::string& password) const {
+  return Request("PUT", target, body, {{"Authorization", Basic(user, password)}});
+}
+
+void Servers::AddMaster(const std::string& name, const std::string& password, const std::string& options) const {
+  const std::string masters = state_ + "/masters";
+  const std::string cmd = "htpasswd -iB '" + masters + "' '" + name + "' >/dev/null 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "w");
+  if (p == nullptr) throw std::runtime_error("popen htpasswd failed");
+  std::fputs((password + "\n").c_str(), p);
+  if (::pclose(p) != 0) throw std::runtime_error("htpasswd failed");
+  if (options.empty()) return;
+  // htpasswd knows nothing of the third field: append it to the master's line.
+  std::string text = ReadFile(masters), out, line;
+  std::istringstream in(text);
+  while (std::getline(in, line)) {
+    if (line.rfind(name + ":", 0) == 0) line += ":" + options;
+    out += line + "\n";
+  }
+  std::ofstream(masters, std::ios::trunc) << out;
+}
+
+std::vector<std::string> Servers::Snapshot() const {
+  std::vector<std::string> paths;
+  for (const std::string& root : {tokens_dir(), artifacts_dir()}) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+      paths.push_back(e.path().string() + (e.is_directory() ? "/" : " " + std::to_string(e.is_regular_file() ? e.file_size() : 0)));
+    }
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::string Servers::ErrorLog() const { return ReadFile(state_ + "/logs/error.log"); }
+std::string Servers::AppLog() const { return ReadFile(base_ + "/run.log"); }
+
+}  // namespace artifact::testing

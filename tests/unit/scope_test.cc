@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <regex>
+
 #include "scope.h"
 
 using artifact::Scope;
@@ -56,5 +58,40 @@ TEST_CASE("the nginx map has one segment pattern per scope level", "[scope]") {
     }
     CHECK(count == static_cast<size_t>(depth));
     CHECK(snippet.find("\"/srv/tokens/$artifact_scope.htpasswd\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("the nginx map's regex accepts exactly the scopes the app accepts", "[scope]") {
+  // nginx uses PCRE; the pattern uses nothing beyond what std::regex
+  // (ECMAScript) reads once the named group is made a plain group.
+  for (int depth : {1, 2, 4, 8}) {
+    std::string snippet = artifact::NginxMapSnippet(depth, "/t");
+    auto start = snippet.find("\"~") + 2;
+    std::string pattern = snippet.substr(start, snippet.find("\" \"", start) - start);
+    pattern.replace(pattern.find("(?<artifact_scope>"), 18, "(");
+    std::regex re(pattern);
+    std::vector<std::string> candidates = {"a", "a/b", "a/b/c", "a/b/c/d", "a/b/c/d/e", "a/b/c/d/e/f/g/h",
+                                           "a/b/c/d/e/f/g/h/i", "a/../c/d", "a/./c/d", "a/.b/c/d", "a/b c/c/d",
+                                           "a/b%2e/c/d", "a/b:c/c/d", "a//c/d", "-a/b/c/d", "A_1/b-2/c.3/d_4",
+                                           std::string(128, 'x') + "/b/c/d", std::string(129, 'x') + "/b/c/d"};
+    for (const auto& c : candidates) {
+      INFO("depth " << depth << " scope " << c);
+      bool app = static_cast<bool>(Scope::Parse(c, depth));
+      const std::string uri = "/" + c + "/file.deb";
+      std::smatch m;
+      bool nginx = std::regex_match(uri, m, re);
+      // Whatever nginx takes as the scope of a URI, the app accepts as a scope...
+      if (nginx) {
+        CHECK(Scope::Parse(m[1].str(), depth));
+      }
+      // ...and every scope the app accepts is what nginx finds below it.
+      if (app) {
+        REQUIRE(nginx);
+        CHECK(m[1].str() == c);
+        CHECK_FALSE(std::regex_match("/" + c, re));  // never the scope root itself
+      } else {
+        CHECK_FALSE((nginx && m[1].str() == c));
+      }
+    }
   }
 }

@@ -1,0 +1,78 @@
+// A real nginx and the real artifact-token under spawn-fcgi, started through
+// scripts/run.sh (the `make run` script) on a free loopback port with a state
+// directory of their own, and stopped by the PID the fixture started.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace artifact::testing {
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+};
+
+struct ServerOptions {
+  int scope_depth = 4;
+  std::string token_rate = "1000r/s";  // high: tests issue many tokens quickly
+  int token_burst = 1000;
+};
+
+class Servers {
+ public:
+  explicit Servers(ServerOptions options = {});
+  ~Servers();
+  Servers(const Servers&) = delete;
+  Servers& operator=(const Servers&) = delete;
+
+  // Sends one request to nginx. `target` goes on the request line verbatim.
+  HttpResponse Request(const std::string& method, const std::string& target, const std::string& body = "",
+                       const std::map<std::string, std::string>& headers = {}) const;
+  HttpResponse Get(const std::string& target) const { return Request("GET", target); }
+  HttpResponse Put(const std::string& target, const std::string& body, const std::string& user,
+                   const std::string& password) const;
+
+  static std::string Basic(const std::string& user, const std::string& password);
+  std::string MasterAuth() const { return Basic(master_user_, master_password_); }
+  const std::string& master_user() const { return master_user_; }
+
+  // Adds or replaces a master with `htpasswd -B` (third field optional).
+  void AddMaster(const std::string& name, const std::string& password, const std::string& options = "") const;
+
+  // Every path below tokens/ and artifacts/ (the trees a request may change).
+  std::vector<std::string> Snapshot() const;
+
+  const std::string& state_dir() const { return state_; }
+  std::string tokens_dir() const { return state_ + "/tokens"; }
+  std::string artifacts_dir() const { return state_ + "/artifacts"; }
+  std::string ErrorLog() const;
+  std::string AppLog() const;  // run.sh output: app's stderr and the banner
+  pid_t app_pid() const { return app_pid_; }
+  pid_t nginx_pid() const { return nginx_pid_; }
+
+  // Stops run.sh with SIGTERM and waits for it; true when it and both
+  // servers are gone.
+  bool Stop();
+
+ private:
+  bool Start(const ServerOptions& options);
+
+  std::string base_;
+  std::string state_;
+  int port_ = 0;
+  pid_t runner_pid_ = -1;
+  pid_t app_pid_ = -1;
+  pid_t nginx_pid_ = -1;
+  std::string master_user_ = "ci";
+  std::string master_password_;
+};
+
+// Random bytes for upload bodies.
+std::string RandomBytes(size_t n);
+
+}  // namespace artifact::testing
