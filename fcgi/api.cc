@@ -9,6 +9,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "expiry_timer.h"
 #include "issue_body.h"
 
 namespace artifact {
@@ -53,12 +54,6 @@ Response MethodNotAllowed(const std::string& allow) {
   Response r = ErrorResponse(Error{ErrorCode::kMethodNotAllowed, "allowed: " + allow});
   r.headers.emplace_back("Allow", allow);
   return r;
-}
-
-std::string JoinScopes(const std::vector<std::string>& scopes) {
-  std::string out;
-  for (const auto& s : scopes) out += (out.empty() ? "" : ",") + s;
-  return out.empty() ? "-" : out;
 }
 
 // Host header as given by the client, accepted only when it is a plain
@@ -112,14 +107,14 @@ std::string Rfc3339(int64_t unix_time) {
   return buf;
 }
 
-Api::Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, std::ostream& log)
-    : config_(config), store_(store), masters_(masters), clock_(clock), log_(log) {}
+Api::Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
+         ExpiryTimer* timer)
+    : config_(config), store_(store), masters_(masters), clock_(clock), log_(log), timer_(timer) {}
 
 void Api::LogLine(const std::string& event, const std::string& master, const std::string& username,
                   const std::string& scopes, const std::string& outcome) {
-  log_ << Rfc3339(clock_.Now()) << " " << event << " master=" << master << " username=" << username
-       << " scopes=" << scopes << " outcome=" << outcome << "\n";
-  log_.flush();
+  log_.Write(Rfc3339(clock_.Now()) + " " + event + " master=" + master + " username=" + username +
+             " scopes=" + scopes + " outcome=" + outcome);
 }
 
 Response Api::Fail(const Error& e, const std::string& event, const std::string& master) {
@@ -128,9 +123,8 @@ Response Api::Fail(const Error& e, const std::string& event, const std::string& 
   for (char& c : reason) {
     if (c < ' ' || c == '"') c = '?';
   }
-  log_ << Rfc3339(clock_.Now()) << " " << event << " master=" << master << " outcome=" << HttpStatus(e.code)
-       << " reason=\"" << reason << "\"\n";
-  log_.flush();
+  log_.Write(Rfc3339(clock_.Now()) + " " + event + " master=" + master +
+             " outcome=" + std::to_string(HttpStatus(e.code)) + " reason=\"" + reason + "\"");
   if (HttpStatus(e.code) < 500) return ErrorResponse(e);
   // Server-side details (paths, errno) go to the log, not to the client.
   return ErrorResponse(Error{e.code, e.code == ErrorCode::kInsufficientStorage
@@ -184,16 +178,21 @@ Response Api::Handle(const Request& req) {
     if (req.method != "GET" && req.method != "HEAD") return MethodNotAllowed("GET, HEAD");
     return Health();
   }
-  if (!tail.empty()) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  const bool renew = tail == "/renew";
+  if (!tail.empty() && !renew) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  if (renew && req.method != "POST") return MethodNotAllowed("POST");
 
   // Method before credentials: a wrong method is a client bug, say so.
   if (rest.empty() && req.method != "POST" && req.method != "GET") return MethodNotAllowed("GET, POST");
-  if (!rest.empty() && req.method != "GET" && req.method != "DELETE") return MethodNotAllowed("GET, DELETE");
+  if (!renew && !rest.empty() && req.method != "GET" && req.method != "DELETE") {
+    return MethodNotAllowed("GET, DELETE");
+  }
 
   auto master = Authenticate(req);
   if (!master) return Fail(master.error(), "auth");
 
   if (rest.empty()) return req.method == "POST" ? Issue(req, master.value()) : ListTokens(master.value());
+  if (renew) return Renew(req, master.value(), username);
   return req.method == "GET" ? GetToken(master.value(), username) : Revoke(master.value(), username);
 }
 
@@ -231,6 +230,7 @@ Response Api::Issue(const Request& req, const Master& master) {
   if (!token) return Fail(token.error(), "issue", master.name);
   const TokenInfo& t = token->info;
   LogLine("issue", master.name, t.username, JoinScopes(t.scopes), "201");
+  if (timer_ != nullptr) timer_->Schedule(t.username, t.expires);
 
   const std::string base = BaseUrl(req);
   Response r;
@@ -292,6 +292,26 @@ Response Api::Revoke(const Master& master, const std::string& username) {
   Response r;
   r.status = 204;
   return r;
+}
+
+Response Api::Renew(const Request& req, const Master& master, const std::string& username) {
+  if (req.body_too_large) {
+    return Fail(Error{ErrorCode::kPayloadTooLarge, "the body is larger than 64 KiB"}, "renew", master.name);
+  }
+  auto ttl = ParseTtlBody(req.content_type, req.body);
+  if (!ttl) return Fail(ttl.error(), "renew", master.name);
+  auto t = store_.Get(username);
+  if (!t || t->issued_by != master.name) {
+    return Fail(t ? Error{ErrorCode::kNotFound, "no such token"} : t.error(), "renew", master.name);
+  }
+  // max_ttl counts from the issue: renewing cannot make a token immortal.
+  const int64_t expires =
+      std::min(clock_.Now() + ttl.value().value_or(config_.default_ttl), t->issued + config_.max_ttl);
+  auto renewed = store_.Renew(username, expires);
+  if (!renewed) return Fail(renewed.error(), "renew", master.name);
+  LogLine("renew", master.name, username, JoinScopes(renewed->scopes), "200");
+  if (timer_ != nullptr) timer_->Schedule(username, renewed->expires);
+  return JsonResponse(200, TokenJson(renewed.value(), clock_.Now()));
 }
 
 Response Api::Health() {

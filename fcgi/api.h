@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "event_log.h"
 #include "masters.h"
 #include "token_store.h"
 
@@ -38,10 +39,14 @@ struct Response {
   std::string Header(const std::string& name) const;
 };
 
+class ExpiryTimer;
+
 class Api {
  public:
-  // `log` receives one line per issue, revoke and refusal; never a secret.
-  Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, std::ostream& log);
+  // `log` receives one line per issue, revoke, renew and refusal; never a
+  // secret. `timer`, when given, learns every new expiry.
+  Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
+      ExpiryTimer* timer = nullptr);
 
   Response Handle(const Request& req);
 
@@ -50,6 +55,7 @@ class Api {
   Response ListTokens(const Master& master);
   Response GetToken(const Master& master, const std::string& username);
   Response Revoke(const Master& master, const std::string& username);
+  Response Renew(const Request& req, const Master& master, const std::string& username);
   Response Health();
   Result<Master> Authenticate(const Request& req);
   Response Fail(const Error& e, const std::string& event, const std::string& master = "-");
@@ -61,7 +67,8 @@ class Api {
   TokenStore& store_;
   MastersFile& masters_;
   const Clock& clock_;
-  std::ostream& log_;
+  EventLog& log_;
+  ExpiryTimer* timer_;
 };
 
 // The JSON error body and status of `e` (401 adds WWW-Authenticate).

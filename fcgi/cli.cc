@@ -1,10 +1,29 @@
 #include "cli.h"
 
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Stringifier.h>
+#include <pthread.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <cstdio>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "api.h"
 #include "config.h"
+#include "expiry_timer.h"
 #include "fcgi_loop.h"
+#include "masters.h"
+#include "posix_file.h"
 
 namespace artifact {
 namespace {
@@ -26,20 +45,102 @@ bool WantsHelp(const std::vector<std::string>& args) {
   return false;
 }
 
-// Loads the configuration; prints the error and returns nullopt-like false.
+// Loads the configuration; on error prints it and returns false.
 bool Load(const std::string& cmd, const std::vector<std::string>& args, LoadedConfig* out) {
   auto loaded = LoadConfig(args, ProcessEnvironment());
   if (!loaded) {
     std::cerr << "artifact-token " << cmd << ": " << loaded.error().message << "\n";
     return false;
   }
-  if (!loaded->rest.empty()) {
-    std::cerr << "artifact-token " << cmd << ": unexpected argument " << loaded->rest.front()
-              << " (see --help)\n";
-    return false;
-  }
   *out = std::move(loaded.value());
   return true;
+}
+
+int Usage(const std::string& cmd, const std::string& message) {
+  std::cerr << "artifact-token " << cmd << ": " << message << " (see --help)\n";
+  return 2;
+}
+
+// Pulls "--name VALUE" / "--name=VALUE" out of `rest`; repeatable.
+std::vector<std::string> TakeOption(std::vector<std::string>& rest, const std::string& name, bool* missing_value) {
+  std::vector<std::string> values, kept;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] == name) {
+      if (i + 1 >= rest.size()) {
+        *missing_value = true;
+      } else {
+        values.push_back(rest[++i]);
+      }
+    } else if (rest[i].rfind(name + "=", 0) == 0) {
+      values.push_back(rest[i].substr(name.size() + 1));
+    } else {
+      kept.push_back(rest[i]);
+    }
+  }
+  rest = kept;
+  return values;
+}
+
+bool TakeFlag(std::vector<std::string>& rest, const std::string& name) {
+  bool found = false;
+  std::vector<std::string> kept;
+  for (const auto& a : rest) {
+    if (a == name) {
+      found = true;
+    } else {
+      kept.push_back(a);
+    }
+  }
+  rest = kept;
+  return found;
+}
+
+// Run as root (sudo), the admin commands become the owner of tokens_dir
+// first, so the files they write are the service's (nginx can read them)
+// and root does nothing on the volume the service could not.
+bool DropToStoreOwner(const std::string& cmd, const std::string& tokens_dir) {
+  if (::geteuid() != 0) return true;
+  struct stat st{};
+  if (::stat(tokens_dir.c_str(), &st) != 0 || st.st_uid == 0) return true;
+  if (::setgroups(0, nullptr) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0) {
+    std::cerr << "artifact-token " << cmd << ": cannot switch to the owner of " << tokens_dir << ": "
+              << std::strerror(errno) << "\n";
+    return false;
+  }
+  return true;
+}
+
+// The shared environment of the admin commands: same files, no HTTP.
+struct Admin {
+  LoadedConfig loaded;
+  SystemClock clock;
+  OpenSslRandom random;
+  std::unique_ptr<TokenStore> store;
+
+  bool Init(const std::string& cmd, const std::vector<std::string>& args) {
+    if (!Load(cmd, args, &loaded)) return false;
+    if (!DropToStoreOwner(cmd, loaded.config.tokens_dir)) return false;
+    store = std::make_unique<TokenStore>(loaded.config.tokens_dir, loaded.config.artifacts_dir, clock, random);
+    return true;
+  }
+};
+
+std::string Json(const Poco::JSON::Object& obj) {
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(obj, out);
+  return out.str();
+}
+
+Poco::JSON::Object TokenObject(const TokenInfo& t) {
+  Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  obj.set("username", t.username);
+  Poco::JSON::Array scopes;
+  for (const auto& s : t.scopes) scopes.add(s);
+  obj.set("scopes", scopes);
+  obj.set("issued_by", t.issued_by);
+  obj.set("issued_at", Rfc3339(t.issued));
+  obj.set("expires_at", Rfc3339(t.expires));
+  return obj;
 }
 
 }  // namespace
@@ -51,6 +152,11 @@ std::string ProgramUsage() {
          "\n"
          "Commands:\n"
          "  serve       the FastCGI application behind nginx's /token (started by spawn-fcgi)\n"
+         "  issue       issue a token without HTTP (prints its password once)\n"
+         "  revoke      revoke tokens by username\n"
+         "  list        list live tokens (a table, or --json)\n"
+         "  prune       remove expired tokens and files left by a crash\n"
+         "  check       validate the configuration, directories and masters file\n"
          "  nginx-map   print the nginx map that selects a request's scope file\n"
          "\n"
          "Run 'artifact-token COMMAND --help' for a command's options.\n";
@@ -59,22 +165,257 @@ std::string ProgramUsage() {
 int RunServe(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
     std::cout << "Usage: spawn-fcgi -s SOCKET -n -- artifact-token serve [OPTIONS]\n\n"
-                 "Answers /token requests on the FastCGI socket passed as file descriptor 0.\n"
-                 "Logs one line per issue, revoke and refusal to standard error; never a secret.\n\n"
+                 "Answers /token requests on the FastCGI socket passed as file descriptor 0, and\n"
+                 "removes each expired token within a second of its expiry.\n"
+                 "Logs one line per issue, revoke, renew, expiry and refusal to standard error;\n"
+                 "never a secret.\n\n"
               << ConfigHelp();
     return 0;
   }
   LoadedConfig loaded;
   if (!Load("serve", args, &loaded)) return 2;
+  if (!loaded.rest.empty()) return Usage("serve", "unexpected argument " + loaded.rest.front());
   const Config& config = loaded.config;
   SystemClock clock;
   OpenSslRandom random;
+  EventLog log(std::cerr);
   TokenStore store(config.tokens_dir, config.artifacts_dir, clock, random);
   MastersFile masters(config.masters_file, &std::cerr);
-  Api api(config, store, masters, clock, std::cerr);
-  std::cerr << "artifact-token serve: tokens in " << config.tokens_dir << ", artifacts in " << config.artifacts_dir
-            << ", scope_depth " << config.scope_depth << "\n";
-  return RunFastCgiLoop(api);
+  ExpiryTimer timer(store, clock, log);
+
+  // The timer thread starts with the stop signals blocked, so they are
+  // delivered to the accept loop, which installs their handlers.
+  sigset_t stop_signals, old;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &old);
+  timer.Start();
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+
+  Api api(config, store, masters, clock, log, &timer);
+  log.Write("artifact-token serve: tokens in " + config.tokens_dir + ", artifacts in " + config.artifacts_dir +
+            ", scope_depth " + std::to_string(config.scope_depth));
+  int rc = RunFastCgiLoop(api);
+  timer.Stop();
+  return rc;
+}
+
+int RunIssue(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: artifact-token issue --scope SCOPE [--scope SCOPE...] [--ttl SECONDS]\n"
+                 "                            [--username NAME] [--master NAME] [--reopen] [OPTIONS]\n\n"
+                 "Issues a token on the token store directly, without HTTP, as the API does, and\n"
+                 "prints it as JSON (the password is shown this once). --master (default 'admin')\n"
+                 "is recorded as the issuer: that master can then see and revoke the token.\n"
+                 "A running `serve` expires it on its next sweep; `prune` does too.\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  Admin admin;
+  if (!admin.Init("issue", args)) return 2;
+  auto& rest = admin.loaded.rest;
+  bool missing = false;
+  auto scopes = TakeOption(rest, "--scope", &missing);
+  auto ttls = TakeOption(rest, "--ttl", &missing);
+  auto usernames = TakeOption(rest, "--username", &missing);
+  auto masters = TakeOption(rest, "--master", &missing);
+  bool reopen = TakeFlag(rest, "--reopen");
+  if (missing) return Usage("issue", "an option needs a value");
+  if (!rest.empty()) return Usage("issue", "unexpected argument " + rest.front());
+  if (scopes.empty()) return Usage("issue", "--scope is required");
+  if (ttls.size() > 1 || usernames.size() > 1 || masters.size() > 1) {
+    return Usage("issue", "--ttl, --username and --master may be given once");
+  }
+  const Config& config = admin.loaded.config;
+  IssueRequest req;
+  req.master = masters.empty() ? "admin" : masters[0];
+  req.username = usernames.empty() ? "" : usernames[0];
+  req.reopen = reopen;
+  req.ttl = config.default_ttl;
+  if (!ttls.empty()) {
+    const std::string& t = ttls[0];
+    if (t.empty() || t.size() > 10 || t.find_first_not_of("0123456789") != std::string::npos || std::stoll(t) <= 0) {
+      return Usage("issue", "--ttl must be a positive number of seconds");
+    }
+    req.ttl = std::stoll(t);
+  }
+  req.ttl = std::min(req.ttl, config.max_ttl);
+  for (const auto& text : scopes) {
+    auto scope = Scope::Parse(text, config.scope_depth);
+    if (!scope) return Usage("issue", "scope " + text + ": " + scope.error().message);
+    req.scopes.push_back(scope.value());
+  }
+  auto token = admin.store->Issue(req);
+  if (!token) {
+    std::cerr << "artifact-token issue: " << token.error().message << "\n";
+    return 1;
+  }
+  Poco::JSON::Object obj = TokenObject(token->info);
+  obj.set("password", token->password);
+  std::cout << Json(obj) << "\n";
+  return 0;
+}
+
+int RunRevoke(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: artifact-token revoke USERNAME... [OPTIONS]\n\n"
+                 "Revokes tokens of any master at once: removes every scope file and the record.\n"
+                 "Exit 0 when all were revoked, 1 when one was unknown or could not be removed.\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  Admin admin;
+  if (!admin.Init("revoke", args)) return 2;
+  if (admin.loaded.rest.empty()) return Usage("revoke", "name at least one token username");
+  int rc = 0;
+  for (const auto& name : admin.loaded.rest) {
+    auto st = admin.store->Revoke(name);
+    if (st) {
+      std::cout << "revoked " << name << "\n";
+    } else {
+      std::cerr << "artifact-token revoke: " << name << ": " << st.error().message << "\n";
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+int RunList(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: artifact-token list [--json] [OPTIONS]\n\n"
+                 "Lists the live tokens of every master, without secrets: a table for people, or\n"
+                 "with --json an object {\"tokens\": [...]} for scripts.\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  Admin admin;
+  if (!admin.Init("list", args)) return 2;
+  bool json = TakeFlag(admin.loaded.rest, "--json");
+  if (!admin.loaded.rest.empty()) return Usage("list", "unexpected argument " + admin.loaded.rest.front());
+  auto tokens = admin.store->List();
+  if (!tokens) {
+    std::cerr << "artifact-token list: " << tokens.error().message << "\n";
+    return 1;
+  }
+  std::sort(tokens->begin(), tokens->end(),
+            [](const TokenInfo& a, const TokenInfo& b) { return a.expires < b.expires; });
+  if (json) {
+    Poco::JSON::Array list;
+    for (const auto& t : tokens.value()) list.add(TokenObject(t));
+    Poco::JSON::Object obj;
+    obj.set("tokens", list);
+    std::cout << Json(obj) << "\n";
+    return 0;
+  }
+  std::cout << std::left << std::setw(24) << "USERNAME" << std::setw(16) << "MASTER" << std::setw(22) << "EXPIRES"
+            << "SCOPES\n";
+  for (const auto& t : tokens.value()) {
+    std::cout << std::setw(24) << t.username << std::setw(16) << t.issued_by << std::setw(22) << Rfc3339(t.expires)
+              << JoinScopes(t.scopes) << "\n";
+  }
+  return 0;
+}
+
+int RunPrune(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: artifact-token prune [--stale-after SECONDS] [OPTIONS]\n\n"
+                 "Removes expired tokens, temp files older than --stale-after (default 60 s; younger\n"
+                 "ones may be a write in flight) left by a crash, scope files without a matching\n"
+                 "record, and unreadable records. Prints one line per removal; exit 0 also when\n"
+                 "there was nothing to do. Safe while `serve` runs. Run every minute by\n"
+                 "artifact-token-prune.timer.\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  Admin admin;
+  if (!admin.Init("prune", args)) return 2;
+  bool missing = false;
+  auto stale = TakeOption(admin.loaded.rest, "--stale-after", &missing);
+  if (missing || stale.size() > 1) return Usage("prune", "--stale-after needs one value");
+  if (!admin.loaded.rest.empty()) return Usage("prune", "unexpected argument " + admin.loaded.rest.front());
+  int64_t stale_after = 60;
+  if (!stale.empty()) {
+    if (stale[0].empty() || stale[0].size() > 9 || stale[0].find_first_not_of("0123456789") != std::string::npos) {
+      return Usage("prune", "--stale-after must be a number of seconds");
+    }
+    stale_after = std::stoll(stale[0]);
+  }
+  auto removed = admin.store->Prune(stale_after);
+  if (!removed) {
+    std::cerr << "artifact-token prune: " << removed.error().message << "\n";
+    return 1;
+  }
+  for (const auto& line : removed.value()) std::cout << "removed " << line << "\n";
+  if (removed->empty()) std::cout << "nothing to prune\n";
+  return 0;
+}
+
+int RunCheck(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: artifact-token check [OPTIONS]\n\n"
+                 "Validates the configuration, that the tokens and artifacts directories exist\n"
+                 "with safe owners and modes, and that the masters file parses. Prints one line\n"
+                 "per problem and exits 1 when there is any, 0 when all is well.\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  LoadedConfig loaded;
+  if (!Load("check", args, &loaded)) return 1;
+  if (!loaded.rest.empty()) return Usage("check", "unexpected argument " + loaded.rest.front());
+  const Config& c = loaded.config;
+  std::vector<std::string> problems;
+  auto stat_of = [&](const std::string& what, const std::string& path, struct stat* st) {
+    if (::stat(path.c_str(), st) != 0) {
+      problems.push_back(what + " " + path + ": " + std::strerror(errno));
+      return false;
+    }
+    return true;
+  };
+  struct stat st{};
+  const uid_t me = ::geteuid();
+  if (stat_of("tokens_dir", c.tokens_dir, &st)) {
+    if (!S_ISDIR(st.st_mode)) problems.push_back("tokens_dir " + c.tokens_dir + " is not a directory");
+    if ((st.st_mode & 0007) != 0) {
+      problems.push_back("tokens_dir " + c.tokens_dir + " is accessible to others (mode " +
+                         std::to_string(st.st_mode & 0777) + " octal " + [&] {
+                           char b[8];
+                           std::snprintf(b, sizeof b, "%04o", st.st_mode & 07777);
+                           return std::string(b);
+                         }() + "): chmod o-rwx it, tokens are secrets");
+    }
+    if (st.st_uid != me && me != 0) problems.push_back("tokens_dir " + c.tokens_dir + " is not owned by this user");
+    if (::access(c.tokens_dir.c_str(), W_OK) != 0) {
+      problems.push_back("tokens_dir " + c.tokens_dir + " is not writable by this user");
+    }
+  }
+  if (stat_of("artifacts_dir", c.artifacts_dir, &st)) {
+    if (!S_ISDIR(st.st_mode)) problems.push_back("artifacts_dir " + c.artifacts_dir + " is not a directory");
+    if ((st.st_mode & 0002) != 0) {
+      problems.push_back("artifacts_dir " + c.artifacts_dir + " is writable by everyone: chmod o-w it");
+    }
+  }
+  if (stat_of("masters_file", c.masters_file, &st)) {
+    if ((st.st_mode & 0007) != 0) {
+      problems.push_back("masters_file " + c.masters_file + " is accessible to others: chmod o-rwx it");
+    }
+    if ((st.st_mode & 0022) != 0) {
+      problems.push_back("masters_file " + c.masters_file + " is writable by group or others: chmod go-w it");
+    }
+    auto text = ReadSmallFile(c.masters_file, 1 << 20, /*follow_symlinks=*/true);
+    if (!text) {
+      problems.push_back("masters_file " + c.masters_file + ": " + text.error().message);
+    } else {
+      auto parsed = ParseMasters(text.value());
+      for (const auto& p : parsed.problems) problems.push_back("masters_file " + c.masters_file + " " + p);
+      if (parsed.entries.empty()) problems.push_back("masters_file " + c.masters_file + " has no usable master");
+    }
+  }
+  for (const auto& p : problems) std::cout << "problem: " << p << "\n";
+  if (!problems.empty()) return 1;
+  std::cout << "ok: " << (loaded.path.empty() ? std::string("built-in defaults") : loaded.path)
+            << ", scope_depth " << c.scope_depth << ", tokens in " << c.tokens_dir << ", artifacts in "
+            << c.artifacts_dir << "\n";
+  return 0;
 }
 
 int RunNginxMap(const std::vector<std::string>& args) {
@@ -88,6 +429,7 @@ int RunNginxMap(const std::vector<std::string>& args) {
   }
   LoadedConfig loaded;
   if (!Load("nginx-map", args, &loaded)) return 2;
+  if (!loaded.rest.empty()) return Usage("nginx-map", "unexpected argument " + loaded.rest.front());
   std::cout << NginxMapSnippet(loaded.config.scope_depth, loaded.config.tokens_dir);
   return 0;
 }

@@ -14,6 +14,11 @@ int main(int argc, char** argv) {
   const std::string cmd = args[0];
   args.erase(args.begin());
   if (cmd == "serve") return artifact::RunServe(args);
+  if (cmd == "issue") return artifact::RunIssue(args);
+  if (cmd == "revoke") return artifact::RunRevoke(args);
+  if (cmd == "list") return artifact::RunList(args);
+  if (cmd == "prune") return artifact::RunPrune(args);
+  if (cmd == "check") return artifact::RunCheck(args);
   if (cmd == "nginx-map") return artifact::RunNginxMap(args);
   std::cerr << "artifact-token: unknown command '" << cmd << "'\n\n" << artifact::ProgramUsage();
   return 2;

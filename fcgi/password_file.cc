@@ -86,6 +86,12 @@ bool IsScopeText(const std::string& s) {
 
 }  // namespace
 
+std::string JoinScopes(const std::vector<std::string>& scopes) {
+  std::string out;
+  for (const auto& s : scopes) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
 bool IsValidUsername(const std::string& s) { return s.size() <= 64 && IsValidSegment(s); }
 
 Result<std::string> GeneratePassword(RandomSource& random) {
@@ -145,12 +151,10 @@ Result<std::string> PasswordLine::Format() const {
   if (!IsSafeHash(hash)) return Error{ErrorCode::kInternal, "invalid password hash"};
   if (!IsSafeField(info.issued_by)) return Error{ErrorCode::kInternal, "invalid master name"};
   if (info.scopes.empty()) return Error{ErrorCode::kInternal, "a token needs a scope"};
-  std::string scopes;
   for (const auto& s : info.scopes) {
     if (!IsScopeText(s)) return Error{ErrorCode::kInternal, "invalid scope in token"};
-    if (!scopes.empty()) scopes += ',';
-    scopes += s;
   }
+  const std::string scopes = JoinScopes(info.scopes);
   return info.username + ":" + hash + ":issued_by=" + info.issued_by + ";issued=" + std::to_string(info.issued) +
          ";expires=" + std::to_string(info.expires) + ";scopes=" + scopes + "\n";
 }

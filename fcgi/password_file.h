@@ -41,6 +41,9 @@ struct TokenInfo {
   std::vector<std::string> scopes;  // every scope of the token
 };
 
+// "a/b/c/d,e/f/g/h": scopes as the metadata field and the log lines list them.
+std::string JoinScopes(const std::vector<std::string>& scopes);
+
 struct PasswordLine {
   TokenInfo info;
   std::string hash;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <set>
 
@@ -18,11 +19,24 @@ constexpr mode_t kArtifactDirMode = 02775;  // nginx workers (group) write; setg
 
 std::string Parent(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
-bool SameFile(const std::string& a, const std::string& b) {
-  struct stat sa{}, sb{};
-  return ::lstat(a.c_str(), &sa) == 0 && ::lstat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
-         sa.st_ino == sb.st_ino;
+// True when the password file at `path` belongs to `username`. Compared by
+// content, not inode: a renewed token's files are new inodes, and a scope
+// may meanwhile belong to a newer token, whose file must stay.
+bool BelongsTo(const std::string& path, const std::string& username) {
+  auto data = ReadSmallFile(path);
+  if (!data) return false;
+  auto line = PasswordLine::Parse(data.value());
+  return line && line->info.username == username;
 }
+
+// Seconds since the file was last modified, or -1.
+int64_t AgeOf(const std::string& path, int64_t now) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return -1;
+  return now - static_cast<int64_t>(st.st_mtim.tv_sec);
+}
+
+bool StartsWith(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 }  // namespace
 
@@ -48,7 +62,7 @@ Result<PasswordLine> TokenStore::ReadRecord(const std::string& username) const {
     return data.error();
   }
   auto line = PasswordLine::Parse(data.value());
-  if (!line) return Error{ErrorCode::kUnavailable, "token record " + username + " is corrupt"};
+  if (!line) return Error{ErrorCode::kInternal, "token record " + username + " is corrupt"};
   return line;
 }
 
@@ -163,8 +177,7 @@ Status TokenStore::RemoveToken(const PasswordLine& line) {
   Status result = Ok{};
   for (const auto& s : line.info.scopes) {
     const std::string path = ScopeFilePath(s);
-    // Only our own inode: the scope may meanwhile belong to a newer token.
-    if (!SameFile(path, record)) continue;
+    if (!BelongsTo(path, line.info.username)) continue;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       result = ErrnoError("unlink", path, errno);
       continue;
@@ -189,22 +202,166 @@ Result<TokenInfo> TokenStore::Get(const std::string& username) const {
   return line->info;
 }
 
-Result<std::vector<TokenInfo>> TokenStore::List() const {
-  std::vector<TokenInfo> tokens;
+Status TokenStore::ForEachRecord(const std::function<void(const std::string&)>& fn) const {
   DIR* d = ::opendir(records_dir_.c_str());
   if (d == nullptr) {
-    if (errno == ENOENT) return tokens;
+    if (errno == ENOENT) return Ok{};
     return ErrnoError("opendir", records_dir_, errno);
   }
-  const int64_t now = clock_.Now();
+  std::vector<std::string> names;
   while (struct dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name.empty() || name[0] == '.') continue;  // ".", "..", temp files
-    auto line = ReadRecord(name);
-    if (line && line->info.expires > now) tokens.push_back(line->info);
+    if (e->d_name[0] != '.') names.emplace_back(e->d_name);  // skips ".", "..", temp files
   }
   ::closedir(d);
+  for (const auto& name : names) fn(name);
+  return Ok{};
+}
+
+Result<std::vector<TokenInfo>> TokenStore::List() const {
+  std::vector<TokenInfo> tokens;
+  const int64_t now = clock_.Now();
+  auto st = ForEachRecord([&](const std::string& name) {
+    auto line = ReadRecord(name);
+    if (line && line->info.expires > now) tokens.push_back(line->info);
+  });
+  if (!st) return st.error();
   return tokens;
+}
+
+Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires) {
+  auto line = ReadRecord(username);
+  if (!line) return line.error();
+  if (line->info.expires <= clock_.Now()) return Error{ErrorCode::kNotFound, "no such token"};
+  PasswordLine renewed = line.value();
+  renewed.info.expires = expires;
+  auto text = renewed.Format();
+  if (!text) return text.error();
+  auto temp = WriteTempFile(records_dir_, text.value(), kFileMode);
+  if (!temp) return temp.error();
+  auto fail = [&](const Error& e) -> Error {
+    ::unlink(temp->c_str());
+    return e;
+  };
+  for (const auto& s : renewed.info.scopes) {
+    const std::string path = ScopeFilePath(s);
+    if (!BelongsTo(path, username)) continue;
+    // A second name for the new inode next to the scope file, renamed over it.
+    std::string staged = Parent(path) + "/" + kTempPrefix + username;
+    ::unlink(staged.c_str());
+    if (::link(temp->c_str(), staged.c_str()) != 0) return fail(ErrnoError("link", staged, errno));
+    if (::rename(staged.c_str(), path.c_str()) != 0) {
+      int err = errno;
+      ::unlink(staged.c_str());
+      return fail(ErrnoError("rename", path, err));
+    }
+    if (auto st = FsyncDir(Parent(path)); !st) return fail(st.error());
+  }
+  if (::rename(temp->c_str(), RecordPath(username).c_str()) != 0) {
+    return fail(ErrnoError("rename", RecordPath(username), errno));
+  }
+  if (auto st = FsyncDir(records_dir_); !st) return st.error();
+  return renewed.info;
+}
+
+Result<std::optional<TokenInfo>> TokenStore::ExpireIfDue(const std::string& username, int64_t* next) {
+  auto line = ReadRecord(username);
+  if (!line) {
+    if (line.error().code == ErrorCode::kNotFound) return std::optional<TokenInfo>();
+    return line.error();
+  }
+  if (line->info.expires > clock_.Now()) {
+    if (next != nullptr) *next = line->info.expires;
+    return std::optional<TokenInfo>();
+  }
+  if (auto st = RemoveToken(line.value()); !st) return st.error();
+  return std::optional<TokenInfo>(line->info);
+}
+
+Result<TokenStore::Sweep> TokenStore::ExpireAll() {
+  Sweep sweep;
+  Status failure = Ok{};
+  auto st = ForEachRecord([&](const std::string& name) {
+    int64_t next = 0;
+    auto r = ExpireIfDue(name, &next);
+    if (!r) {
+      // A corrupt record is prune's business (by age); it must not stop the sweep.
+      if (r.error().code != ErrorCode::kInternal) failure = r.error();
+    } else if (r.value()) {
+      sweep.expired.push_back(*r.value());
+    } else if (next > 0) {
+      sweep.live.emplace_back(next, name);
+    }
+  });
+  if (!st) return st.error();
+  if (!failure) return failure.error();
+  return sweep;
+}
+
+Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
+  std::vector<std::string> removed;
+  auto sweep = ExpireAll();
+  if (!sweep) return sweep.error();
+  for (const auto& t : sweep->expired) removed.push_back("expired token " + t.username);
+
+  const int64_t now = clock_.Now();
+  std::vector<std::string> dirs = {tokens_dir_};
+  Status failure = Ok{};
+  while (!dirs.empty()) {
+    std::string dir = dirs.back();
+    dirs.pop_back();
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return ErrnoError("opendir", dir, errno);
+    std::vector<std::pair<std::string, unsigned char>> entries;
+    while (struct dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != "..") entries.emplace_back(name, e->d_type);
+    }
+    ::closedir(d);
+    for (const auto& [name, type] : entries) {
+      const std::string path = dir + "/" + name;
+      const std::string rel = path.substr(tokens_dir_.size() + 1);
+      struct stat st{};
+      if (::lstat(path.c_str(), &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        dirs.push_back(path);
+        continue;
+      }
+      bool remove = false;
+      if (StartsWith(name, kTempPrefix)) {
+        remove = AgeOf(path, now) >= stale_after;  // younger ones may be in flight
+      } else if (dir == records_dir_) {
+        auto record = ReadRecord(name);
+        remove = !record && record.error().code == ErrorCode::kInternal && AgeOf(path, now) >= stale_after;
+      } else if (rel.size() > 9 && rel.compare(rel.size() - 9, 9, ".htpasswd") == 0) {
+        // A scope file is an orphan unless its token's record lists this scope.
+        const std::string scope = rel.substr(0, rel.size() - 9);
+        // Read errors keep the file: only what is known to be stray goes.
+        auto data = ReadSmallFile(path);
+        if (!data) continue;
+        auto line = PasswordLine::Parse(data.value());
+        if (!line) {
+          remove = true;  // never written by us half-way: a foreign or damaged file
+        } else {
+          auto record = ReadRecord(line->info.username);
+          if (!record) {
+            remove = record.error().code == ErrorCode::kNotFound || record.error().code == ErrorCode::kInternal;
+          } else {
+            const auto& scopes = record->info.scopes;
+            remove = std::find(scopes.begin(), scopes.end(), scope) == scopes.end();
+          }
+        }
+      }
+      if (!remove) continue;
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+        failure = ErrnoError("unlink", path, errno);
+        continue;
+      }
+      if (auto fs = FsyncDir(dir); !fs) failure = fs;
+      removed.push_back("stray file " + rel);
+    }
+  }
+  if (!failure) return failure.error();
+  return removed;
 }
 
 Status TokenStore::CheckWritable() const {

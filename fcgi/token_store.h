@@ -12,7 +12,10 @@
 // memory, so several `serve` processes (and nodes on a shared volume) agree.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "clock.h"
@@ -54,6 +57,31 @@ class TokenStore {
   // Every live token.
   Result<std::vector<TokenInfo>> List() const;
 
+  // Sets the token's expiry to `expires`, capped at issued + max_ttl by the
+  // caller. 404 when unknown or already expired: an expired token is dead.
+  // Each scope file is replaced atomically (rename), the record last, so a
+  // crash in between leaves the old, earlier expiry in force (fail closed).
+  Result<TokenInfo> Renew(const std::string& username, int64_t expires);
+
+  // Removes the token if its record says it has expired. Returns the
+  // removed token, or nullopt when it is live (then `next` gets its expiry)
+  // or already gone.
+  Result<std::optional<TokenInfo>> ExpireIfDue(const std::string& username, int64_t* next);
+
+  // One pass over every record: removes the expired tokens (returned in
+  // `expired`) and reports the live ones' expiries for scheduling.
+  struct Sweep {
+    std::vector<TokenInfo> expired;
+    std::vector<std::pair<int64_t, std::string>> live;  // (expires, username)
+  };
+  Result<Sweep> ExpireAll();
+
+  // What `artifact-token prune` removes: expired tokens, temp files older
+  // than `stale_after` seconds (left by a crash mid-write), scope files
+  // without a matching record, and unreadable records older than
+  // `stale_after`. Returns one human line per removal.
+  Result<std::vector<std::string>> Prune(int64_t stale_after);
+
   // Creates and removes a file in the store: the health check.
   Status CheckWritable() const;
 
@@ -62,6 +90,8 @@ class TokenStore {
 
  private:
   Result<PasswordLine> ReadRecord(const std::string& username) const;
+  // Calls `fn` for every record name (not temp files).
+  Status ForEachRecord(const std::function<void(const std::string&)>& fn) const;
   // Links `temp` to the scope's file; on EEXIST removes an expired holder once.
   Status LinkScope(const std::string& temp, const std::string& scope);
   Status RemoveToken(const PasswordLine& line);

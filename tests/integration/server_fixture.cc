@@ -237,6 +237,20 @@ std::vector<std::string> Servers::Snapshot() const {
   return paths;
 }
 
+Servers::CliResult Servers::Cli(const std::string& args) const {
+  const std::string cmd = std::string(ARTIFACT_TOKEN_BIN) + " " + args + " --config '" + state_ +
+                          "/artifact-token.conf' 2>&1";
+  CliResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
 std::string Servers::ErrorLog() const { return ReadFile(state_ + "/logs/error.log"); }
 std::string Servers::AppLog() const { return ReadFile(base_ + "/run.log"); }
 

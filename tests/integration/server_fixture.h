@@ -55,6 +55,13 @@ class Servers {
   pid_t app_pid() const { return app_pid_; }
   pid_t nginx_pid() const { return nginx_pid_; }
 
+  // Runs `artifact-token ARGS --config <state>/artifact-token.conf`.
+  struct CliResult {
+    int exit_code = -1;
+    std::string out;  // stdout and stderr
+  };
+  CliResult Cli(const std::string& args) const;
+
   // Stops run.sh with SIGTERM and waits for it; true when it and both
   // servers are gone.
   bool Stop();

@@ -46,6 +46,7 @@ struct ApiFixture {
   std::unique_ptr<artifact::TokenStore> store;
   std::unique_ptr<artifact::MastersFile> masters;
   std::ostringstream log;
+  artifact::EventLog event_log{log};
   std::unique_ptr<Api> api;
 
   ApiFixture() {
@@ -57,7 +58,7 @@ struct ApiFixture {
                                        << "narrow:" << Bcrypt("pw3") << ":allow=dpkg/mine/\n";
     store = std::make_unique<artifact::TokenStore>(config.tokens_dir, config.artifacts_dir, clock, random);
     masters = std::make_unique<artifact::MastersFile>(config.masters_file);
-    api = std::make_unique<Api>(config, *store, *masters, clock, log);
+    api = std::make_unique<Api>(config, *store, *masters, clock, event_log);
   }
 
   Response Call(const std::string& method, const std::string& path, const std::string& body = "",
@@ -188,4 +189,25 @@ TEST_CASE_METHOD(ApiFixture, "an unreadable masters file is 503 for everyone, no
   auto r = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})");
   CHECK(r.status == 503);
   CHECK(Json(r)->getValue<std::string>("message").find(config.masters_file) == std::string::npos);
+}
+
+TEST_CASE_METHOD(ApiFixture, "renew extends, capped by max_ttl from the issue, only for the issuer", "[api]") {
+  config.max_ttl = 1000;
+  auto t = Json(Call("POST", "/token", R"({"scope": "dpkg/p/linux/1", "ttl": 100})"));
+  const auto user = t->getValue<std::string>("username");
+  clock.Advance(90);
+  auto r = Call("POST", "/token/" + user + "/renew", R"({"ttl": 300})");
+  REQUIRE(r.status == 200);
+  CHECK(Json(r)->getValue<int64_t>("expires_in") == 300);
+  clock.Advance(200);
+  auto capped = Call("POST", "/token/" + user + "/renew", R"({"ttl": 5000})");
+  REQUIRE(capped.status == 200);
+  CHECK(Json(capped)->getValue<int64_t>("expires_in") == 1000 - 290);
+  CHECK(Call("POST", "/token/" + user + "/renew", R"({"ttl": 300})", Basic("other", "pw2")).status == 404);
+  CHECK(Call("POST", "/token/" + user + "/renew", R"({"ttl": "x"})").status == 400);
+  CHECK(Call("GET", "/token/" + user + "/renew").status == 405);
+  CHECK(log.str().find("renew master=ci username=" + user) != std::string::npos);
+  clock.Advance(1000);
+  CHECK(Call("POST", "/token/" + user + "/renew", R"({"ttl": 300})").status == 404);
+  CHECK(Call("POST", "/token/nobody/renew", "").status == 404);
 }

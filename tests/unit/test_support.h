@@ -2,6 +2,7 @@
 // temp directory removed at scope exit.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cstdint>
@@ -69,6 +70,11 @@ inline mode_t ModeOf(const std::string& path) {
   struct stat st{};
   if (::lstat(path.c_str(), &st) != 0) return 0;
   return st.st_mode & 07777;
+}
+
+inline void SetMtime(const std::string& path, int64_t unix_time) {
+  struct timespec times[2] = {{static_cast<time_t>(unix_time), 0}, {static_cast<time_t>(unix_time), 0}};
+  ::utimensat(AT_FDCWD, path.c_str(), times, 0);
 }
 
 }  // namespace artifact::testing

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -143,4 +144,83 @@ TEST_CASE_METHOD(StoreFixture, "the health check writes into the store", "[store
   TokenStore missing(tokens + "/nope", artifacts, clock, random);
   CHECK_FALSE(missing.CheckWritable());
   CHECK(TokenFiles().empty());
+}
+
+TEST_CASE_METHOD(StoreFixture, "renew rewrites every file of the token with the new expiry", "[store]") {
+  auto t = store.Issue(Request({"dpkg/p/linux/1", "appimage/p/linux/1"}, 10));
+  REQUIRE(t);
+  auto r = store.Renew(t->info.username, clock.Now() + 100);
+  REQUIRE(r);
+  CHECK(r->expires == clock.Now() + 100);
+  for (const auto& path : {store.ScopeFilePath("dpkg/p/linux/1"), store.ScopeFilePath("appimage/p/linux/1"),
+                           store.RecordPath(t->info.username)}) {
+    auto line = PasswordLine::Parse(artifact::ReadSmallFile(path).value());
+    REQUIRE(line);
+    CHECK(line->info.expires == clock.Now() + 100);
+    CHECK(artifact::SshaVerify(t->password, line->hash));  // same password
+    CHECK(ModeOf(path) == 0640);
+  }
+  CHECK(TokenFiles().size() == 3);  // no staging file left behind
+  clock.Advance(50);
+  CHECK(store.Get(t->info.username));
+  // Revoke still finds and removes the renewed (new-inode) files.
+  REQUIRE(store.Revoke(t->info.username));
+  CHECK(TokenFiles().empty());
+}
+
+TEST_CASE_METHOD(StoreFixture, "an expired token cannot be renewed", "[store]") {
+  auto t = store.Issue(Request({"dpkg/p/linux/1"}, 10));
+  REQUIRE(t);
+  clock.Advance(10);
+  auto r = store.Renew(t->info.username, clock.Now() + 100);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::kNotFound);
+  CHECK(store.Renew("nobody", clock.Now() + 100).error().code == ErrorCode::kNotFound);
+}
+
+TEST_CASE_METHOD(StoreFixture, "expiry removes exactly the expired tokens", "[store]") {
+  auto short_lived = store.Issue(Request({"dpkg/p/linux/1"}, 5));
+  auto long_lived = store.Issue(Request({"dpkg/p/linux/2"}, 50));
+  REQUIRE(short_lived);
+  REQUIRE(long_lived);
+  int64_t next = 0;
+  CHECK_FALSE(store.ExpireIfDue(short_lived->info.username, &next).value());
+  CHECK(next == clock.Now() + 5);
+  clock.Advance(5);
+  auto sweep = store.ExpireAll();
+  REQUIRE(sweep);
+  REQUIRE(sweep->expired.size() == 1);
+  CHECK(sweep->expired[0].username == short_lived->info.username);
+  REQUIRE(sweep->live.size() == 1);
+  CHECK(sweep->live[0].second == long_lived->info.username);
+  CHECK(TokenFiles() ==
+        std::vector<std::string>{".by-user/" + long_lived->info.username, "dpkg/p/linux/2.htpasswd"});
+  CHECK_FALSE(store.ExpireIfDue(short_lived->info.username, &next).value());  // already gone: harmless
+}
+
+TEST_CASE_METHOD(StoreFixture, "prune removes expired tokens, stale temp files and orphans only", "[store]") {
+  auto live = store.Issue(Request({"dpkg/p/linux/1"}, 500));
+  auto dead = store.Issue(Request({"dpkg/p/linux/2"}, 5));
+  REQUIRE(live);
+  REQUIRE(dead);
+  // What a crash can leave: a temp file mid-write, a scope file whose record
+  // is gone, an unreadable record.
+  std::ofstream(tokens + "/.by-user/.tmp-abc123") << "partial";
+  std::filesystem::create_directories(tokens + "/dpkg/p/linux");
+  std::filesystem::copy_file(store.ScopeFilePath("dpkg/p/linux/1"), store.ScopeFilePath("dpkg/p/linux/3"));
+  std::ofstream(tokens + "/.by-user/broken") << "not a line";
+  for (const char* f : {"/.by-user/.tmp-abc123", "/.by-user/broken"}) SetMtime(tokens + f, clock.Now());
+
+  auto first = store.Prune(60);
+  INFO((first ? std::string("ok") : first.error().message));
+  REQUIRE(first);
+  CHECK(first->size() == 1);  // the orphan (no age needed) goes at once
+  CHECK(std::filesystem::exists(tokens + "/.by-user/.tmp-abc123"));  // may be in flight: kept
+  clock.Advance(100);  // now the dead token has expired and the leftovers are stale
+  auto removed = store.Prune(60);
+  REQUIRE(removed);
+  CHECK(std::find(removed->begin(), removed->end(), "expired token " + dead->info.username) != removed->end());
+  CHECK(TokenFiles() == std::vector<std::string>{".by-user/" + live->info.username, "dpkg/p/linux/1.htpasswd"});
+  CHECK(store.Get(live->info.username));
+  CHECK(store.Prune(60).value().empty());  // nothing left to do
 }

@@ -1,0 +1,59 @@
+// Removes expired tokens while `serve` runs, within a second of their
+// expiry: a thread sleeps until the earliest expiry it knows of (not a busy
+// poll), wakes early when this process issues or renews a token, and sweeps
+// the whole store every `rescan` seconds to learn of tokens other processes
+// (spawn-fcgi -F N, other nodes) issued. Every removal re-reads the record
+// first, so processes racing on one token cannot remove a renewed one, and
+// removing twice is harmless.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "clock.h"
+#include "event_log.h"
+#include "token_store.h"
+
+namespace artifact {
+
+class ExpiryTimer {
+ public:
+  ExpiryTimer(TokenStore& store, const Clock& clock, EventLog& log, int64_t rescan_seconds = 60);
+  ~ExpiryTimer();
+  ExpiryTimer(const ExpiryTimer&) = delete;
+  ExpiryTimer& operator=(const ExpiryTimer&) = delete;
+
+  // Starts the thread; call with the stop signals blocked so they stay with
+  // the accept loop.
+  void Start();
+  void Stop();
+
+  // A token of this process now expires at `expires`.
+  void Schedule(const std::string& username, int64_t expires);
+
+  // One round of work as the thread does it, for tests: handles every due
+  // entry and, when `sweep`, the whole store. Returns the expired tokens.
+  std::vector<TokenInfo> RunDue(bool sweep);
+
+ private:
+  void Loop();
+
+  using Entry = std::pair<int64_t, std::string>;  // (expires, username)
+  TokenStore& store_;
+  const Clock& clock_;
+  EventLog& log_;
+  const int64_t rescan_seconds_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> due_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace artifact

@@ -1,0 +1,155 @@
+// Expiry, renewal and the admin commands on real nginx + spawn-fcgi.
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <catch2/catch.hpp>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "integration/server_fixture.h"
+
+using artifact::testing::Servers;
+using Clock = std::chrono::system_clock;
+
+namespace {
+
+struct Token {
+  std::string username, password;
+  Clock::time_point expires;
+};
+
+Token Issue(const Servers& s, const std::string& scope, int ttl) {
+  auto r = s.Request("POST", "/token", "{\"scope\": \"" + scope + "\", \"ttl\": " + std::to_string(ttl) + "}",
+                     {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
+  INFO(r.body);
+  REQUIRE(r.status == 201);
+  Poco::JSON::Parser p;
+  auto j = p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+  Token t{j->getValue<std::string>("username"), j->getValue<std::string>("password"), {}};
+  // expires_in counts whole seconds from the second of issue.
+  auto now = Clock::now();
+  t.expires = std::chrono::time_point_cast<std::chrono::seconds>(now) + std::chrono::seconds(j->getValue<int>("expires_in"));
+  return t;
+}
+
+// Waits for wall-clock time to pass: the subject of these tests is time.
+void WaitUntil(Clock::time_point t) {
+  while (Clock::now() < t) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+}  // namespace
+
+TEST_CASE("an expired token is refused by nginx within 1 s, with no revoke call", "[integration][expiry]") {
+  Servers s;
+  Token t = Issue(s, "dpkg/p/linux/1", 2);
+  CHECK(s.Put("/dpkg/p/linux/1/before", "x", t.username, t.password).status == 201);
+  // Poll uploads (bounded: 5 s past expiry) until the first refusal.
+  Clock::time_point refused{};
+  const auto deadline = t.expires + std::chrono::seconds(5);
+  int i = 0;
+  while (Clock::now() < deadline) {
+    int status = s.Put("/dpkg/p/linux/1/f" + std::to_string(i++), "x", t.username, t.password).status;
+    if (status != 201) {
+      CHECK(status == 403);
+      refused = Clock::now();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(refused != Clock::time_point{});
+  CHECK(refused - t.expires <= std::chrono::milliseconds(1000));
+  CHECK_FALSE(std::filesystem::exists(s.tokens_dir() + "/dpkg/p/linux/1.htpasswd"));
+  CHECK(s.AppLog().find("expire master=ci username=" + t.username) != std::string::npos);
+  // Not listed, not renewable.
+  CHECK(s.Request("GET", "/token/" + t.username, "", {{"Authorization", s.MasterAuth()}}).status == 404);
+  CHECK(s.Request("POST", "/token/" + t.username + "/renew", R"({"ttl": 60})",
+                  {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}})
+            .status == 404);
+}
+
+TEST_CASE("renew keeps a token alive past its first expiry", "[integration][expiry]") {
+  Servers s;
+  Token t = Issue(s, "dpkg/p/linux/1", 2);
+  auto r = s.Request("POST", "/token/" + t.username + "/renew", R"({"ttl": 30})",
+                     {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
+  REQUIRE(r.status == 200);
+  WaitUntil(t.expires + std::chrono::milliseconds(1500));
+  CHECK(s.Put("/dpkg/p/linux/1/late", "x", t.username, t.password).status == 201);
+  CHECK(s.AppLog().find("renew master=ci username=" + t.username) != std::string::npos);
+}
+
+TEST_CASE("prune removes an expired token while serve is stopped", "[integration][expiry]") {
+  Servers s;
+  Token t = Issue(s, "dpkg/p/linux/1", 1);
+  Token keep = Issue(s, "dpkg/p/linux/2", 600);
+  REQUIRE(s.Stop());
+  WaitUntil(t.expires);
+  REQUIRE(std::filesystem::exists(s.tokens_dir() + "/dpkg/p/linux/1.htpasswd"));
+  auto r = s.Cli("prune");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("removed expired token " + t.username) != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(s.tokens_dir() + "/dpkg/p/linux/1.htpasswd"));
+  CHECK(std::filesystem::exists(s.tokens_dir() + "/dpkg/p/linux/2.htpasswd"));
+  auto again = s.Cli("prune");
+  CHECK(again.exit_code == 0);
+  CHECK(again.out == "nothing to prune\n");
+}
+
+TEST_CASE("check catches a world-readable tokens directory and a broken masters line", "[integration][cli]") {
+  Servers s;
+  auto ok = s.Cli("check");
+  INFO(ok.out);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.rfind("ok: ", 0) == 0);
+
+  ::chmod(s.tokens_dir().c_str(), 0755);
+  auto open = s.Cli("check");
+  CHECK(open.exit_code == 1);
+  CHECK(open.out.find("problem: tokens_dir " + s.tokens_dir() + " is accessible to others") != std::string::npos);
+  ::chmod(s.tokens_dir().c_str(), 0750);
+
+  std::ofstream(s.state_dir() + "/masters", std::ios::app) << "broken-line-without-hash\n";
+  auto broken = s.Cli("check");
+  CHECK(broken.exit_code == 1);
+  CHECK(broken.out.find("problem: masters_file " + s.state_dir() + "/masters line 2:") != std::string::npos);
+
+  auto bad_config = s.Cli("check --scope-depth 0");
+  CHECK(bad_config.exit_code != 0);
+  CHECK(bad_config.out.find("scope_depth") != std::string::npos);
+}
+
+TEST_CASE("issue, list and revoke from the command line act on the live store", "[integration][cli]") {
+  Servers s;
+  auto issued = s.Cli("issue --scope dpkg/p/linux/7 --ttl 600 --master ci");
+  INFO(issued.out);
+  REQUIRE(issued.exit_code == 0);
+  Poco::JSON::Parser p;
+  auto j = p.parse(issued.out).extract<Poco::JSON::Object::Ptr>();
+  const auto user = j->getValue<std::string>("username");
+  // Written as the service's user, so nginx reads it.
+  CHECK(s.Put("/dpkg/p/linux/7/f", "x", user, j->getValue<std::string>("password")).status == 201);
+  CHECK(s.Request("GET", "/token/" + user, "", {{"Authorization", s.MasterAuth()}}).status == 200);
+
+  auto table = s.Cli("list");
+  CHECK(table.exit_code == 0);
+  CHECK(table.out.find(user) != std::string::npos);
+  CHECK(table.out.find(j->getValue<std::string>("password")) == std::string::npos);
+  auto json = s.Cli("list --json");
+  CHECK(p.parse(json.out).extract<Poco::JSON::Object::Ptr>()->getArray("tokens")->size() == 1);
+
+  CHECK(s.Cli("issue --scope dpkg/p/linux/7").exit_code == 1);      // 409: live
+  CHECK(s.Cli("issue --scope ../p/linux/7").exit_code == 2);        // invalid
+  CHECK(s.Cli("issue").exit_code == 2);                             // no scope
+  auto revoked = s.Cli("revoke " + user);
+  CHECK(revoked.exit_code == 0);
+  CHECK(s.Put("/dpkg/p/linux/7/g", "x", user, j->getValue<std::string>("password")).status == 403);
+  CHECK(s.Cli("revoke " + user).exit_code == 1);
+  for (const char* cmd : {"serve", "issue", "revoke", "list", "prune", "check", "nginx-map"}) {
+    auto help = s.Cli(std::string(cmd) + " --help");
+    CHECK(help.exit_code == 0);
+    CHECK(help.out.find("Usage: ") != std::string::npos);
+  }
+}
