@@ -172,7 +172,7 @@ Status TokenStore::LinkScope(const std::string& temp, const std::string& scope) 
   return Error{ErrorCode::kConflict, "scope " + scope + " already has a live token"};
 }
 
-Status TokenStore::RemoveToken(const PasswordLine& line) {
+Result<bool> TokenStore::RemoveToken(const PasswordLine& line) {
   const std::string record = RecordPath(line.info.username);
   Status result = Ok{};
   for (const auto& s : line.info.scopes) {
@@ -184,15 +184,23 @@ Status TokenStore::RemoveToken(const PasswordLine& line) {
     }
     if (auto st = FsyncDir(Parent(path)); !st) result = st;
   }
-  if (!result) return result;  // keep the record so a retry finds the token
-  if (::unlink(record.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", record, errno);
-  return FsyncDir(records_dir_);
+  if (!result) return result.error();  // keep the record so a retry finds the token
+  if (::unlink(record.c_str()) != 0) {
+    if (errno == ENOENT) return false;  // another process removed it first
+    return ErrnoError("unlink", record, errno);
+  }
+  if (auto st = FsyncDir(records_dir_); !st) return st.error();
+  return true;
 }
 
 Status TokenStore::Revoke(const std::string& username) {
   auto line = ReadRecord(username);
   if (!line) return line.error();
-  return RemoveToken(line.value());
+  auto removed = RemoveToken(line.value());
+  if (!removed) return removed.error();
+  // Of two concurrent revokes exactly one succeeds.
+  if (!removed.value()) return Error{ErrorCode::kNotFound, "no such token"};
+  return Ok{};
 }
 
 Result<TokenInfo> TokenStore::Get(const std::string& username) const {
@@ -273,7 +281,10 @@ Result<std::optional<TokenInfo>> TokenStore::ExpireIfDue(const std::string& user
     if (next != nullptr) *next = line->info.expires;
     return std::optional<TokenInfo>();
   }
-  if (auto st = RemoveToken(line.value()); !st) return st.error();
+  auto removed = RemoveToken(line.value());
+  if (!removed) return removed.error();
+  // Only the process that removed it reports it: one log line per expiry.
+  if (!removed.value()) return std::optional<TokenInfo>();
   return std::optional<TokenInfo>(line->info);
 }
 

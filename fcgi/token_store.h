@@ -94,7 +94,8 @@ class TokenStore {
   Status ForEachRecord(const std::function<void(const std::string&)>& fn) const;
   // Links `temp` to the scope's file; on EEXIST removes an expired holder once.
   Status LinkScope(const std::string& temp, const std::string& scope);
-  Status RemoveToken(const PasswordLine& line);
+  // True when this call removed the record (false: someone else did first).
+  Result<bool> RemoveToken(const PasswordLine& line);
 
   std::string tokens_dir_;
   std::string artifacts_dir_;

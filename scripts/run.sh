@@ -8,6 +8,7 @@
 #   ARTIFACT_MASTER_USER      master name (default master)
 #   ARTIFACT_MASTER_PASSWORD  master password (default: a new random one each start)
 #   ARTIFACT_BIN              artifact-token binary (default build/artifact-token)
+#   ARTIFACT_APP_PROCESSES    artifact-token processes on the socket (default 1)
 #   and those of scripts/prepare-state.sh.
 set -euo pipefail
 
@@ -16,11 +17,13 @@ export ARTIFACT_BIN=${ARTIFACT_BIN:-$here/build/artifact-token}
 export ARTIFACT_LISTEN=${ARTIFACT_LISTEN:-127.0.0.1:8080}
 state=${ARTIFACT_STATE_DIR:-$here/run}
 master_user=${ARTIFACT_MASTER_USER:-master}
+processes=${ARTIFACT_APP_PROCESSES:-1}
 
 fail() { echo "run: $*" >&2; exit 1; }
 for tool in spawn-fcgi nginx htpasswd curl; do
   command -v "$tool" >/dev/null || fail "$tool is missing: run 'make deps' (or make run, which installs it)"
 done
+[[ $processes =~ ^[0-9]+$ && $processes -ge 1 && $processes -le 64 ]] || fail "ARTIFACT_APP_PROCESSES must be 1..64"
 [[ $master_user =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$ ]] || fail "ARTIFACT_MASTER_USER must match [A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
 
 owner=$("$here/scripts/prepare-state.sh" "$state")
@@ -46,7 +49,11 @@ if [[ $(id -u) -eq 0 ]]; then
   spawn_args+=(-u "$run_user" -g "$run_group" -U "$run_user" -G "$run_group")
 fi
 rm -f "$state/run/token.sock"
-spawn-fcgi "${spawn_args[@]}" -- "$ARTIFACT_BIN" serve --config "$state/artifact-token.conf" &
+app=("$ARTIFACT_BIN" serve --config "$state/artifact-token.conf")
+if [[ $processes -gt 1 ]]; then
+  app=("$here/scripts/serve-workers.sh" "$processes" "${app[@]}")
+fi
+spawn-fcgi "${spawn_args[@]}" -- "${app[@]}" &
 app_pid=$!
 nginx -p "$state" -c "$state/nginx/nginx.conf" -e "$state/logs/error.log" -g 'daemon off;' &
 nginx_pid=$!

@@ -153,3 +153,31 @@ TEST_CASE("issue, list and revoke from the command line act on the live store", 
     CHECK(help.out.find("Usage: ") != std::string::npos);
   }
 }
+
+TEST_CASE("several serve processes expire every token exactly once, within 1 s", "[integration][expiry]") {
+  artifact::testing::ServerOptions opts;
+  opts.app_processes = 4;
+  Servers s(opts);
+  std::vector<Token> tokens;
+  for (int i = 0; i < 12; ++i) tokens.push_back(Issue(s, "dpkg/p/linux/" + std::to_string(i), 2));
+  auto last = tokens.front().expires;
+  for (const auto& t : tokens) last = std::max(last, t.expires);
+  WaitUntil(last + std::chrono::milliseconds(1000));
+  const std::string log = s.AppLog();
+  size_t started = 0;
+  for (auto pos = log.find("artifact-token serve: tokens in"); pos != std::string::npos;
+       pos = log.find("artifact-token serve: tokens in", pos + 1)) {
+    ++started;
+  }
+  CHECK(started == 4);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const auto& t = tokens[i];
+    INFO(t.username);
+    CHECK(s.Put("/dpkg/p/linux/" + std::to_string(i) + "/f", "x", t.username, t.password).status == 403);
+    const std::string line = "expire master=ci username=" + t.username + " ";
+    auto first = log.find(line);
+    CHECK(first != std::string::npos);
+    CHECK(log.find(line, first + 1) == std::string::npos);
+  }
+  CHECK(std::filesystem::is_empty(s.tokens_dir() + "/.by-user"));
+}

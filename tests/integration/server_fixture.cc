@@ -112,6 +112,7 @@ bool Servers::Start(const ServerOptions& options) {
       "ARTIFACT_SCOPE_DEPTH=" + std::to_string(options.scope_depth),
       "ARTIFACT_TOKEN_RATE=" + options.token_rate,
       "ARTIFACT_TOKEN_BURST=" + std::to_string(options.token_burst),
+      "ARTIFACT_APP_PROCESSES=" + std::to_string(options.app_processes),
   };
   const std::string log = base_ + "/run.log";
   pid_t pid = ::fork();

@@ -21,6 +21,7 @@ struct ServerOptions {
   int scope_depth = 4;
   std::string token_rate = "1000r/s";  // high: tests issue many tokens quickly
   int token_burst = 1000;
+  int app_processes = 1;  // artifact-token processes accepting on the socket
 };
 
 class Servers {
