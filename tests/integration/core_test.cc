@@ -88,7 +88,7 @@ TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused",
   CHECK(Revoke(s, t.username) == 404);
 
   // The app logged issue and revoke without the password.
-  CHECK(s.AppLog().find("revoke master=ci username=" + t.username) != std::string::npos);
+  CHECK(s.WaitForAppLog("revoke master=ci username=" + t.username));
   CHECK(s.AppLog().find(t.password) == std::string::npos);
 }
 

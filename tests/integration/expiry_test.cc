@@ -62,7 +62,7 @@ TEST_CASE("an expired token is refused by nginx within 1 s, with no revoke call"
   REQUIRE(refused != Clock::time_point{});
   CHECK(refused - t.expires <= std::chrono::milliseconds(1000));
   CHECK_FALSE(std::filesystem::exists(s.tokens_dir() + "/dpkg/p/linux/1.htpasswd"));
-  CHECK(s.AppLog().find("expire master=ci username=" + t.username) != std::string::npos);
+  CHECK(s.WaitForAppLog("expire master=ci username=" + t.username));
   // Not listed, not renewable.
   CHECK(s.Request("GET", "/token/" + t.username, "", {{"Authorization", s.MasterAuth()}}).status == 404);
   CHECK(s.Request("POST", "/token/" + t.username + "/renew", R"({"ttl": 60})",
@@ -78,7 +78,7 @@ TEST_CASE("renew keeps a token alive past its first expiry", "[integration][expi
   REQUIRE(r.status == 200);
   WaitUntil(t.expires + std::chrono::milliseconds(1500));
   CHECK(s.Put("/dpkg/p/linux/1/late", "x", t.username, t.password).status == 201);
-  CHECK(s.AppLog().find("renew master=ci username=" + t.username) != std::string::npos);
+  CHECK(s.WaitForAppLog("renew master=ci username=" + t.username));
 }
 
 TEST_CASE("prune removes an expired token while serve is stopped", "[integration][expiry]") {
@@ -163,6 +163,7 @@ TEST_CASE("several serve processes expire every token exactly once, within 1 s",
   auto last = tokens.front().expires;
   for (const auto& t : tokens) last = std::max(last, t.expires);
   WaitUntil(last + std::chrono::milliseconds(1000));
+  for (const auto& t : tokens) CHECK(s.WaitForAppLog("expire master=ci username=" + t.username + " "));
   const std::string log = s.AppLog();
   size_t started = 0;
   for (auto pos = log.find("artifact-token serve: tokens in"); pos != std::string::npos;

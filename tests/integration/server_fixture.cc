@@ -143,7 +143,10 @@ bool Servers::Start(const ServerOptions& options) {
       return false;
     }
     try {
-      if (Get("/token/healthz").status == 200) {
+      // Ready when nginx answers and run.sh has finished its own checks
+      // (its banner is out): nothing of the start-up runs into the test.
+      if (ReadFile(base_ + "/run.log").find("Ctrl-C stops both servers.") != std::string::npos &&
+          Get("/token/healthz").status == 200) {
         app_pid_ = ReadPid(state_ + "/run/app.pid");
         nginx_pid_ = ReadPid(state_ + "/run/nginx-master.pid");
         return true;
@@ -250,6 +253,15 @@ Servers::CliResult Servers::Cli(const std::string& args) const {
   int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+bool Servers::WaitForAppLog(const std::string& needle, std::chrono::milliseconds limit) const {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (AppLog().find(needle) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
 }
 
 std::string Servers::ErrorLog() const { return ReadFile(state_ + "/logs/error.log"); }

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -53,6 +54,9 @@ class Servers {
   std::string artifacts_dir() const { return state_ + "/artifacts"; }
   std::string ErrorLog() const;
   std::string AppLog() const;  // run.sh output: app's stderr and the banner
+  // Waits (bounded) until the app log holds `needle`: the app logs an event
+  // just after the change a client can already see.
+  bool WaitForAppLog(const std::string& needle, std::chrono::milliseconds limit = std::chrono::seconds(5)) const;
   pid_t app_pid() const { return app_pid_; }
   pid_t nginx_pid() const { return nginx_pid_; }
 
