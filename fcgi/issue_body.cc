@@ -3,11 +3,15 @@
 #include <Poco/Dynamic/Var.h>
 #include <Poco/Exception.h>
 #include <Poco/JSON/Array.h>
+#include <Poco/JSON/JSONException.h>
 #include <Poco/JSON/Object.h>
+#include <Poco/JSON/ParseHandler.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/URI.h>
 
 #include <map>
+#include <set>
+#include <vector>
 
 namespace artifact {
 namespace {
@@ -73,13 +77,42 @@ Result<FormFields> ParseForm(const std::string& body) {
   return fields;
 }
 
+// Poco keeps the last of duplicate keys silently; a body that says two
+// things at once is refused instead (RFC 8259 leaves it undefined).
+class StrictHandler : public Poco::JSON::ParseHandler {
+ public:
+  StrictHandler() : Poco::JSON::ParseHandler(true) {}
+  void startObject() override {
+    keys_.emplace_back();
+    ParseHandler::startObject();
+  }
+  void endObject() override {
+    keys_.pop_back();
+    ParseHandler::endObject();
+  }
+  void key(const std::string& k) override {
+    if (!keys_.back().insert(k).second) throw Poco::JSON::JSONException("duplicate key");
+    ParseHandler::key(k);
+  }
+
+ private:
+  std::vector<std::set<std::string>> keys_;
+};
+
+// Our bodies are flat; deeper nesting is refused before it costs anything.
+constexpr size_t kMaxJsonDepth = 8;
+
 Result<Poco::JSON::Object::Ptr> ParseJsonObject(const std::string& body) {
   try {
-    Poco::JSON::Parser parser;
+    Poco::JSON::Parser parser(new StrictHandler);
+    parser.setDepth(kMaxJsonDepth);
     Poco::Dynamic::Var v = parser.parse(body);
     if (v.type() != typeid(Poco::JSON::Object::Ptr)) return Bad("the body must be a JSON object");
     return v.extract<Poco::JSON::Object::Ptr>();
-  } catch (const Poco::Exception& e) {
+  } catch (const Poco::JSON::JSONException& e) {
+    if (e.message() == "duplicate key") return Bad("invalid JSON body: duplicate key");
+    return Bad("invalid JSON body");
+  } catch (const Poco::Exception&) {
     return Bad("invalid JSON body");
   } catch (const std::exception&) {
     return Bad("invalid JSON body");

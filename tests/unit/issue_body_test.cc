@@ -27,7 +27,7 @@ TEST_CASE("form issue bodies, as curl -d sends them", "[body]") {
 }
 
 TEST_CASE("bad issue bodies are 400 or 415", "[body]") {
-  const std::pair<const char*, const char*> bad[] = {
+  const std::pair<std::string, std::string> bad[] = {
       {"application/json", ""},
       {"application/json", "[]"},
       {"application/json", R"({"scope": 5})"},
@@ -43,6 +43,13 @@ TEST_CASE("bad issue bodies are 400 or 415", "[body]") {
       {"application/json", R"({"scope": "a/b/c/d", "extra": 1})"},
       {"application/json", R"({"scope": "a/b/c/d")"},
       {"application/json", R"({"ttl": 5})"},
+      {"application/json", R"({"scope": "a/b/c/d", "scope": "e/f/g/h"})"},
+      {"application/json", R"({"scope": "a/b/c/d", "ttl": 5, "ttl": 6})"},
+      {"application/json", R"({"scope": "a/b/c/d", "x": {"y": 1, "y": 2}})"},
+      {"application/json", R"({"scope": "a/b/c/d", "x": )" + std::string(10000, '[') + std::string(10000, ']') + "}"},
+      {"application/json", std::string(100000, '[')},
+      {"application/json", R"({"scope": "a/b/c/d"} trailing)"},
+      {"application/json", "{\"scope\": \"a/b/c/d\u0000\"}"},
       {"application/x-www-form-urlencoded", "ttl=5"},
       {"application/x-www-form-urlencoded", "scope=a/b/c/d&ttl=5&ttl=6"},
       {"application/x-www-form-urlencoded", "scope=a/b/c/d&ttl=5s"},
