@@ -8,8 +8,8 @@
 #   ARTIFACT_MASTER_USER      master name (default master)
 #   ARTIFACT_MASTER_PASSWORD  master password (default: a new random one each start)
 #   ARTIFACT_BIN              artifact-token binary (default build/artifact-token)
-#   ARTIFACT_APP_PROCESSES    artifact-token processes on the socket (default 1)
-#   and those of scripts/prepare-state.sh.
+#   and those of scripts/prepare-state.sh and scripts/start-app.sh
+#   (ARTIFACT_APP_PROCESSES: artifact-token processes on the socket, default 1).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,17 +17,15 @@ export ARTIFACT_BIN=${ARTIFACT_BIN:-$here/build/artifact-token}
 export ARTIFACT_LISTEN=${ARTIFACT_LISTEN:-127.0.0.1:8080}
 state=${ARTIFACT_STATE_DIR:-$here/run}
 master_user=${ARTIFACT_MASTER_USER:-master}
-processes=${ARTIFACT_APP_PROCESSES:-1}
 
 fail() { echo "run: $*" >&2; exit 1; }
 for tool in spawn-fcgi nginx htpasswd curl; do
   command -v "$tool" >/dev/null || fail "$tool is missing: run 'make deps' (or make run, which installs it)"
 done
-[[ $processes =~ ^[0-9]+$ && $processes -ge 1 && $processes -le 64 ]] || fail "ARTIFACT_APP_PROCESSES must be 1..64"
 [[ $master_user =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$ ]] || fail "ARTIFACT_MASTER_USER must match [A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
 
 owner=$("$here/scripts/prepare-state.sh" "$state")
-read -r run_user run_group <<<"$owner"
+read -r _ run_group <<<"$owner"
 state=$(cd "$state" && pwd)
 
 # The master credential: given, or new for this start. htpasswd reads it from
@@ -44,18 +42,9 @@ printf '%s\n' "$master_password" | htpasswd -iB "$masters" "$master_user" 2>/dev
 chmod 0640 "$masters"
 [[ $(id -u) -eq 0 ]] && chown "root:$run_group" "$masters"
 
-spawn_args=(-n -s "$state/run/token.sock" -M 0660)
-if [[ $(id -u) -eq 0 ]]; then
-  spawn_args+=(-u "$run_user" -g "$run_group" -U "$run_user" -G "$run_group")
-fi
-rm -f "$state/run/token.sock"
-app=("$ARTIFACT_BIN" serve --config "$state/artifact-token.conf")
-if [[ $processes -gt 1 ]]; then
-  app=("$here/scripts/serve-workers.sh" "$processes" "${app[@]}")
-fi
-spawn-fcgi "${spawn_args[@]}" -- "${app[@]}" &
+"$here/scripts/start-app.sh" "$state" &
 app_pid=$!
-nginx -p "$state" -c "$state/nginx/nginx.conf" -e "$state/logs/error.log" -g 'daemon off;' &
+"$here/scripts/start-nginx.sh" "$state" &
 nginx_pid=$!
 echo "$app_pid" >"$state/run/app.pid"
 echo "$nginx_pid" >"$state/run/nginx-master.pid"

@@ -90,6 +90,16 @@ Servers::Servers(ServerOptions options) {
   ::chmod(base_.c_str(), 0755);  // nginx's workers and the app run as www-data under root
   state_ = base_ + "/state";
   master_password_ = "pw-" + std::to_string(::getpid()) + "-" + std::to_string(FreePort());
+  for (const auto& [dir, opts] : {std::pair<std::string, std::string>{state_ + "/tokens", options.tokens_tmpfs},
+                                  {state_ + "/artifacts", options.artifacts_tmpfs}}) {
+    if (opts.empty()) continue;
+    std::filesystem::create_directories(dir);
+    const std::string cmd = "mount -t tmpfs -o '" + opts + "' tmpfs '" + dir + "' 2>&1";
+    if (::geteuid() != 0 || std::system(cmd.c_str()) != 0) {
+      throw std::runtime_error("cannot mount a tmpfs at " + dir + " (the disk-full tests need root)");
+    }
+    mounts_.push_back(dir);
+  }
   // A port taken between FreePort() and nginx's bind makes run.sh exit: retry.
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (Start(options)) return;
@@ -99,10 +109,54 @@ Servers::Servers(ServerOptions options) {
   throw std::runtime_error("servers did not start:\n" + log);
 }
 
+pid_t Servers::Spawn(const std::vector<std::string>& argv_in) const {
+  const std::string log = base_ + "/run.log";
+  std::vector<std::string> argv = argv_in;
+  std::vector<std::string> env = env_;
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    std::vector<char*> envp, args;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execve(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+bool Servers::WaitHealthy(pid_t watched, bool need_banner) {
+  // Ready when /token/healthz answers 200 through nginx and, with run.sh,
+  // when run.sh has finished its own checks (its banner is out), so nothing
+  // of the start-up runs into the test. Bounded: 20 s.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(watched, &status, WNOHANG) == watched) return false;
+    try {
+      if ((!need_banner ||
+           ReadFile(base_ + "/run.log").find("Ctrl-C stops both servers.") != std::string::npos) &&
+          Get("/token/healthz").status == 200) {
+        return true;
+      }
+    } catch (const std::exception&) {
+      // not listening yet
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return false;
+}
+
 bool Servers::Start(const ServerOptions& options) {
   port_ = FreePort();
-  const std::string script = std::string(ARTIFACT_SOURCE_DIR) + "/scripts/run.sh";
-  std::vector<std::string> env = {
+  env_ = {
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       "ARTIFACT_BIN=" + std::string(ARTIFACT_TOKEN_BIN),
       "ARTIFACT_STATE_DIR=" + state_,
@@ -114,52 +168,62 @@ bool Servers::Start(const ServerOptions& options) {
       "ARTIFACT_TOKEN_BURST=" + std::to_string(options.token_burst),
       "ARTIFACT_APP_PROCESSES=" + std::to_string(options.app_processes),
   };
-  const std::string log = base_ + "/run.log";
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    std::vector<char*> envp;
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    std::string bash = "/bin/bash";
-    std::string s = script;
-    char* argv[] = {bash.data(), s.data(), nullptr};
-    ::execve(argv[0], argv, envp.data());
-    ::_exit(127);
+  if (!options.via_run_script) return StartDirect(options);
+  runner_pid_ = Spawn({"/bin/bash", std::string(ARTIFACT_SOURCE_DIR) + "/scripts/run.sh"});
+  if (!WaitHealthy(runner_pid_, true)) {
+    Stop();
+    return false;
   }
-  runner_pid_ = pid;
+  app_pid_ = ReadPid(state_ + "/run/app.pid");
+  nginx_pid_ = ReadPid(state_ + "/run/nginx-master.pid");
+  return true;
+}
 
-  // Ready when /token/healthz answers 200 through nginx (bounded: 20 s).
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(runner_pid_, &status, WNOHANG) == runner_pid_) {
-      runner_pid_ = -1;
-      return false;
-    }
-    try {
-      // Ready when nginx answers and run.sh has finished its own checks
-      // (its banner is out): nothing of the start-up runs into the test.
-      if (ReadFile(base_ + "/run.log").find("Ctrl-C stops both servers.") != std::string::npos &&
-          Get("/token/healthz").status == 200) {
-        app_pid_ = ReadPid(state_ + "/run/app.pid");
-        nginx_pid_ = ReadPid(state_ + "/run/nginx-master.pid");
-        return true;
-      }
-    } catch (const std::exception&) {
-      // not listening yet
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+bool Servers::StartDirect(const ServerOptions&) {
+  const std::string scripts = std::string(ARTIFACT_SOURCE_DIR) + "/scripts/";
+  pid_t prep = Spawn({"/bin/bash", scripts + "prepare-state.sh", state_});
+  int status = 0;
+  ::waitpid(prep, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return false;
+  const std::string masters = state_ + "/masters";
+  std::ofstream(masters, std::ios::app).close();
+  ::chmod(masters.c_str(), 0640);
+  struct stat st{};
+  if (::stat(tokens_dir().c_str(), &st) == 0) (void)::chown(masters.c_str(), 0, st.st_gid);
+  AddMaster(master_user_, master_password_);
+  nginx_pid_ = Spawn({"/bin/bash", scripts + "start-nginx.sh", state_});
+  StartApp();
+  return app_pid_ > 0;
+}
+
+void Servers::StartApp() {
+  app_pid_ = Spawn({"/bin/bash", std::string(ARTIFACT_SOURCE_DIR) + "/scripts/start-app.sh", state_});
+  if (!WaitHealthy(app_pid_, false)) {
+    throw std::runtime_error("the app did not come up:\n" + AppLog());
   }
-  return false;
+}
+
+void Servers::KillApp(int sig) {
+  if (runner_pid_ > 0) throw std::logic_error("KillApp needs via_run_script = false");
+  ::kill(app_pid_, sig);
+  if (!WaitChild(app_pid_, std::chrono::seconds(10))) {
+    ::kill(app_pid_, SIGKILL);
+    WaitChild(app_pid_, std::chrono::seconds(5));
+  }
 }
 
 bool Servers::Stop() {
+  if (runner_pid_ < 0) {
+    // Direct mode: the servers are our own children.
+    for (pid_t pid : {app_pid_, nginx_pid_}) {
+      if (pid <= 0 || !Alive(pid)) continue;
+      ::kill(pid, SIGTERM);
+      if (!WaitChild(pid, std::chrono::seconds(10))) {
+        ::kill(pid, SIGKILL);
+        WaitChild(pid, std::chrono::seconds(5));
+      }
+    }
+  }
   if (runner_pid_ > 0) {
     ::kill(runner_pid_, SIGTERM);
     if (!WaitChild(runner_pid_, std::chrono::seconds(10))) {
@@ -182,6 +246,7 @@ Servers::~Servers() {
     if (Alive(app_pid_)) ::kill(app_pid_, SIGKILL);
     if (Alive(nginx_pid_)) ::kill(nginx_pid_, SIGKILL);
   }
+  for (const auto& dir : mounts_) std::system(("umount '" + dir + "'").c_str());
   std::error_code ec;
   std::filesystem::remove_all(base_, ec);
 }

@@ -23,6 +23,14 @@ struct ServerOptions {
   std::string token_rate = "1000r/s";  // high: tests issue many tokens quickly
   int token_burst = 1000;
   int app_processes = 1;  // artifact-token processes accepting on the socket
+  // true: through scripts/run.sh, exactly as `make run` (which ends both
+  // servers when one dies). false: the test starts the app and nginx itself
+  // with the same scripts, so it can kill and restart the app alone.
+  bool via_run_script = true;
+  // When set, a tmpfs with these mount options (e.g. "size=96k") becomes the
+  // tokens or artifacts volume: a small disk to fill. Needs root.
+  std::string tokens_tmpfs;
+  std::string artifacts_tmpfs;
 };
 
 class Servers {
@@ -67,17 +75,27 @@ class Servers {
   };
   CliResult Cli(const std::string& args) const;
 
+  // Only without run.sh: signals the app and reaps it; starts it again and
+  // waits until /token/healthz answers through nginx.
+  void KillApp(int sig);
+  void StartApp();
+
   // Stops run.sh with SIGTERM and waits for it; true when it and both
   // servers are gone.
   bool Stop();
 
  private:
   bool Start(const ServerOptions& options);
+  bool StartDirect(const ServerOptions& options);
+  bool WaitHealthy(pid_t watched, bool need_banner);
+  pid_t Spawn(const std::vector<std::string>& argv) const;
 
   std::string base_;
   std::string state_;
   int port_ = 0;
-  pid_t runner_pid_ = -1;
+  pid_t runner_pid_ = -1;  // run.sh, or -1 without it
+  std::vector<std::string> env_;
+  std::vector<std::string> mounts_;
   pid_t app_pid_ = -1;
   pid_t nginx_pid_ = -1;
   std::string master_user_ = "ci";

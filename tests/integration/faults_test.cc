@@ -1,0 +1,128 @@
+// Faults: the app down, the masters file unreadable, a full disk. The
+// promise: fail closed, lose nothing, keep serving what still works.
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "integration/server_fixture.h"
+#include "password_file.h"
+#include "posix_file.h"
+
+using artifact::testing::HttpResponse;
+using artifact::testing::ServerOptions;
+using artifact::testing::Servers;
+
+namespace {
+
+HttpResponse IssueRaw(const Servers& s, const std::string& scope) {
+  return s.Request("POST", "/token", "{\"scope\": \"" + scope + "\", \"ttl\": 600}",
+                   {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
+}
+
+std::pair<std::string, std::string> Credentials(const HttpResponse& r) {
+  Poco::JSON::Parser p;
+  auto j = p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+  return {j->getValue<std::string>("username"), j->getValue<std::string>("password")};
+}
+
+// Every file below tokens/ is a whole, parseable password line, and no temp
+// file is left behind. Returns the number of password files.
+size_t CheckTokenTree(const Servers& s) {
+  size_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(s.tokens_dir())) {
+    if (!e.is_regular_file()) continue;
+    INFO(e.path());
+    CHECK(e.path().filename().string().rfind(artifact::kTempPrefix, 0) != 0);
+    auto data = artifact::ReadSmallFile(e.path().string());
+    REQUIRE(data);
+    CHECK(artifact::PasswordLine::Parse(data.value()));
+    ++files;
+  }
+  return files;
+}
+
+}  // namespace
+
+TEST_CASE("with the app stopped, uploads go on through nginx and /token fails fast", "[integration][faults]") {
+  ServerOptions opts;
+  opts.via_run_script = false;
+  Servers s(opts);
+  auto issued = IssueRaw(s, "dpkg/p/linux/1");
+  REQUIRE(issued.status == 201);
+  auto [user, password] = Credentials(issued);
+
+  s.KillApp(SIGTERM);
+  CHECK(s.Put("/dpkg/p/linux/1/while-down", "x", user, password).status == 201);
+  auto start = std::chrono::steady_clock::now();
+  auto down = IssueRaw(s, "dpkg/p/linux/2");
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK((down.status == 502 || down.status == 503));
+  CHECK(took < std::chrono::seconds(1));
+
+  s.StartApp();
+  CHECK(s.Put("/dpkg/p/linux/1/after", "x", user, password).status == 201);
+  CHECK(IssueRaw(s, "dpkg/p/linux/2").status == 201);
+}
+
+TEST_CASE("an unreadable masters file is 503 for every master, with a clear log line", "[integration][faults]") {
+  Servers s;
+  const std::string masters = s.state_dir() + "/masters";
+  REQUIRE(IssueRaw(s, "dpkg/p/linux/1").status == 201);
+  ::chmod(masters.c_str(), 0000);
+  auto r = IssueRaw(s, "dpkg/p/linux/2");
+  CHECK(r.status == 503);
+  CHECK(r.body.find(masters) == std::string::npos);  // details go to the log only
+  CHECK(s.WaitForAppLog("masters file unusable, refusing every master"));
+  ::chmod(masters.c_str(), 0640);
+  CHECK(IssueRaw(s, "dpkg/p/linux/2").status == 201);
+}
+
+TEST_CASE("a full tokens volume answers 507, writes nothing half and keeps live tokens", "[integration][faults]") {
+  ServerOptions opts;
+  opts.tokens_tmpfs = "size=96k,mode=0750";
+  Servers s(opts);
+  auto first = IssueRaw(s, "dpkg/p/linux/0");
+  REQUIRE(first.status == 201);
+  auto [user, password] = Credentials(first);
+
+  int issued = 1;
+  HttpResponse r;
+  for (int i = 1; i < 2000; ++i) {  // bounded: 96 KiB holds far fewer tokens
+    r = IssueRaw(s, "dpkg/p/linux/" + std::to_string(i));
+    if (r.status != 201) break;
+    ++issued;
+  }
+  INFO("tokens issued before the disk was full: " << issued);
+  REQUIRE(r.status == 507);
+  Poco::JSON::Parser p;
+  CHECK(p.parse(r.body).extract<Poco::JSON::Object::Ptr>()->getValue<std::string>("error") ==
+        "insufficient_storage");
+  // Each issued token is one inode with two names (record + scope file).
+  CHECK(CheckTokenTree(s) == static_cast<size_t>(2 * issued));
+  CHECK(s.Put("/dpkg/p/linux/0/still-works", "x", user, password).status == 201);
+  // Room again after a revoke.
+  CHECK(s.Request("DELETE", "/token/" + user, "", {{"Authorization", s.MasterAuth()}}).status == 204);
+  CHECK(IssueRaw(s, "dpkg/q/linux/1").status == 201);
+}
+
+TEST_CASE("a full artifacts volume answers 507 and rolls the token back", "[integration][faults]") {
+  ServerOptions opts;
+  opts.artifacts_tmpfs = "nr_inodes=24,mode=0755";
+  Servers s(opts);
+  HttpResponse r;
+  int issued = 0;
+  for (int i = 0; i < 100; ++i) {  // each new project costs directories (inodes)
+    r = IssueRaw(s, "dpkg/p" + std::to_string(i) + "/linux/1");
+    if (r.status != 201) break;
+    ++issued;
+  }
+  INFO("tokens issued before the volume was full: " << issued);
+  REQUIRE(r.status == 507);
+  CHECK(CheckTokenTree(s) == static_cast<size_t>(2 * issued));
+}
