@@ -70,7 +70,7 @@ def main():
     auth = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
     mk = conn_for(url)
     # Warm the master-credential cache (bcrypt once) before timing.
-    c = mk(); c.request("GET", "/token", headers={"Authorization": auth}); c.getresponse().read(); c.close()
+    c = mk(); c.request("GET", "/token/t00000000000000000000", headers={"Authorization": auth}); c.getresponse().read(); c.close()
     if mode == "cycle":
         clients, max_cycles, max_s = int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
         per = max(1, max_cycles // clients)

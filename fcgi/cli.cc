@@ -421,16 +421,17 @@ int RunCheck(const std::vector<std::string>& args) {
 int RunNginxMap(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
     std::cout << "Usage: artifact-token nginx-map [OPTIONS]\n\n"
-                 "Prints the nginx `map` that derives a write's password file from its URI, for\n"
-                 "the configured scope_depth and tokens_dir: the one source of truth nginx and\n"
-                 "the app share. Include its output in nginx's http context.\n\n"
+                 "Prints the nginx `map`s that derive a write's password file and scope directory\n"
+                 "from its URI, for the configured scope_depth, tokens_dir and artifacts_dir: the\n"
+                 "one source of truth nginx and the app share. Include its output in nginx's\n"
+                 "http context, and regenerate it whenever those keys change.\n\n"
               << ConfigHelp();
     return 0;
   }
   LoadedConfig loaded;
   if (!Load("nginx-map", args, &loaded)) return 2;
   if (!loaded.rest.empty()) return Usage("nginx-map", "unexpected argument " + loaded.rest.front());
-  std::cout << NginxMapSnippet(loaded.config.scope_depth, loaded.config.tokens_dir);
+  std::cout << NginxMapSnippet(loaded.config.scope_depth, loaded.config.tokens_dir, loaded.config.artifacts_dir);
   return 0;
 }
 

@@ -49,8 +49,8 @@ class Scope {
   std::vector<std::string> segments_;
 };
 
-// The nginx `map` blocks for `depth` and `tokens_dir` (see nginx/site.conf.in
-// for how $artifact_scope_file is used).
-std::string NginxMapSnippet(int depth, const std::string& tokens_dir);
+// The nginx `map` blocks for `depth`, `tokens_dir` and `artifacts_dir` (see
+// nginx/artifact-repository.conf.in for how their variables are used).
+std::string NginxMapSnippet(int depth, const std::string& tokens_dir, const std::string& artifacts_dir);
 
 }  // namespace artifact

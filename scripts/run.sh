@@ -44,6 +44,13 @@ chmod 0640 "$masters"
 
 "$here/scripts/start-app.sh" "$state" &
 app_pid=$!
+# nginx starts once the app's socket exists: no 502 (and no error-log line)
+# for a request that arrives in between. Bounded: 10 s.
+for _ in $(seq 1 100); do
+  [[ -S $state/run/token.sock ]] && break
+  kill -0 "$app_pid" 2>/dev/null || break
+  sleep 0.1
+done
 "$here/scripts/start-nginx.sh" "$state" &
 nginx_pid=$!
 echo "$app_pid" >"$state/run/app.pid"

@@ -4,6 +4,8 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
 #include <Poco/StreamCopier.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -257,7 +259,7 @@ HttpResponse Servers::Request(const std::string& method, const std::string& targ
   session.setTimeout(Poco::Timespan(30, 0));
   Poco::Net::HTTPRequest req(method, target, Poco::Net::HTTPMessage::HTTP_1_1);
   for (const auto& [k, v] : headers) req.set(k, v);
-  if (!body.empty() || method == "PUT" || method == "POST") req.setContentLength(static_cast<std::streamsize>(body.size()));
+  if (method != "GET" && method != "HEAD") req.setContentLength(static_cast<std::streamsize>(body.size()));
   session.sendRequest(req) << body;
   Poco::Net::HTTPResponse resp;
   std::istream& in = session.receiveResponse(resp);
@@ -270,6 +272,22 @@ HttpResponse Servers::Request(const std::string& method, const std::string& targ
   }
   if (method != "HEAD") Poco::StreamCopier::copyToString(in, out.body);
   return out;
+}
+
+int Servers::RawStatus(const std::string& raw) const {
+  Poco::Net::StreamSocket socket;
+  socket.connect(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port_)), Poco::Timespan(5, 0));
+  socket.setReceiveTimeout(Poco::Timespan(10, 0));
+  socket.sendBytes(raw.data(), static_cast<int>(raw.size()));
+  std::string head;
+  char buf[512];
+  while (head.find("\r\n") == std::string::npos) {
+    int n = socket.receiveBytes(buf, sizeof buf);
+    if (n <= 0) break;
+    head.append(buf, static_cast<size_t>(n));
+  }
+  if (head.rfind("HTTP/1.", 0) != 0 || head.size() < 12) return 0;
+  return std::stoi(head.substr(9, 3));
 }
 
 HttpResponse Servers::Put(const std::string& target, const std::string& body, const std::string& user,

@@ -43,6 +43,9 @@ class Servers {
   // Sends one request to nginx. `target` goes on the request line verbatim.
   HttpResponse Request(const std::string& method, const std::string& target, const std::string& body = "",
                        const std::map<std::string, std::string>& headers = {}) const;
+  // Sends `raw` bytes as they are (for malformed requests); returns the
+  // status of the first response, or 0 when the connection closed first.
+  int RawStatus(const std::string& raw) const;
   HttpResponse Get(const std::string& target) const { return Request("GET", target); }
   HttpResponse Put(const std::string& target, const std::string& body, const std::string& user,
                    const std::string& password) const;

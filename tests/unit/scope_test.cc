@@ -50,14 +50,15 @@ TEST_CASE("Scope::IsUnder compares whole segments", "[scope]") {
 
 TEST_CASE("the nginx map has one segment pattern per scope level", "[scope]") {
   for (int depth = 1; depth <= 8; ++depth) {
-    std::string snippet = artifact::NginxMapSnippet(depth, "/srv/tokens");
+    std::string snippet = artifact::NginxMapSnippet(depth, "/srv/tokens", "/srv/artifacts");
     size_t count = 0;
     for (auto pos = snippet.find(artifact::kSegmentRegex); pos != std::string::npos;
          pos = snippet.find(artifact::kSegmentRegex, pos + 1)) {
       ++count;
     }
-    CHECK(count == static_cast<size_t>(depth));
+    CHECK(count == static_cast<size_t>(2 * depth));  // file map and directory map
     CHECK(snippet.find("\"/srv/tokens/$artifact_scope.htpasswd\"") != std::string::npos);
+    CHECK(snippet.find("\"/srv/artifacts/$artifact_scope\"") != std::string::npos);
   }
 }
 
@@ -65,10 +66,11 @@ TEST_CASE("the nginx map's regex accepts exactly the scopes the app accepts", "[
   // nginx uses PCRE; the pattern uses nothing beyond what std::regex
   // (ECMAScript) reads once the named group is made a plain group.
   for (int depth : {1, 2, 4, 8}) {
-    std::string snippet = artifact::NginxMapSnippet(depth, "/t");
+    std::string snippet = artifact::NginxMapSnippet(depth, "/t", "/a");
     auto start = snippet.find("\"~") + 2;
     std::string pattern = snippet.substr(start, snippet.find("\" \"", start) - start);
     pattern.replace(pattern.find("(?<artifact_scope>"), 18, "(");
+    pattern.replace(pattern.find("\\z"), 2, "$");  // ECMAScript $ is PCRE \z
     std::regex re(pattern);
     std::vector<std::string> candidates = {"a", "a/b", "a/b/c", "a/b/c/d", "a/b/c/d/e", "a/b/c/d/e/f/g/h",
                                            "a/b/c/d/e/f/g/h/i", "a/../c/d", "a/./c/d", "a/.b/c/d", "a/b c/c/d",
