@@ -1,11 +1,26 @@
 # The two commands of the Quick start, wrapping CMake (in the manner of
 # Neovim's top-level Makefile). Both install missing Debian packages first.
-BUILD_DIR ?= build
+#
+#   make run                 nginx + artifact-token on 127.0.0.1:8080, in the foreground
+#   make test                every test: unit, integration (real nginx + spawn-fcgi), short fuzz runs
+#   make test SANITIZE=1     the unit and integration tests built with ASan + UBSan
+#   make fuzz                each fuzzer for FUZZ_SECONDS (default 300)
+SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 300
+FUZZ_DIR ?= build-fuzz
 
-.PHONY: all deps build run test clean
+ifeq ($(SANITIZE),1)
+BUILD_DIR ?= build-asan
+SANITIZE_FLAGS = -DARTIFACT_SANITIZE=ON
+else
+BUILD_DIR ?= build
+SANITIZE_FLAGS =
+endif
+
+.PHONY: all deps build run test test-fuzz fuzz clean
 
 all: build
 
@@ -13,7 +28,7 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DARTIFACT_WERROR=ON $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DARTIFACT_WERROR=ON $(SANITIZE_FLAGS) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # nginx + artifact-token on 127.0.0.1:8080 (ARTIFACT_LISTEN), state in ./run
@@ -21,9 +36,19 @@ build: deps
 run: build
 	ARTIFACT_BIN=$(abspath $(BUILD_DIR))/artifact-token scripts/run.sh
 
-# Every test: unit tests and integration tests on real nginx + spawn-fcgi.
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 600 -j $(JOBS)
+ifneq ($(SANITIZE),1)
+	$(MAKE) --no-print-directory test-fuzz FUZZ_SECONDS=10
+endif
+
+# The libFuzzer harnesses (clang), each run from the seed corpus in fuzz/corpus.
+test-fuzz fuzz: deps
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DARTIFACT_FUZZ=ON -DARTIFACT_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+	ctest --test-dir $(FUZZ_DIR) --output-on-failure -V -j $(JOBS) | grep -E 'FIGURE|tests passed|Failed|ERROR' ; \
+	  exit $${PIPESTATUS[0]}
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf build build-asan $(FUZZ_DIR)

@@ -37,10 +37,20 @@ Response JsonResponse(int status, const Poco::JSON::Object& obj) {
 
 }  // namespace
 
+std::string PrintableAscii(const std::string& text, size_t max_length) {
+  std::string out = text.substr(0, max_length);
+  for (char& c : out) {
+    if (c < ' ' || c > '~') c = '?';
+  }
+  return out;
+}
+
 Response ErrorResponse(const Error& e) {
   Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
   obj.set("error", std::string(ErrorName(e.code)));
-  obj.set("message", e.message);
+  // Messages may quote client input (an unknown field name): never let it
+  // make the body invalid UTF-8 or arbitrarily long.
+  obj.set("message", PrintableAscii(e.message, 512));
   Response r = JsonResponse(HttpStatus(e.code), obj);
   if (e.code == ErrorCode::kUnauthorized) {
     r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"artifact-token\"");
@@ -119,9 +129,9 @@ void Api::LogLine(const std::string& event, const std::string& master, const std
 
 Response Api::Fail(const Error& e, const std::string& event, const std::string& master) {
   // The message is ours (never echoes a secret); quote-free for one-line logs.
-  std::string reason = e.message;
+  std::string reason = PrintableAscii(e.message, 512);
   for (char& c : reason) {
-    if (c < ' ' || c == '"') c = '?';
+    if (c == '"') c = '\'';
   }
   log_.Write(Rfc3339(clock_.Now()) + " " + event + " master=" + master +
              " outcome=" + std::to_string(HttpStatus(e.code)) + " reason=\"" + reason + "\"");

@@ -74,6 +74,9 @@ class Api {
 // The JSON error body and status of `e` (401 adds WWW-Authenticate).
 Response ErrorResponse(const Error& e);
 
+// `text` cut to `max_length` bytes, every byte outside printable ASCII as '?'.
+std::string PrintableAscii(const std::string& text, size_t max_length);
+
 // Helpers exposed for tests.
 std::string Rfc3339(int64_t unix_time);
 

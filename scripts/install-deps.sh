@@ -7,6 +7,7 @@ packages=(
   cmake g++ make pkg-config
   libfcgi-dev libpoco-dev libssl-dev libcrypt-dev catch2
   spawn-fcgi apache2-utils curl ca-certificates
+  clang libclang-rt-14-dev
 )
 
 missing=()

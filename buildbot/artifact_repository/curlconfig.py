@@ -38,7 +38,8 @@ def upload_config(netrc_path, transfers, parallel=4, retries=3, connect_timeout=
     """
     lines = [
         'fail',
-        'silent',
+        # Not 'silent': curl 7.88 still draws the --parallel progress meter with it.
+        'no-progress-meter',
         'show-error',
         f'netrc-file = {quote(netrc_path)}',
         f'retry = {int(retries)}',

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -60,6 +61,15 @@ def wait_for(what, predicate, timeout, interval=0.1):
             break
         time.sleep(interval)
     raise Fail(f'timed out after {timeout:g} s waiting for {what}')
+
+
+def clean_env(**extra):
+    """The environment buildbot runs with: steps log it, so nothing of the caller's."""
+    env = {k: os.environ[k] for k in ('PATH', 'HOME', 'LANG', 'TZ') if k in os.environ}
+    env['PATH'] = '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin'  # Debian's python3, not a pyenv shim
+    env['PYTHONDONTWRITEBYTECODE'] = '1'  # no __pycache__ in the source tree
+    env.update(extra)
+    return env
 
 
 def free_ports(count):
@@ -170,23 +180,23 @@ class Harness:
             f.write(self.master_password)
         worker_password = secrets.token_urlsafe(16)
         run = self._run
-        run(['buildbot', 'create-master', '--quiet', self.master_dir])
+        run(['buildbot', 'create-master', '--quiet', self.master_dir], env=clean_env())
         shutil.copy(os.path.join(HERE, 'e2e_master.cfg'), os.path.join(self.master_dir, 'master.cfg'))
         with open(os.path.join(self.master_dir, 'settings.json'), 'w') as f:
             json.dump({'package_dir': os.path.join(ROOT, 'buildbot'), 'www_port': self.www_port,
                        'pb_port': self.pb_port, 'secrets_dir': secrets_dir,
                        'worker_password': worker_password, 'repo_url': self.repo,
                        'master_user': self.master_user}, f)
-        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, 'www_stub'))
+        env = clean_env(PYTHONPATH=os.path.join(HERE, 'www_stub'))
         run(['buildbot', 'checkconfig', self.master_dir], env=env)
         master = self.procs.start('buildbot master', ['buildbot', 'start', '--nodaemon',
                                                       self.master_dir],
                                   os.path.join(self.tmp, 'master.out'), env=env)
         run(['buildbot-worker', 'create-worker', '--quiet', self.worker_dir,
-             f'127.0.0.1:{self.pb_port}', 'w1', worker_password])
+             f'127.0.0.1:{self.pb_port}', 'w1', worker_password], env=clean_env())
         worker = self.procs.start('buildbot-worker', ['buildbot-worker', 'start', '--nodaemon',
                                                       self.worker_dir],
-                                  os.path.join(self.tmp, 'worker.out'))
+                                  os.path.join(self.tmp, 'worker.out'), env=clean_env())
 
         def connected():
             check(master.poll() is None, 'the buildbot master exited; see '
@@ -206,8 +216,7 @@ class Harness:
               + self.hide(res.stdout.decode(errors='replace')[-3000:]))
 
     def checkconfig_example(self):
-        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, 'www_stub'),
-                   ARTIFACT_REPOSITORY_URL=self.repo,
+        env = clean_env(ARTIFACT_REPOSITORY_URL=self.repo,
                    ARTIFACT_REPOSITORY_PACKAGE=os.path.join(ROOT, 'buildbot'),
                    ARTIFACT_MASTER_SECRETS=os.path.join(self.tmp, 'secrets'))
         example = os.path.join(self.tmp, 'example-master')
@@ -257,8 +266,14 @@ class Harness:
     def steps(self, buildid):
         return {s['name']: s for s in self.get(f'/builds/{buildid}/steps')['steps']}
 
+    def step(self, buildid, name):
+        steps = self.steps(buildid)
+        check(name in steps, f'build {buildid} has no step {name!r}: it did not run '
+              f'(steps: {", ".join(steps)})')
+        return steps[name]
+
     def log_text(self, buildid, step, slug):
-        stepid = self.steps(buildid)[step]['stepid']
+        stepid = self.step(buildid, step)['stepid']
         chunks = self.get(f'/steps/{stepid}/logs/{slug}/contents')['logchunks']
         return ''.join(c['content'] for c in chunks)
 
@@ -318,9 +333,9 @@ def scenario(h):
     b = h.force('toy-b', mode='intrude', intrude_url=a_url + 'intruder.txt')
     b = h.wait_done(b)
     expect_result(b, SUCCESS, 'build B (intruder)')
-    check('HTTP 401' in h.log_text(b['buildid'], 'intrude', 'stdio')
-          or 'HTTP 403' in h.log_text(b['buildid'], 'intrude', 'stdio'),
-          'build B: no 401/403 in its intrude log')
+    intrude = h.log_text(b['buildid'], 'intrude', 'stdio')
+    check('other build: HTTP 401' in intrude or 'other build: HTTP 403' in intrude,
+          'build B: its PUT into build A was not refused with 401/403')
     check(http('GET', a_url + 'intruder.txt')[0] == 404,
           "build B's file is downloadable from build A's directory")
     check(not os.path.exists(os.path.join(h.state, 'artifacts', a_scope, 'intruder.txt')),
@@ -344,7 +359,7 @@ def scenario(h):
         check(status == 200, f'GET {a_url + remote}: {status}')
         check(body == open(local, 'rb').read(), f'{a_url + remote} differs from the worker file')
     ok(f'build A: {len(expected)} artifacts (file, glob, tree) downloadable and byte-identical')
-    urls = {u['url'] for u in h.steps(a['buildid'])['upload artifacts']['urls']}
+    urls = {u['url'] for u in h.step(a['buildid'], 'upload artifacts')['urls']}
     check({a_url + r for r in expected} <= urls, 'build A: the uploaded URLs are not all linked '
           'on the build page')
     leak = h.log_text(a['buildid'], 'leak', 'stdio')
@@ -354,7 +369,7 @@ def scenario(h):
     # C: the compile step fails.
     c = h.wait_done(h.force('toy', mode='fail'))
     expect_result(c, FAILURE, 'build C (failing compile)')
-    check(h.steps(c['buildid'])['revoke artifact token']['results'] == SUCCESS,
+    check(h.step(c['buildid'], 'revoke artifact token')['results'] == SUCCESS,
           'build C: the revoke step did not succeed')
     h.assert_revoked('build C (compile failed)', h.build(c['buildid'])['properties'])
 
@@ -412,8 +427,9 @@ def main(argv):
         scenario(h)
         print(f'PASS: buildbot end-to-end in {time.monotonic() - started:.0f} s', flush=True)
         status = 0
-    except Fail as e:
-        print(f'FAIL: {h.hide(str(e))}', file=sys.stderr, flush=True)
+    except (Fail, Exception) as e:  # anything unexpected is a failure with its reason too
+        reason = str(e) if isinstance(e, Fail) else traceback.format_exc()
+        print(f'FAIL: {h.hide(reason)}', file=sys.stderr, flush=True)
         twistd = os.path.join(h.master_dir, 'twistd.log')
         if os.path.exists(twistd):
             tail = open(twistd, errors='replace').read()[-4000:]

@@ -171,6 +171,15 @@ TEST_CASE_METHOD(ApiFixture, "invalid input is refused with the contract's statu
   CHECK(store->List()->empty());
 }
 
+TEST_CASE_METHOD(ApiFixture, "error bodies stay valid JSON whatever the client sent (found by fuzz_api)", "[api]") {
+  auto r = Call("POST", "/token", "sco\xff\xfe\x01pe=dpkg/p/linux/1", Basic("ci", "pw"),
+                "application/x-www-form-urlencoded");
+  CHECK(r.status == 400);
+  auto message = Json(r)->getValue<std::string>("message");
+  CHECK(message.find("sco???pe") != std::string::npos);
+  CHECK(artifact::PrintableAscii(std::string(600, 'x'), 512).size() == 512);
+}
+
 TEST_CASE_METHOD(ApiFixture, "routes and methods", "[api]") {
   auto r = Call("PUT", "/token");
   CHECK(r.status == 405);
