@@ -5,12 +5,14 @@
 #   make test                every test: unit, integration (real nginx + spawn-fcgi), short fuzz runs
 #   make test SANITIZE=1     the unit and integration tests built with ASan + UBSan
 #   make fuzz                each fuzzer for FUZZ_SECONDS (default 300)
+#   make install             binary, systemd units, nginx site, config (DESTDIR honoured)
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 300
 FUZZ_DIR ?= build-fuzz
+PREFIX ?= /usr
 
 ifeq ($(SANITIZE),1)
 BUILD_DIR ?= build-asan
@@ -20,7 +22,7 @@ BUILD_DIR ?= build
 SANITIZE_FLAGS =
 endif
 
-.PHONY: all deps build run test test-fuzz fuzz clean
+.PHONY: all deps build run test test-fuzz fuzz install clean
 
 all: build
 
@@ -28,7 +30,8 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DARTIFACT_WERROR=ON $(SANITIZE_FLAGS) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
+	  -DARTIFACT_WERROR=ON $(SANITIZE_FLAGS) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # nginx + artifact-token on 127.0.0.1:8080 (ARTIFACT_LISTEN), state in ./run
@@ -49,6 +52,12 @@ test-fuzz fuzz: deps
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
 	ctest --test-dir $(FUZZ_DIR) --output-on-failure -V -j $(JOBS) | grep -E 'FIGURE|tests passed|Failed|ERROR' ; \
 	  exit $${PIPESTATUS[0]}
+
+# The binary, systemd units, nginx site and default config where Debian
+# expects them (PREFIX=/usr: /usr/bin, /usr/lib/systemd/system, /etc/...).
+# DESTDIR=/some/root stages them for packaging or tests.
+install: build
+	cmake --install $(BUILD_DIR)
 
 clean:
 	rm -rf build build-asan $(FUZZ_DIR)

@@ -8,6 +8,7 @@ packages=(
   libfcgi-dev libpoco-dev libssl-dev libcrypt-dev catch2
   spawn-fcgi apache2-utils curl ca-certificates
   clang libclang-rt-14-dev
+  shellcheck systemd
 )
 
 missing=()

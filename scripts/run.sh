@@ -57,6 +57,7 @@ echo "$app_pid" >"$state/run/app.pid"
 echo "$nginx_pid" >"$state/run/nginx-master.pid"
 
 stopped=0
+# shellcheck disable=SC2317  # reached through the traps below
 stop() {
   [[ $stopped -eq 1 ]] && return
   stopped=1
