@@ -13,6 +13,9 @@
 #   ARTIFACT_MAX_UPLOAD   nginx client_max_body_size for uploads (default 10g)
 #   ARTIFACT_TOKEN_RATE   limit_req rate on /token (default 20r/s)
 #   ARTIFACT_TOKEN_BURST  limit_req burst on /token (default 40)
+#   ARTIFACT_TOKENS_DIR, ARTIFACT_ARTIFACTS_DIR
+#                         the two volumes, when they live outside the state
+#                         directory (e.g. shared by several nodes); absolute paths
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +29,8 @@ depth=${ARTIFACT_SCOPE_DEPTH:-4}
 max_upload=${ARTIFACT_MAX_UPLOAD:-10g}
 rate=${ARTIFACT_TOKEN_RATE:-20r/s}
 burst=${ARTIFACT_TOKEN_BURST:-40}
+tokens=${ARTIFACT_TOKENS_DIR:-$state/tokens}
+artifacts=${ARTIFACT_ARTIFACTS_DIR:-$state/artifacts}
 
 fail() { echo "prepare-state: $*" >&2; exit 1; }
 [[ -x $bin ]] || fail "no artifact-token binary at $bin (build first)"
@@ -33,6 +38,9 @@ fail() { echo "prepare-state: $*" >&2; exit 1; }
 [[ $max_upload =~ ^[0-9]+[kmgKMG]?$ ]] || fail "ARTIFACT_MAX_UPLOAD must be a size like 10g, got '$max_upload'"
 [[ $rate =~ ^[0-9]+r/[sm]$ ]] || fail "ARTIFACT_TOKEN_RATE must be like 20r/s, got '$rate'"
 [[ $burst =~ ^[0-9]+$ ]] || fail "ARTIFACT_TOKEN_BURST must be a number, got '$burst'"
+for dir in "$tokens" "$artifacts"; do
+  [[ $dir =~ ^/[A-Za-z0-9._/-]+$ ]] || fail "volume paths must be plain absolute paths, got '$dir'"
+done
 
 # As root, the app and nginx's workers run as one unprivileged user that owns
 # the two volumes; otherwise everything runs as the caller.
@@ -46,19 +54,19 @@ if [[ $(id -u) -eq 0 ]]; then
   user_line="user $run_user $run_group;"
 fi
 
-mkdir -p "$state"/{tokens,artifacts/.incoming,logs,run,nginx/{fastcgi,proxy,scgi,uwsgi}}
-chmod 0755 "$state" "$state/artifacts" "$state/nginx" "$state/run"
-chmod 0750 "$state/tokens"
-chmod 0700 "$state/artifacts/.incoming"
+mkdir -p "$state"/{logs,run,nginx/{fastcgi,proxy,scgi,uwsgi}} "$tokens" "$artifacts/.incoming"
+chmod 0755 "$state" "$artifacts" "$state/nginx" "$state/run"
+chmod 0750 "$tokens"
+chmod 0700 "$artifacts/.incoming"
 if [[ $(id -u) -eq 0 ]]; then
-  chown "$run_user:$run_group" "$state/tokens" "$state/artifacts" "$state/artifacts/.incoming" "$state/run" \
+  chown "$run_user:$run_group" "$tokens" "$artifacts" "$artifacts/.incoming" "$state/run" \
     "$state"/nginx/{fastcgi,proxy,scgi,uwsgi}
 fi
 
 cat >"$state/artifact-token.conf" <<CONF
 # artifact-token configuration written by scripts/prepare-state.sh
-tokens_dir = $state/tokens
-artifacts_dir = $state/artifacts
+tokens_dir = $tokens
+artifacts_dir = $artifacts
 masters_file = $state/masters
 scope_depth = $depth
 CONF
@@ -68,7 +76,7 @@ CONF
 render() {
   sed -e "s|@MAP_FILE@|$state/nginx/scope-map.conf|g" \
       -e "s|@LISTEN@|$listen|g" \
-      -e "s|@ARTIFACTS_DIR@|$state/artifacts|g" \
+      -e "s|@ARTIFACTS_DIR@|$artifacts|g" \
       -e "s|@SOCKET@|$state/run/token.sock|g" \
       -e "s|@MAX_UPLOAD@|$max_upload|g" \
       -e "s|@TOKEN_RATE@|$rate|g" \

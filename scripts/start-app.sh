@@ -7,7 +7,8 @@
 #   scripts/start-app.sh STATE_DIR
 #
 # Environment: ARTIFACT_BIN (default build/artifact-token),
-# ARTIFACT_APP_PROCESSES (processes on the socket, 1..64, default 1).
+# ARTIFACT_APP_PROCESSES (processes on the socket, 1..64, default 1),
+# ARTIFACT_TOKENS_DIR (when the tokens volume is not STATE_DIR/tokens).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,8 +20,9 @@ processes=${ARTIFACT_APP_PROCESSES:-1}
 
 spawn_args=(-n -s "$state/run/token.sock" -M 0660)
 if [[ $(id -u) -eq 0 ]]; then
-  user=$(stat -c %U "$state/tokens")
-  group=$(stat -c %G "$state/tokens")
+  tokens=${ARTIFACT_TOKENS_DIR:-$state/tokens}
+  user=$(stat -c %U "$tokens")
+  group=$(stat -c %G "$tokens")
   spawn_args+=(-u "$user" -g "$group" -U "$user" -G "$group")
 fi
 app=("$bin" serve --config "$state/artifact-token.conf")
