@@ -9,6 +9,7 @@ packages=(
   spawn-fcgi apache2-utils curl ca-certificates
   clang libclang-rt-14-dev
   shellcheck systemd
+  buildbot buildbot-worker
 )
 
 missing=()

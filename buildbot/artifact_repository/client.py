@@ -1,0 +1,114 @@
+"""The artifact-token HTTP API, as the buildbot master calls it (Twisted).
+
+Every failure becomes a TokenServiceError whose str() is one line with the
+method, URL, HTTP status and the server's error code and message: that line is
+what a step writes to its log. No credential ever goes into a message.
+"""
+
+import base64
+import json
+from io import BytesIO
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from twisted.internet import defer, reactor
+from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
+
+USER_AGENT = b'buildbot-artifact-repository/1'
+
+
+class TokenServiceError(Exception):
+    """A refused or failed call: ``status`` is the HTTP status, or None."""
+
+    def __init__(self, method, url, status, reason):
+        super().__init__(method, url, status, reason)
+        self.method = method
+        self.url = url
+        self.status = status
+        self.reason = reason
+
+    def __str__(self):
+        status = f'HTTP {self.status}' if self.status is not None else 'no response'
+        return f'artifact-token: {self.method} {self.url} failed: {status}: {self.reason}'
+
+
+def _without_userinfo(url):
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition('@')[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _error_reason(status, body):
+    try:
+        doc = json.loads(body.decode('utf-8'))
+        reason = f"{doc['error']}: {doc['message']}"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        text = body.decode('utf-8', 'replace').strip().splitlines()
+        reason = text[0][:200] if text else 'empty response'
+    if status == 401:
+        reason += ' (check the master user and password secret)'
+    return reason
+
+
+class TokenServiceClient:
+    """Calls ``<base_url>/token...`` with the master's basic-auth credentials.
+
+    ``base_url`` is the repository root as the *master* reaches it, e.g.
+    ``https://artifacts.example.org``.
+    """
+
+    def __init__(self, base_url, master_user, master_password, timeout=30, agent=None):
+        self.base_url = _without_userinfo(base_url).rstrip('/')
+        self._auth = b'Basic ' + base64.b64encode(
+            f'{master_user}:{master_password}'.encode('utf-8'))
+        self.timeout = timeout
+        self._agent = agent or Agent(reactor, connectTimeout=timeout)
+
+    @defer.inlineCallbacks
+    def _call(self, method, path, body=None):
+        url = self.base_url + path
+        headers = Headers({b'Authorization': [self._auth], b'User-Agent': [USER_AGENT],
+                           b'Accept': [b'application/json']})
+        producer = None
+        if body is not None:
+            headers.addRawHeader(b'Content-Type', b'application/json')
+            producer = FileBodyProducer(BytesIO(json.dumps(body).encode('utf-8')))
+        try:
+            d = self._agent.request(method.encode('ascii'), url.encode('utf-8'),
+                                    headers, producer)
+            d.addTimeout(self.timeout, reactor)
+            response = yield d
+            d = readBody(response)
+            d.addTimeout(self.timeout, reactor)
+            content = yield d
+        except Exception as e:  # connection refused, DNS, timeout, TLS, ...
+            reason = getattr(e, 'reasons', None)
+            text = str(reason[0].value) if reason else (str(e) or type(e).__name__)
+            raise TokenServiceError(method, url, None,
+                                    f'cannot reach the token service: {text}') from None
+        return url, response.code, content
+
+    @defer.inlineCallbacks
+    def issue(self, scopes, ttl):
+        """POST /token: the JSON document of the new token (with its password)."""
+        url, status, content = yield self._call('POST', '/token',
+                                                {'scopes': list(scopes), 'ttl': int(ttl)})
+        if status != 201:
+            raise TokenServiceError('POST', url, status, _error_reason(status, content))
+        try:
+            doc = json.loads(content.decode('utf-8'))
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict) or not all(doc.get(k) for k in ('username', 'password', 'urls')):
+            raise TokenServiceError('POST', url, status, 'the response is not a token document')
+        return doc
+
+    @defer.inlineCallbacks
+    def revoke(self, username):
+        """DELETE /token/<username>: True if revoked now, False if it was gone."""
+        url, status, content = yield self._call('DELETE', '/token/' + quote(username, safe=''))
+        if status == 204:
+            return True
+        if status == 404:
+            return False
+        raise TokenServiceError('DELETE', url, status, _error_reason(status, content))

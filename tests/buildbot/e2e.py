@@ -1,0 +1,469 @@
+#!/usr/bin/python3
+"""End-to-end test of buildbot/artifact_repository against real servers.
+
+Starts nginx + artifact-token (scripts/run.sh), a Debian buildbot master and a
+buildbot-worker, all on 127.0.0.1 with free ports in one temporary directory,
+forces builds through the master's REST API and checks what the product
+promises: artifacts downloadable and byte-identical, the token revoked after
+a good, a failed and a stopped build, no password in any file of the master
+or the worker, no write into another build's directory, and a token-service
+error shown as one line with its HTTP status.
+
+    e2e.py [ARTIFACT_TOKEN_BINARY]      (default: $ARTIFACT_BIN, else build/artifact-token)
+
+Exits 0 when every check passed, 1 with "FAIL: <reason>" otherwise. Set
+E2E_KEEP=1 to keep the temporary directory. Never prints a password.
+"""
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SUCCESS, FAILURE, CANCELLED = 0, 2, 6
+RESULT_NAMES = {0: 'success', 1: 'warnings', 2: 'failure', 3: 'skipped', 4: 'exception',
+                5: 'retry', 6: 'cancelled'}
+
+
+class Fail(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Fail(message)
+
+
+def ok(message):
+    print(f'ok: {message}', flush=True)
+
+
+def wait_for(what, predicate, timeout, interval=0.1):
+    """Polls predicate() until it returns a true value; bounded in time and count."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 1):
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            break
+        time.sleep(interval)
+    raise Fail(f'timed out after {timeout:g} s waiting for {what}')
+
+
+def clean_env(**extra):
+    """The environment buildbot runs with: steps log it, so nothing of the caller's."""
+    env = {k: os.environ[k] for k in ('PATH', 'HOME', 'LANG', 'TZ') if k in os.environ}
+    env['PATH'] = '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin'  # Debian's python3, not a pyenv shim
+    env['PYTHONDONTWRITEBYTECODE'] = '1'  # no __pycache__ in the source tree
+    env.update(extra)
+    return env
+
+
+def free_ports(count):
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def http(method, url, body=None, auth=None, timeout=10):
+    """(status, bytes) of one request; never raises for an HTTP status."""
+    headers = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers['Content-Type'] = 'application/json'
+    if auth is not None:
+        headers['Authorization'] = 'Basic ' + base64.b64encode(':'.join(auth).encode()).decode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError):
+        return None, b''
+
+
+class Processes:
+    """The processes this test started; stop() ends exactly those."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, log_path, env=None, cwd=None):
+        log = open(log_path, 'wb')
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                start_new_session=True)
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self):
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    print(f'warning: {name} (pid {proc.pid}) ignored SIGTERM; killing its group',
+                          file=sys.stderr)
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+        self.procs = []
+
+
+class Harness:
+    def __init__(self, binary, tmp):
+        self.binary = binary
+        self.tmp = tmp
+        self.procs = Processes()
+        self.secrets_to_hide = []
+        self.repo_port, self.pb_port, self.www_port = free_ports(3)
+        self.repo = f'http://127.0.0.1:{self.repo_port}'
+        self.api = f'http://127.0.0.1:{self.www_port}/api/v2'
+        self.state = os.path.join(tmp, 'state')
+        self.master_dir = os.path.join(tmp, 'master')
+        self.worker_dir = os.path.join(tmp, 'worker')
+        self.master_user = 'ci'
+        self.master_password = secrets.token_urlsafe(24)
+        self.secrets_to_hide.append(self.master_password)
+
+    # --- servers -------------------------------------------------------------
+
+    def start_repository(self):
+        env = dict(os.environ, ARTIFACT_BIN=self.binary, ARTIFACT_STATE_DIR=self.state,
+                   ARTIFACT_LISTEN=f'127.0.0.1:{self.repo_port}',
+                   ARTIFACT_MASTER_USER=self.master_user,
+                   ARTIFACT_MASTER_PASSWORD=self.master_password,
+                   ARTIFACT_TOKEN_RATE='1000r/s', ARTIFACT_TOKEN_BURST='1000')
+        log = os.path.join(self.tmp, 'run.log')  # holds the banner: outside master and worker
+        proc = self.procs.start('run.sh', [os.path.join(ROOT, 'scripts', 'run.sh')], log, env=env)
+
+        def ready():
+            check(proc.poll() is None, f'scripts/run.sh exited with {proc.returncode}; '
+                  f'see {os.path.join(self.state, "logs")}')
+            with open(log, 'rb') as f:
+                if b'Ctrl-C stops both servers.' not in f.read():
+                    return False
+            return http('GET', self.repo + '/token/healthz')[0] == 200
+        wait_for('nginx + artifact-token to be ready', ready, 30)
+        ok(f'nginx + artifact-token ready on {self.repo}')
+
+    def start_buildbot(self):
+        for tool in ('buildbot', 'buildbot-worker'):
+            check(shutil.which(tool), f'{tool} is not installed: apt-get install buildbot '
+                  'buildbot-worker (scripts/install-deps.sh installs them)')
+        secrets_dir = os.path.join(self.tmp, 'secrets')
+        os.mkdir(secrets_dir, 0o700)
+        secret = os.path.join(secrets_dir, 'artifact_master_password')
+        with open(os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'w') as f:
+            f.write(self.master_password)
+        worker_password = secrets.token_urlsafe(16)
+        run = self._run
+        run(['buildbot', 'create-master', '--quiet', self.master_dir], env=clean_env())
+        shutil.copy(os.path.join(HERE, 'e2e_master.cfg'), os.path.join(self.master_dir, 'master.cfg'))
+        with open(os.path.join(self.master_dir, 'settings.json'), 'w') as f:
+            json.dump({'package_dir': os.path.join(ROOT, 'buildbot'), 'www_port': self.www_port,
+                       'pb_port': self.pb_port, 'secrets_dir': secrets_dir,
+                       'worker_password': worker_password, 'repo_url': self.repo,
+                       'master_user': self.master_user}, f)
+        env = clean_env(PYTHONPATH=os.path.join(HERE, 'www_stub'))
+        run(['buildbot', 'checkconfig', self.master_dir], env=env)
+        master = self.procs.start('buildbot master', ['buildbot', 'start', '--nodaemon',
+                                                      self.master_dir],
+                                  os.path.join(self.tmp, 'master.out'), env=env)
+        run(['buildbot-worker', 'create-worker', '--quiet', self.worker_dir,
+             f'127.0.0.1:{self.pb_port}', 'w1', worker_password], env=clean_env())
+        worker = self.procs.start('buildbot-worker', ['buildbot-worker', 'start', '--nodaemon',
+                                                      self.worker_dir],
+                                  os.path.join(self.tmp, 'worker.out'), env=clean_env())
+
+        def connected():
+            check(master.poll() is None, 'the buildbot master exited; see '
+                  + os.path.join(self.master_dir, 'twistd.log'))
+            check(worker.poll() is None, 'the buildbot worker exited; see '
+                  + os.path.join(self.worker_dir, 'twistd.log'))
+            status, body = http('GET', self.api + '/workers')
+            return status == 200 and any(w['connected_to'] for w in json.loads(body)['workers'])
+        wait_for('the buildbot worker to connect to the master', connected, 60, 0.2)
+        self.builders = {b['name']: b['builderid'] for b in self.get('/builders')['builders']}
+        ok(f'buildbot master (www {self.www_port}, pb {self.pb_port}) and worker running')
+
+    def _run(self, argv, env=None):
+        res = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                             timeout=120, check=False)
+        check(res.returncode == 0, f"{' '.join(argv[:2])} failed ({res.returncode}):\n"
+              + self.hide(res.stdout.decode(errors='replace')[-3000:]))
+
+    def checkconfig_example(self):
+        env = clean_env(ARTIFACT_REPOSITORY_URL=self.repo,
+                   ARTIFACT_REPOSITORY_PACKAGE=os.path.join(ROOT, 'buildbot'),
+                   ARTIFACT_MASTER_SECRETS=os.path.join(self.tmp, 'secrets'))
+        example = os.path.join(self.tmp, 'example-master')
+        os.mkdir(example)
+        shutil.copy(os.path.join(ROOT, 'buildbot', 'master.cfg.example'),
+                    os.path.join(example, 'master.cfg'))
+        self._run(['buildbot', 'checkconfig', example], env=env)
+        ok('buildbot/master.cfg.example passes buildbot checkconfig')
+
+    def hide(self, text):
+        for s in self.secrets_to_hide:
+            text = text.replace(s, '<hidden>')
+        return text
+
+    # --- buildbot REST -------------------------------------------------------
+
+    def get(self, path):
+        status, body = http('GET', self.api + path)
+        check(status == 200, f'GET {path} on the master: {status}')
+        return json.loads(body)
+
+    def rpc(self, path, method, **params):
+        status, body = http('POST', self.api + path,
+                            {'jsonrpc': '2.0', 'method': method, 'id': 1, 'params': params})
+        check(status == 200, f'{method} {path} on the master: HTTP {status}: {body[:300]!r}')
+        return json.loads(body).get('result')
+
+    def force(self, builder, **props):
+        result = self.rpc('/forceschedulers/force', 'force',
+                          builderid=str(self.builders[builder]), **props)
+        brid = list(result[1].values())[0]
+
+        def started():
+            builds = self.get(f'/builds?buildrequestid={brid}')['builds']
+            return builds[0] if builds else None
+        return wait_for(f'a build of {builder} to start', started, 60, 0.2)
+
+    def build(self, buildid):
+        return self.get(f'/builds/{buildid}?property=*')['builds'][0]
+
+    def wait_done(self, build, timeout=90):
+        done = wait_for(f"build {build['number']} of builder {build['builderid']} to finish",
+                        lambda: (lambda b: b if b['complete'] else None)(self.build(build['buildid'])),
+                        timeout, 0.2)
+        return done
+
+    def steps(self, buildid):
+        return {s['name']: s for s in self.get(f'/builds/{buildid}/steps')['steps']}
+
+    def step(self, buildid, name):
+        steps = self.steps(buildid)
+        check(name in steps, f'build {buildid} has no step {name!r}: it did not run '
+              f'(steps: {", ".join(steps)})')
+        return steps[name]
+
+    def log_text(self, buildid, step, slug):
+        stepid = self.step(buildid, step)['stepid']
+        chunks = self.get(f'/steps/{stepid}/logs/{slug}/contents')['logchunks']
+        return ''.join(c['content'] for c in chunks)
+
+    def stop_running_builds(self):
+        """Best effort before shutdown: a master with a running build is slow to stop."""
+        status, body = http('GET', self.api + '/builds?complete=false', timeout=3)
+        if status != 200:
+            return
+        running = json.loads(body)['builds']
+        for b in running:
+            http('POST', self.api + f"/builds/{b['buildid']}",
+                 {'jsonrpc': '2.0', 'method': 'stop', 'id': 1,
+                  'params': {'reason': 'e2e test ends'}}, timeout=3)
+        for _ in range(100):  # 10 s at most: the revoke steps run now
+            status, body = http('GET', self.api + '/builds?complete=false', timeout=3)
+            if status != 200 or not json.loads(body)['builds']:
+                return
+            time.sleep(0.1)
+
+    # --- the token service ---------------------------------------------------
+
+    def assert_revoked(self, label, props):
+        username = props['artifact_username'][0]
+        status, _ = http('GET', f'{self.repo}/token/{username}',
+                         auth=(self.master_user, self.master_password))
+        check(status == 404, f'{label}: GET /token/{username} is {status} after the build, not 404')
+        for scope in props['artifact_scopes'][0]:
+            path = os.path.join(self.state, 'tokens', scope + '.htpasswd')
+            check(not os.path.exists(path), f'{label}: {path} still exists after the build')
+        netrc = os.path.join(self.worker_dir, props['artifact_netrc'][0])
+        check(not os.path.exists(netrc), f'{label}: the .netrc is still on the worker: {netrc}')
+        ok(f'{label}: token {username} revoked, its password file and .netrc are gone')
+
+    def worker_file(self, builder, name):
+        return os.path.join(self.worker_dir, builder, name)
+
+    def read_password(self, builder, props):
+        path = self.worker_file(builder, os.path.basename(props['artifact_netrc'][0]))
+        mode = os.stat(path).st_mode & 0o777
+        check(mode == 0o600, f'{path} has mode {mode:o}, not 600')
+        fields = open(path).read().split()
+        check(len(fields) == 6 and fields[4] == 'password', f'{path} is not a one-line netrc')
+        self.secrets_to_hide.append(fields[5])
+        return fields[5]
+
+    def hold(self, builder, **props):
+        build = self.force(builder, mode='hold', **props)
+        marker = self.worker_file(builder, f"held-{build['number']}")
+        wait_for(f"build {build['number']} to reach its hold step", lambda: os.path.exists(marker),
+                 60)
+        return build, self.build(build['buildid'])['properties']
+
+
+def expect_result(build, wanted, label):
+    got = build['results']
+    check(got == wanted, f"{label}: build {build['number']} ended {RESULT_NAMES.get(got, got)} "
+          f"({build['state_string']}), expected {RESULT_NAMES[wanted]}")
+
+
+def scenario(h):
+    # A: a good build, held so that its token is live while B tries to intrude.
+    a, a_props = h.hold('toy')
+    a_user = a_props['artifact_username'][0]
+    a_url = a_props['artifact_url'][0]
+    a_scope = a_props['artifact_scopes'][0][0]
+    check(a_scope == f"tgz/toy/toy/{a['number']}", f'unexpected default scope {a_scope}')
+    status, _ = http('GET', f'{h.repo}/token/{a_user}', auth=(h.master_user, h.master_password))
+    check(status == 200, f'token {a_user} of the running build is not live: GET gives {status}')
+    a_password = h.read_password('toy', a_props)
+    ok(f'build A running with live token {a_user} for {a_scope}, .netrc mode 0600 on the worker')
+
+    # B: a concurrent build on another builder tries to PUT into A's directory.
+    b = h.force('toy-b', mode='intrude', intrude_url=a_url + 'intruder.txt')
+    b = h.wait_done(b)
+    expect_result(b, SUCCESS, 'build B (intruder)')
+    intrude = h.log_text(b['buildid'], 'intrude', 'stdio')
+    check('other build: HTTP 401' in intrude or 'other build: HTTP 403' in intrude,
+          'build B: its PUT into build A was not refused with 401/403')
+    check(http('GET', a_url + 'intruder.txt')[0] == 404,
+          "build B's file is downloadable from build A's directory")
+    check(not os.path.exists(os.path.join(h.state, 'artifacts', a_scope, 'intruder.txt')),
+          "build B wrote into build A's directory")
+    h.assert_revoked('build B', h.build(b['buildid'])['properties'])
+    ok("a concurrent build's token cannot write into another build's directory")
+
+    # A goes on: compile, upload, revoke.
+    open(h.worker_file('toy', f"release-{a['number']}"), 'w').close()
+    a = h.wait_done(a)
+    expect_result(a, SUCCESS, 'build A')
+    dist = h.worker_file('toy', os.path.join('build', 'dist'))
+    expected = {f"toy-1.{a['number']}.tar.gz": os.path.join(dist, f"toy-1.{a['number']}.tar.gz")}
+    for base, _, files in os.walk(os.path.join(dist, 'tree')):
+        for name in files:
+            local = os.path.join(base, name)
+            expected[os.path.relpath(local, os.path.join(dist, 'tree'))] = local
+    check(len(expected) == 9, f'the toy build made {len(expected)} files, expected 9')
+    for remote, local in sorted(expected.items()):
+        status, body = http('GET', a_url + remote)
+        check(status == 200, f'GET {a_url + remote}: {status}')
+        check(body == open(local, 'rb').read(), f'{a_url + remote} differs from the worker file')
+    ok(f'build A: {len(expected)} artifacts (file, glob, tree) downloadable and byte-identical')
+    urls = {u['url'] for u in h.step(a['buildid'], 'upload artifacts')['urls']}
+    check({a_url + r for r in expected} <= urls, 'build A: the uploaded URLs are not all linked '
+          'on the build page')
+    leak = h.log_text(a['buildid'], 'leak', 'stdio')
+    check('password <artifact-token>' in leak, 'build A: the leak step log shows no redaction')
+    h.assert_revoked('build A (success)', h.build(a['buildid'])['properties'])
+
+    # C: the compile step fails.
+    c = h.wait_done(h.force('toy', mode='fail'))
+    expect_result(c, FAILURE, 'build C (failing compile)')
+    check(h.step(c['buildid'], 'revoke artifact token')['results'] == SUCCESS,
+          'build C: the revoke step did not succeed')
+    h.assert_revoked('build C (compile failed)', h.build(c['buildid'])['properties'])
+
+    # D: stopped while it holds a live token.
+    d, d_props = h.hold('toy')
+    d_password = h.read_password('toy', d_props)
+    h.rpc(f"/builds/{d['buildid']}", 'stop', reason='stopped by the e2e test')
+    d = h.wait_done(d)
+    expect_result(d, CANCELLED, 'build D (stopped)')
+    h.assert_revoked('build D (stopped midway)', d_props)
+
+    # E: a published scope cannot be issued again: one clear line with the status.
+    e = h.wait_done(h.force('toy', mode='ok', scope=a_scope))
+    expect_result(e, FAILURE, 'build E (published scope)')
+    line = h.log_text(e['buildid'], 'issue artifact token', 'token')
+    check('failed: HTTP 409' in line, f'build E: the issue log has no "HTTP 409" line: {line!r}')
+    ok('a token-service error shows in the step log as one line with HTTP 409')
+
+    # No password, master or per-build, in any file of the master or the worker.
+    needles = {'build A password': a_password, 'build D password': d_password,
+               'master password': h.master_password}
+    scanned = 0
+    for top in (h.master_dir, h.worker_dir):
+        for base, _, files in os.walk(top):
+            for name in files:
+                path = os.path.join(base, name)
+                if not os.path.isfile(path):
+                    continue
+                data = open(path, 'rb').read()
+                scanned += 1
+                for label, secret in needles.items():
+                    check(secret.encode() not in data, f'the {label} is in {path}')
+    check(any(n.startswith('state.sqlite') for n in os.listdir(h.master_dir)),
+          'no sqlite database in the master directory')
+    ok(f'no password in any of {scanned} files under the master and worker directories')
+
+
+def main(argv):
+    binary = os.path.abspath(argv[1] if len(argv) > 1 else
+                             os.environ.get('ARTIFACT_BIN', os.path.join(ROOT, 'build',
+                                                                         'artifact-token')))
+    if not os.access(binary, os.X_OK):
+        print(f'FAIL: no artifact-token binary at {binary}', file=sys.stderr)
+        return 1
+    def terminated(*_):
+        raise Fail('interrupted by SIGTERM')
+    signal.signal(signal.SIGTERM, terminated)
+    started = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix='artifact-bb-e2e-')
+    os.chmod(tmp, 0o755)  # nginx and the app run as www-data
+    h = Harness(binary, tmp)
+    status = 1
+    try:
+        h.start_repository()
+        h.start_buildbot()
+        h.checkconfig_example()
+        scenario(h)
+        print(f'PASS: buildbot end-to-end in {time.monotonic() - started:.0f} s', flush=True)
+        status = 0
+    except (Fail, Exception) as e:  # anything unexpected is a failure with its reason too
+        reason = str(e) if isinstance(e, Fail) else traceback.format_exc()
+        print(f'FAIL: {h.hide(reason)}', file=sys.stderr, flush=True)
+        twistd = os.path.join(h.master_dir, 'twistd.log')
+        if os.path.exists(twistd):
+            tail = open(twistd, errors='replace').read()[-4000:]
+            print('--- end of the master log ---\n' + h.hide(tail), file=sys.stderr)
+    finally:
+        try:
+            h.stop_running_builds()
+        except Exception:  # cleanup goes on whatever the master says
+            pass
+        h.procs.stop()
+        if os.environ.get('E2E_KEEP') == '1':
+            print(f'kept {tmp}', file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
