@@ -7,10 +7,13 @@
 #include <openssl/evp.h>
 
 #include <ctime>
+#include <map>
 #include <sstream>
 
 #include "expiry_timer.h"
 #include "issue_body.h"
+#include "metrics.h"
+#include "sealer.h"
 
 namespace artifact {
 namespace {
@@ -18,7 +21,21 @@ namespace {
 constexpr const char* kJson = "application/json";
 
 // Usernames that are API routes, so never token names.
-bool IsReservedUsername(const std::string& u) { return u == "healthz" || u == "metrics"; }
+bool IsReservedUsername(const std::string& u) { return u == "healthz" || u == "metrics" || u == "latest"; }
+
+// "a=1&b=2" -> {a: 1, b: 2}; the last of repeated keys wins.
+std::map<std::string, std::string> ParseQuery(const std::string& query) {
+  std::map<std::string, std::string> out;
+  std::string::size_type start = 0;
+  while (start < query.size()) {
+    auto amp = query.find('&', start);
+    std::string pair = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    start = amp == std::string::npos ? query.size() : amp + 1;
+    auto eq = pair.find('=');
+    out[pair.substr(0, eq)] = eq == std::string::npos ? "" : pair.substr(eq + 1);
+  }
+  return out;
+}
 
 std::string ToJson(const Poco::JSON::Object& obj) {
   std::ostringstream out;
@@ -118,8 +135,8 @@ std::string Rfc3339(int64_t unix_time) {
 }
 
 Api::Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
-         ExpiryTimer* timer)
-    : config_(config), store_(store), masters_(masters), clock_(clock), log_(log), timer_(timer) {}
+         ApiServices services)
+    : config_(config), store_(store), masters_(masters), clock_(clock), log_(log), services_(services) {}
 
 void Api::LogLine(const std::string& event, const std::string& master, const std::string& username,
                   const std::string& scopes, const std::string& outcome) {
@@ -135,6 +152,7 @@ Response Api::Fail(const Error& e, const std::string& event, const std::string& 
   }
   log_.Write(Rfc3339(clock_.Now()) + " " + event + " master=" + master +
              " outcome=" + std::to_string(HttpStatus(e.code)) + " reason=\"" + reason + "\"");
+  if (services_.metrics != nullptr) services_.metrics->Add(Metrics::RefusalCounter(e.code));
   if (HttpStatus(e.code) < 500) return ErrorResponse(e);
   // Server-side details (paths, errno) go to the log, not to the client.
   return ErrorResponse(Error{e.code, e.code == ErrorCode::kInsufficientStorage
@@ -180,30 +198,31 @@ Response Api::Handle(const Request& req) {
   if (req.path != root && req.path.compare(0, root.size() + 1, root + "/") != 0) {
     return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
   }
-  std::string rest = req.path.size() > root.size() + 1 ? req.path.substr(root.size() + 1) : "";
-  std::string username = rest.substr(0, rest.find('/'));
-  std::string tail = rest.find('/') == std::string::npos ? "" : rest.substr(rest.find('/'));
+  const std::string rest = req.path.size() > root.size() + 1 ? req.path.substr(root.size() + 1) : "";
+  const std::string first = rest.substr(0, rest.find('/'));
+  const std::string tail = rest.find('/') == std::string::npos ? "" : rest.substr(rest.find('/') + 1);
+  const bool read = req.method == "GET" || req.method == "HEAD";
 
-  if (rest == "healthz") {
-    if (req.method != "GET" && req.method != "HEAD") return MethodNotAllowed("GET, HEAD");
-    return Health();
-  }
-  const bool renew = tail == "/renew";
-  if (!tail.empty() && !renew) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
-  if (renew && req.method != "POST") return MethodNotAllowed("POST");
+  // Routes without master credentials.
+  if (rest == "healthz") return read ? Health() : MethodNotAllowed("GET, HEAD");
+  if (rest == "metrics") return read ? MetricsText() : MethodNotAllowed("GET, HEAD");
+  if (first == "latest" && !tail.empty()) return read ? Latest(tail) : MethodNotAllowed("GET, HEAD");
 
   // Method before credentials: a wrong method is a client bug, say so.
-  if (rest.empty() && req.method != "POST" && req.method != "GET") return MethodNotAllowed("GET, POST");
-  if (!renew && !rest.empty() && req.method != "GET" && req.method != "DELETE") {
-    return MethodNotAllowed("GET, DELETE");
-  }
+  const char* allow = rest.empty()            ? "GET, POST"
+                      : tail.empty()          ? "GET, DELETE"
+                      : tail == "renew"       ? "POST"
+                      : tail == "seal"        ? "GET"
+                                              : nullptr;
+  if (allow == nullptr) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  if (std::string(allow).find(req.method) == std::string::npos || req.method.empty()) return MethodNotAllowed(allow);
 
   auto master = Authenticate(req);
   if (!master) return Fail(master.error(), "auth");
-
   if (rest.empty()) return req.method == "POST" ? Issue(req, master.value()) : ListTokens(master.value());
-  if (renew) return Renew(req, master.value(), username);
-  return req.method == "GET" ? GetToken(master.value(), username) : Revoke(master.value(), username);
+  if (tail == "renew") return Renew(req, master.value(), first);
+  if (tail == "seal") return SealStatusOf(master.value(), first);
+  return req.method == "GET" ? GetToken(master.value(), first) : Revoke(req, master.value(), first);
 }
 
 Response Api::Issue(const Request& req, const Master& master) {
@@ -240,13 +259,14 @@ Response Api::Issue(const Request& req, const Master& master) {
   if (!token) return Fail(token.error(), "issue", master.name);
   const TokenInfo& t = token->info;
   LogLine("issue", master.name, t.username, JoinScopes(t.scopes), "201");
-  if (timer_ != nullptr) timer_->Schedule(t.username, t.expires);
+  if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kIssued);
+  if (services_.timer != nullptr) services_.timer->Schedule(t.username, t.expires);
 
   const std::string base = BaseUrl(req);
   Response r;
   r.status = 201;
   r.headers.emplace_back("Cache-Control", "no-store");
-  if (req.query == "format=netrc") {
+  if (ParseQuery(req.query)["format"] == "netrc") {
     r.headers.emplace_back("Content-Type", "text/plain");
     r.body = "machine " + HostName(base.empty() ? "localhost" : base) + " login " + t.username + " password " +
              token->password + "\n";
@@ -292,15 +312,93 @@ Response Api::GetToken(const Master& master, const std::string& username) {
   return JsonResponse(200, TokenJson(t.value(), clock_.Now()));
 }
 
-Response Api::Revoke(const Master& master, const std::string& username) {
+Response Api::Revoke(const Request& req, const Master& master, const std::string& username) {
+  auto query = ParseQuery(req.query);
+  const std::string seal = query.count("seal") != 0 ? query["seal"] : "true";
+  const std::string result = query.count("result") != 0 ? query["result"] : "success";
+  if ((seal != "true" && seal != "false") || (result != "success" && result != "failure")) {
+    return Fail(Error{ErrorCode::kBadRequest, "use ?seal=true|false and ?result=success|failure"}, "revoke",
+                master.name);
+  }
   auto t = store_.Get(username);
   if (!t || t->issued_by != master.name) {
     return Fail(t ? Error{ErrorCode::kNotFound, "no such token"} : t.error(), "revoke", master.name);
   }
   if (auto st = store_.Revoke(username); !st) return Fail(st.error(), "revoke", master.name);
-  LogLine("revoke", master.name, username, JoinScopes(t->scopes), "204");
+  LogLine("revoke", master.name, username, JoinScopes(t->scopes), "ok");
+  if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kRevoked);
+  if (seal == "false" || services_.sealer == nullptr) {
+    Response r;
+    r.status = 204;
+    return r;
+  }
+  // The token is gone: the build is read-only, its file set final.
+  SealStatus status = services_.sealer->Seal(t.value(), result == "success");
   Response r;
-  r.status = 204;
+  r.headers.emplace_back("Content-Type", kJson);
+  r.body = status.ToJson();
+  if (status.state == "running") {
+    r.status = 202;
+    r.headers.emplace_back("Location", "/token/" + username + "/seal");
+  } else {
+    r.status = 200;
+  }
+  return r;
+}
+
+Response Api::SealStatusOf(const Master& master, const std::string& username) {
+  if (services_.sealer == nullptr) return Fail(Error{ErrorCode::kNotFound, "sealing is off"}, "seal", master.name);
+  auto text = services_.sealer->StatusJson(username, master.name);
+  if (!text) return Fail(text.error(), "seal", master.name);
+  Response r;
+  r.headers.emplace_back("Content-Type", kJson);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.body = text.value();
+  return r;
+}
+
+Response Api::MetricsText() {
+  if (services_.metrics == nullptr) return Fail(Error{ErrorCode::kNotFound, "metrics are off"}, "metrics");
+  int64_t live = 0;
+  if (auto tokens = store_.List(); tokens) live = static_cast<int64_t>(tokens->size());
+  Response r;
+  r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.body = services_.metrics->Render(live);
+  return r;
+}
+
+Response Api::Latest(const std::string& path) {
+  // path: <builder: scope_depth - 1 segments>/latest[/rest]
+  std::vector<std::string> parts;
+  std::string::size_type start = 0;
+  while (start <= path.size()) {
+    auto slash = path.find('/', start);
+    parts.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  const size_t builder_depth = static_cast<size_t>(config_.scope_depth - 1);
+  if (config_.scope_depth < 2 || parts.size() <= builder_depth || parts[builder_depth] != "latest") {
+    return Fail(Error{ErrorCode::kNotFound, "no such builder"}, "latest");
+  }
+  std::string builder;
+  for (size_t i = 0; i < builder_depth; ++i) {
+    if (!IsValidSegment(parts[i])) return Fail(Error{ErrorCode::kNotFound, "no such builder"}, "latest");
+    builder += (i == 0 ? "" : "/") + parts[i];
+  }
+  auto build = ResolveLatest(config_.artifacts_dir, builder);
+  if (!build) return Fail(build.error(), "latest");
+  std::string location = "/" + builder + "/" + build.value() + "/";
+  for (size_t i = builder_depth + 1; i < parts.size(); ++i) {
+    // The rest is passed on as nginx normalised it; it only ever lands below
+    // the real build directory, where nginx serves it under its own rules.
+    location += parts[i] + (i + 1 < parts.size() ? "/" : "");
+  }
+  Response r;
+  r.status = 302;
+  r.headers.emplace_back("Location", location);
+  r.headers.emplace_back("Cache-Control", "no-store");
   return r;
 }
 
@@ -320,7 +418,8 @@ Response Api::Renew(const Request& req, const Master& master, const std::string&
   auto renewed = store_.Renew(username, expires);
   if (!renewed) return Fail(renewed.error(), "renew", master.name);
   LogLine("renew", master.name, username, JoinScopes(renewed->scopes), "200");
-  if (timer_ != nullptr) timer_->Schedule(username, renewed->expires);
+  if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kRenewed);
+  if (services_.timer != nullptr) services_.timer->Schedule(username, renewed->expires);
   return JsonResponse(200, TokenJson(renewed.value(), clock_.Now()));
 }
 

@@ -40,13 +40,22 @@ struct Response {
 };
 
 class ExpiryTimer;
+class Metrics;
+class Sealer;
+
+// What `serve` adds to the pure API; each may be absent (unit tests).
+struct ApiServices {
+  ExpiryTimer* timer = nullptr;  // learns every new expiry
+  Sealer* sealer = nullptr;      // seals builds at revoke
+  Metrics* metrics = nullptr;    // counts events for /token/metrics
+};
 
 class Api {
  public:
   // `log` receives one line per issue, revoke, renew and refusal; never a
-  // secret. `timer`, when given, learns every new expiry.
+  // secret.
   Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
-      ExpiryTimer* timer = nullptr);
+      ApiServices services = {});
 
   Response Handle(const Request& req);
 
@@ -54,7 +63,10 @@ class Api {
   Response Issue(const Request& req, const Master& master);
   Response ListTokens(const Master& master);
   Response GetToken(const Master& master, const std::string& username);
-  Response Revoke(const Master& master, const std::string& username);
+  Response Revoke(const Request& req, const Master& master, const std::string& username);
+  Response SealStatusOf(const Master& master, const std::string& username);
+  Response MetricsText();
+  Response Latest(const std::string& path);
   Response Renew(const Request& req, const Master& master, const std::string& username);
   Response Health();
   Result<Master> Authenticate(const Request& req);
@@ -68,7 +80,7 @@ class Api {
   MastersFile& masters_;
   const Clock& clock_;
   EventLog& log_;
-  ExpiryTimer* timer_;
+  ApiServices services_;
 };
 
 // The JSON error body and status of `e` (401 adds WWW-Authenticate).

@@ -23,6 +23,8 @@
 #include "expiry_timer.h"
 #include "fcgi_loop.h"
 #include "masters.h"
+#include "metrics.h"
+#include "sealer.h"
 #include "posix_file.h"
 
 namespace artifact {
@@ -181,7 +183,21 @@ int RunServe(const std::vector<std::string>& args) {
   EventLog log(std::cerr);
   TokenStore store(config.tokens_dir, config.artifacts_dir, clock, random);
   MastersFile masters(config.masters_file, &std::cerr);
-  ExpiryTimer timer(store, clock, log);
+  // Counters shared by this host's serve processes, on the tokens volume
+  // (private to nginx and the app) so they survive restarts.
+  char host[256] = "localhost";
+  ::gethostname(host, sizeof host - 1);
+  std::unique_ptr<Metrics> metrics;
+  if (auto st = MakeDirs(config.tokens_dir, ".metrics", 0750); st) {
+    auto m = Metrics::Open(config.tokens_dir + "/.metrics/" + (IsValidSegment(host) ? host : "localhost"));
+    if (m) metrics.reset(m.value());
+  }
+  if (!metrics) {
+    log.Write("artifact-token serve: metrics are per process: the shared counters file cannot be opened");
+    metrics.reset(Metrics::Open("").value());
+  }
+  ExpiryTimer timer(store, clock, log, 60, metrics.get());
+  Sealer sealer(config.tokens_dir, config.artifacts_dir, clock, log, metrics.get());
 
   // The timer thread starts with the stop signals blocked, so they are
   // delivered to the accept loop, which installs their handlers.
@@ -190,13 +206,15 @@ int RunServe(const std::vector<std::string>& args) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
   pthread_sigmask(SIG_BLOCK, &stop_signals, &old);
   timer.Start();
+  sealer.Start();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
-  Api api(config, store, masters, clock, log, &timer);
+  Api api(config, store, masters, clock, log, ApiServices{&timer, &sealer, metrics.get()});
   log.Write("artifact-token serve: tokens in " + config.tokens_dir + ", artifacts in " + config.artifacts_dir +
             ", scope_depth " + std::to_string(config.scope_depth));
   int rc = RunFastCgiLoop(api);
   timer.Stop();
+  sealer.Stop();
   return rc;
 }
 

@@ -5,8 +5,9 @@
 #include "api.h"
 
 namespace artifact {
-ExpiryTimer::ExpiryTimer(TokenStore& store, const Clock& clock, EventLog& log, int64_t rescan_seconds)
-    : store_(store), clock_(clock), log_(log), rescan_seconds_(rescan_seconds) {}
+ExpiryTimer::ExpiryTimer(TokenStore& store, const Clock& clock, EventLog& log, int64_t rescan_seconds,
+                         Metrics* metrics)
+    : store_(store), clock_(clock), log_(log), rescan_seconds_(rescan_seconds), metrics_(metrics) {}
 
 ExpiryTimer::~ExpiryTimer() { Stop(); }
 
@@ -35,6 +36,7 @@ std::vector<TokenInfo> ExpiryTimer::RunDue(bool sweep) {
     log_.Write(Rfc3339(clock_.Now()) + " expire master=" + t.issued_by + " username=" + t.username +
                " scopes=" + JoinScopes(t.scopes) + " outcome=removed");
     expired.push_back(t);
+    if (metrics_ != nullptr) metrics_->Add(Metrics::kExpired);
   };
   if (sweep) {
     auto result = store_.ExpireAll();

@@ -18,13 +18,15 @@
 
 #include "clock.h"
 #include "event_log.h"
+#include "metrics.h"
 #include "token_store.h"
 
 namespace artifact {
 
 class ExpiryTimer {
  public:
-  ExpiryTimer(TokenStore& store, const Clock& clock, EventLog& log, int64_t rescan_seconds = 60);
+  ExpiryTimer(TokenStore& store, const Clock& clock, EventLog& log, int64_t rescan_seconds = 60,
+              Metrics* metrics = nullptr);
   ~ExpiryTimer();
   ExpiryTimer(const ExpiryTimer&) = delete;
   ExpiryTimer& operator=(const ExpiryTimer&) = delete;
@@ -49,6 +51,7 @@ class ExpiryTimer {
   const Clock& clock_;
   EventLog& log_;
   const int64_t rescan_seconds_;
+  Metrics* metrics_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> due_;

@@ -45,6 +45,9 @@ Result<Scope> Scope::Parse(const std::string& text, int depth) {
   if (scope.segments_[0] == kReservedFirstSegment) {
     return Error{ErrorCode::kBadRequest, "the first scope segment 'token' is reserved for the API"};
   }
+  if (depth >= 2 && scope.segments_.back() == kLatestSegment) {
+    return Error{ErrorCode::kBadRequest, "a build cannot be named 'latest': it names the newest build"};
+  }
   scope.text_ = text;
   return scope;
 }
@@ -80,6 +83,20 @@ std::string NginxMapSnippet(int depth, const std::string& tokens_dir, const std:
       << "    default \"/dev/null/no-scope\";\n"
       << "    \"~" << re.str() << "\" \"" << artifacts_dir << "/$artifact_scope\";\n"
       << "}\n";
+  if (depth >= 2) {
+    std::ostringstream builder;
+    builder << kSegmentRegex;
+    for (int i = 2; i < depth; ++i) builder << "/" << kSegmentRegex;
+    out << "\n"
+        << "# $artifact_latest: 1 for <builder>/latest[/...], which the app redirects\n"
+        << "# to the newest sealed build of that builder.\n"
+        << "map $uri $artifact_latest {\n"
+        << "    default 0;\n"
+        << "    \"~^/" << builder.str() << "/latest(?:/.*)?\\z\" 1;\n"
+        << "}\n";
+  } else {
+    out << "\nmap $uri $artifact_latest {\n    default 0;\n}\n";
+  }
   return out.str();
 }
 

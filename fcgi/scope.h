@@ -25,6 +25,8 @@ inline constexpr const char* kEntryRegex = "[A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254}
 
 // The first segment "token" is where nginx routes the API; no scope may use it.
 inline constexpr const char* kReservedFirstSegment = "token";
+// The last segment "latest" stands for a builder's newest sealed build.
+inline constexpr const char* kLatestSegment = "latest";
 
 bool IsValidSegment(const std::string& s);
 

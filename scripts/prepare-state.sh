@@ -82,6 +82,7 @@ render() {
       -e "s|@TOKEN_RATE@|$rate|g" \
       -e "s|@TOKEN_BURST@|$burst|g" \
       -e "s|@STATE_DIR@|$state|g" \
+      -e "s|@ACCESS_LOG@|$state/logs/access.log|g" \
       -e "s|@USER_LINE@|$user_line|g" "$1"
 }
 render "$here/nginx/artifact-repository.conf.in" >"$state/nginx/artifact-repository.conf"

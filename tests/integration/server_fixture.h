@@ -57,6 +57,12 @@ class Servers {
   // Adds or replaces a master with `htpasswd -B` (third field optional).
   void AddMaster(const std::string& name, const std::string& password, const std::string& options = "") const;
 
+  // True for files below tokens/ that are tokens (records, scope files and
+  // their temp files), false for the seal statuses and metrics kept there.
+  bool IsPasswordFile(const std::string& path) const {
+    return path.find("/.seals/") == std::string::npos && path.find("/.metrics/") == std::string::npos;
+  }
+
   // Every path below tokens/ and artifacts/ (the trees a request may change).
   std::vector<std::string> Snapshot() const;
 

@@ -47,7 +47,7 @@ Credentials Parse(const HttpResponse& r) {
 std::pair<size_t, size_t> TokenFiles(const Servers& s) {
   size_t files = 0, temps = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(s.tokens_dir())) {
-    if (!e.is_regular_file()) continue;
+    if (!e.is_regular_file() || !s.IsPasswordFile(e.path().string())) continue;
     ++files;
     if (e.path().filename().string().rfind(artifact::kTempPrefix, 0) == 0) {
       ++temps;  // a write in flight when the app died: never published
@@ -110,7 +110,7 @@ TEST_CASE("thousands of tokens issued, used and revoked at once by many clients"
         std::lock_guard<std::mutex> lock(mu);
         holders.erase(scope);
       }
-      if (auto del = s.Request("DELETE", "/token/" + c.user, "", {{"Authorization", auth}}); del.status != 204) {
+      if (auto del = s.Request("DELETE", "/token/" + c.user, "", {{"Authorization", auth}}); del.status != 200) {
         ++violations;
         std::cerr << "revoke answered " << del.status << ": " << del.body << "\n";
       }

@@ -1,0 +1,48 @@
+// Sealing a build: at its end, SHA256SUMS in each scope directory lists every
+// file the build uploaded, in the format `sha256sum -c` reads. A client may
+// state a file's digest beforehand as a sidecar `name.sha256` (first word:
+// the hex digest); sealing verifies it and reports mismatches.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "result.h"
+
+namespace artifact {
+
+inline constexpr const char* kManifestName = "SHA256SUMS";
+
+struct SealReport {
+  int64_t files = 0;   // listed in SHA256SUMS
+  int64_t bytes = 0;   // their total size
+  std::vector<std::string> mismatches;  // files whose .sha256 sidecar disagrees
+};
+
+// Total size of the regular files below `dir`, without following symlinks:
+// what sealing would hash.
+Result<int64_t> TreeBytes(const std::string& dir);
+
+// Hashes every regular file below `dir` (symlinks and hidden entries are
+// never followed or listed), writes `dir`/SHA256SUMS atomically (temp file,
+// fsync, rename) and returns what it sealed.
+Result<SealReport> SealDirectory(const std::string& dir);
+
+}  // namespace artifact
+
+namespace artifact {
+
+// `latest`: each builder directory (a scope without its last segment) may
+// hold a hidden file `.latest` naming its newest successfully sealed build.
+// A build replaces it only when it is newer: numerically greater when both
+// names are numbers, otherwise when sealed later.
+inline constexpr const char* kLatestFile = ".latest";
+
+Status UpdateLatest(const std::string& artifacts_dir, const std::string& scope);
+
+// The build `latest` stands for below `builder` (a path of scope_depth - 1
+// segments); 404 when none was sealed yet.
+Result<std::string> ResolveLatest(const std::string& artifacts_dir, const std::string& builder);
+
+}  // namespace artifact
