@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "sealer.h"
 #include "posix_file.h"
+#include "retention.h"
 
 namespace artifact {
 namespace {
@@ -158,6 +159,7 @@ std::string ProgramUsage() {
          "  revoke      revoke tokens by username\n"
          "  list        list live tokens (a table, or --json)\n"
          "  prune       remove expired tokens and files left by a crash\n"
+         "  retention   delete old builds the retention rules no longer keep\n"
          "  check       validate the configuration, directories and masters file\n"
          "  nginx-map   print the nginx map that selects a request's scope file\n"
          "\n"
@@ -365,6 +367,40 @@ int RunPrune(const std::vector<std::string>& args) {
   }
   for (const auto& line : removed.value()) std::cout << "removed " << line << "\n";
   if (removed->empty()) std::cout << "nothing to prune\n";
+  return 0;
+}
+
+int RunRetention(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: artifact-token retention [--dry-run] [OPTIONS]\n\n"
+                 "Deletes published builds the `retention` rules no longer keep. Per builder the rule\n"
+                 "with the longest matching prefix applies: keep=N keeps the N newest builds,\n"
+                 "days=D those younger than D days (either keeps a build when both are given).\n"
+                 "Builds with a live token or a KEEP file are never deleted; builders without a\n"
+                 "rule keep everything. --dry-run prints what would go and deletes nothing.\n"
+                 "Run daily by artifact-token-retention.timer.\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  Admin admin;
+  if (!admin.Init("retention", args)) return 2;
+  bool dry_run = TakeFlag(admin.loaded.rest, "--dry-run");
+  if (!admin.loaded.rest.empty()) return Usage("retention", "unexpected argument " + admin.loaded.rest.front());
+  const Config& c = admin.loaded.config;
+  auto rules = ParseRetention(c.retention);
+  if (!rules) return Usage("retention", "retention: " + rules.error().message);
+  if (rules->empty()) {
+    std::cout << "no retention rules configured: every build is kept\n";
+    return 0;
+  }
+  auto report = ApplyRetention(c.artifacts_dir, c.tokens_dir, c.scope_depth, rules.value(), admin.clock.Now(), dry_run);
+  if (!report) {
+    std::cerr << "artifact-token retention: " << report.error().message << "\n";
+    return 1;
+  }
+  for (const auto& scope : report->removed) std::cout << (dry_run ? "would remove " : "removed ") << scope << "\n";
+  std::cout << (dry_run ? "would remove " : "removed ") << report->removed.size() << " of " << report->builds
+            << " builds in " << report->builders << " builders\n";
   return 0;
 }
 

@@ -6,6 +6,8 @@
 
 #include <fstream>
 
+#include "retention.h"
+
 extern char** environ;
 
 namespace artifact {
@@ -63,6 +65,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"max_ttl", "ARTIFACT_MAX_TTL", "--max-ttl", "longest token lifetime in seconds"},
       {"public_url", "ARTIFACT_PUBLIC_URL", "--public-url",
        "base URL in responses, e.g. https://repo.example (default: from the request)"},
+      {"retention", "ARTIFACT_RETENTION", "--retention",
+       "builds `retention` keeps per builder, e.g. 'dpkg/:keep=10,days=30; rpm/x/:keep=3' (default: all)"},
   };
   return keys;
 }
@@ -82,6 +86,10 @@ Status Config::Set(const std::string& key, const std::string& value, const std::
     auto v = ParseInt(value, 1, 366 * 24 * 3600);
     if (!v) return fail(v.error());
     (key == "default_ttl" ? default_ttl : max_ttl) = v.value();
+  } else if (key == "retention") {
+    auto rules = ParseRetention(value);
+    if (!rules) return fail(rules.error());
+    retention = value;
   } else if (key == "public_url") {
     if (auto st = CheckPublicUrl(value); !st) return fail(st.error());
     public_url = value;

@@ -22,6 +22,7 @@ struct Config {
   int64_t default_ttl = 3 * 3600;
   int64_t max_ttl = 24 * 3600;
   std::string public_url;  // e.g. https://repo.example; empty: from the request's Host
+  std::string retention;   // rules for `artifact-token retention`, see retention.h
 
   // Sets one key from text; `origin` names the source for the message.
   Status Set(const std::string& key, const std::string& value, const std::string& origin);

@@ -25,6 +25,8 @@ expect /usr/bin/artifact-token 755
 expect /usr/lib/systemd/system/artifact-token.service 644
 expect /usr/lib/systemd/system/artifact-token-prune.service 644
 expect /usr/lib/systemd/system/artifact-token-prune.timer 644
+expect /usr/lib/systemd/system/artifact-token-retention.service 644
+expect /usr/lib/systemd/system/artifact-token-retention.timer 644
 expect /usr/lib/sysusers.d/artifact-repository.conf 644
 expect /usr/lib/tmpfiles.d/artifact-repository.conf 644
 expect /etc/artifact-repository/artifact-token.conf 644
@@ -42,7 +44,7 @@ out=$(systemd-analyze verify --root="$root" "${units[@]}" 2>&1) || fail "systemd
 [[ -z $out ]] || fail "systemd-analyze verify: $out"
 echo "ok: systemd-analyze verify is silent on ${#units[@]} units"
 
-for service in artifact-token.service artifact-token-prune.service; do
+for service in artifact-token.service artifact-token-prune.service artifact-token-retention.service; do
   out=$(systemd-analyze security --offline=true --root="$root" --threshold=25 \
     "$root/usr/lib/systemd/system/$service" 2>&1) || { echo "$out" | tail -n 30; fail "$service scores above 2.5"; }
   echo "ok: $service $(echo "$out" | grep -o 'Overall exposure level.*')"

@@ -238,3 +238,32 @@ TEST_CASE("metrics count events; the audit trail names who uploaded what", "[int
   CHECK(s.AppLog().find("issue master=ci username=" + t.user + " scopes=dpkg/p/linux/1") != std::string::npos);
   CHECK(access.find(t.password) == std::string::npos);
 }
+
+TEST_CASE("retention removes old builds but never a pinned or live one", "[integration][lifecycle]") {
+  Servers s;
+  for (int b = 1; b <= 5; ++b) {
+    Token t = Issue(s, "dpkg/p/linux/" + std::to_string(b));
+    REQUIRE(s.Put("/dpkg/p/linux/" + std::to_string(b) + "/f", "x", t.user, t.password).status == 201);
+    if (b == 1) REQUIRE(s.Put("/dpkg/p/linux/1/KEEP", "release 1.0", t.user, t.password).status == 201);
+    REQUIRE(Revoke(s, t.user).status == 200);
+  }
+  Token live = Issue(s, "dpkg/p/linux/6");  // still uploading
+  const std::string rules = "--retention 'dpkg/:keep=2'";
+  auto dry = s.Cli("retention --dry-run " + rules);
+  INFO(dry.out);
+  CHECK(dry.exit_code == 0);
+  CHECK(dry.out.find("would remove 3 of 6 builds in 1 builders") != std::string::npos);
+  CHECK(s.Get("/dpkg/p/linux/2/f").status == 200);
+
+  auto real = s.Cli("retention " + rules);
+  CHECK(real.exit_code == 0);
+  for (const char* gone : {"2", "3", "4"}) {
+    CHECK(real.out.find(std::string("removed dpkg/p/linux/") + gone + "\n") != std::string::npos);
+    CHECK(s.Get(std::string("/dpkg/p/linux/") + gone + "/f").status == 404);
+  }
+  CHECK(s.Get("/dpkg/p/linux/1/f").status == 200);  // pinned
+  CHECK(s.Get("/dpkg/p/linux/5/f").status == 200);  // among the 2 newest
+  CHECK(s.Put("/dpkg/p/linux/6/g", "y", live.user, live.password).status == 201);  // live
+  CHECK(s.Get("/dpkg/p/linux/latest/f").headers["location"].find("/dpkg/p/linux/5/f") != std::string::npos);
+  CHECK(s.Cli("retention --retention 'dpkg/:keep=x'").exit_code == 2);
+}
