@@ -143,7 +143,7 @@ TEST_CASE("revoke seals the build: sha256sum -c passes on the downloaded build",
             .status == 404);
 }
 
-TEST_CASE("a 1 GiB build is sealed in the background; the app keeps answering", "[integration][lifecycle]") {
+TEST_CASE("a 1 GiB build is sealed in the background while the app keeps answering", "[integration][lifecycle]") {
   Servers s;
   Token t = Issue(s, "dpkg/big/linux/1");
   std::string gib(1 << 30, '\0');
@@ -207,7 +207,7 @@ TEST_CASE("latest follows successful seals only and cannot escape", "[integratio
   CHECK(s.Get("/dpkg/p/linux/.latest").status == 404);  // never served
 }
 
-TEST_CASE("metrics count events; the audit trail names who uploaded what", "[integration][lifecycle]") {
+TEST_CASE("metrics count events and the audit trail names who uploaded what", "[integration][lifecycle]") {
   Servers s;
   Token t = Issue(s, "dpkg/p/linux/1");
   REQUIRE(s.Put("/dpkg/p/linux/1/pkg.deb", "deb", t.user, t.password).status == 201);
