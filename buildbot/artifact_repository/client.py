@@ -104,11 +104,24 @@ class TokenServiceClient:
         return doc
 
     @defer.inlineCallbacks
-    def revoke(self, username):
-        """DELETE /token/<username>: True if revoked now, False if it was gone."""
-        url, status, content = yield self._call('DELETE', '/token/' + quote(username, safe=''))
-        if status == 204:
-            return True
+    def revoke(self, username, success=True):
+        """DELETE /token/<username>?result=success|failure.
+
+        Returns None when the token was already gone, else the server's seal
+        summary: a dict with ``state`` ("done", or "running" for a large build
+        sealed in the background), ``files``, ``bytes`` and ``mismatches``
+        (an empty dict when the server did not seal).
+        """
+        path = '/token/' + quote(username, safe='') + '?result=' + ('success' if success else 'failure')
+        url, status, content = yield self._call('DELETE', path)
         if status == 404:
-            return False
+            return None
+        if status == 204:
+            return {}
+        if status in (200, 202):
+            try:
+                doc = json.loads(content.decode('utf-8'))
+            except (ValueError, UnicodeDecodeError):
+                doc = None
+            return doc if isinstance(doc, dict) else {}
         raise TokenServiceError('DELETE', url, status, _error_reason(status, content))

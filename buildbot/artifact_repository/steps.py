@@ -154,8 +154,9 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
             if username in getattr(build, 'artifact_tokens_revoked', ()):
                 return
             try:
-                revoked = yield client.revoke(username)
-                if revoked:
+                revoked = yield client.revoke(
+                    username, success=getattr(build, 'results', FAILURE) in (SUCCESS, WARNINGS))
+                if revoked is not None:
                     twlog.msg(f'artifact-repository: revoked token {username} at build end')
             except TokenServiceError as e:
                 twlog.msg(str(e))
@@ -336,11 +337,21 @@ class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         result = SUCCESS
         yield log.addStdout(f'build result so far: {Results[self.build.results]}\n')
         try:
-            revoked = yield _client(self).revoke(self.username)
+            # The server seals the build and moves `latest` only on success.
+            success = self.build.results in (SUCCESS, WARNINGS)
+            sealed = yield _client(self).revoke(self.username, success=success)
             self.build.artifact_tokens_revoked = (
                 getattr(self.build, 'artifact_tokens_revoked', set()) | {self.username})
-            if revoked:
+            if sealed is not None:
                 yield log.addStdout(f'token {self.username} revoked\n')
+                if sealed:
+                    yield log.addStdout(
+                        f"sealed: {sealed.get('files', 0)} files, {sealed.get('bytes', 0)} bytes, "
+                        f"state {sealed.get('state', '?')}, result "
+                        f"{'success' if success else 'failure'}\n")
+                    for name in sealed.get('mismatches') or []:
+                        yield log.addStderr(f'checksum mismatch: {name}\n')
+                        result = WARNINGS
             else:
                 yield log.addStdout(f'token {self.username} was already revoked or expired\n')
                 result = WARNINGS

@@ -16,6 +16,7 @@ E2E_KEEP=1 to keep the temporary directory. Never prints a password.
 """
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -381,6 +382,17 @@ def scenario(h):
     leak = h.log_text(a['buildid'], 'leak', 'stdio')
     check('password <artifact-token>' in leak, 'build A: the leak step log shows no redaction')
     h.assert_revoked('build A (success)', h.build(a['buildid'])['properties'])
+    status, sums = http('GET', a_url + 'SHA256SUMS')
+    check(status == 200, f'build A: no SHA256SUMS after the revoke ({status})')
+    listed = {line.split('  ', 1)[1] for line in sums.decode().splitlines()}
+    check(set(expected) <= listed, 'build A: SHA256SUMS does not list every uploaded file')
+    for remote, local in expected.items():
+        digest = hashlib.sha256(open(local, 'rb').read()).hexdigest()
+        check(f'{digest}  {remote}' in sums.decode().splitlines(), f'build A: wrong digest for {remote}')
+    a_builder = a_url.rstrip('/').rsplit('/', 1)[0]
+    status, _ = http('GET', a_builder + '/latest/SHA256SUMS')
+    check(status == 200, f'build A: latest does not lead to its manifest ({status})')
+    ok('build A: sealed with a SHA256SUMS that matches the worker files; latest follows it')
 
     # C: the compile step fails.
     c = h.wait_done(h.force('toy', mode='fail'))
@@ -388,6 +400,11 @@ def scenario(h):
     check(h.step(c['buildid'], 'revoke artifact token')['results'] == SUCCESS,
           'build C: the revoke step did not succeed')
     h.assert_revoked('build C (compile failed)', h.build(c['buildid'])['properties'])
+    c_log = h.log_text(c['buildid'], 'revoke artifact token', 'token')
+    check('result failure' in c_log, 'build C: the revoke did not report the failure to the server')
+    latest = open(os.path.join(h.state, 'artifacts', *a_scope.split('/')[:-1], '.latest')).read().strip()
+    check(latest == a_scope.rsplit('/', 1)[1], f'build C (failed) moved latest to {latest}')
+    ok('build C: the failed build did not become latest')
 
     # D: stopped while it holds a live token.
     d, d_props = h.hold('toy')
