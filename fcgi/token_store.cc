@@ -19,12 +19,17 @@ constexpr mode_t kArtifactDirMode = 02775;  // nginx workers (group) write; setg
 
 std::string Parent(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
-// True when the password file at `path` belongs to `username`. Compared by
-// content, not inode: a renewed token's files are new inodes, and a scope
-// may meanwhile belong to a newer token, whose file must stay.
-bool BelongsTo(const std::string& path, const std::string& username) {
+// True when the password file at `path` belongs to `username`, false when
+// it is gone or another token's; an error when that cannot be told (EIO,
+// EACCES, ESTALE on a shared volume): then nothing may be assumed gone.
+// Compared by content, not inode: a renewed token's files are new inodes,
+// and a scope may meanwhile belong to a newer token, whose file must stay.
+Result<bool> BelongsTo(const std::string& path, const std::string& username) {
   auto data = ReadSmallFile(path);
-  if (!data) return false;
+  if (!data) {
+    if (data.error().code == ErrorCode::kNotFound) return false;
+    return data.error();
+  }
   auto line = PasswordLine::Parse(data.value());
   return line && line->info.username == username;
 }
@@ -177,7 +182,12 @@ Result<bool> TokenStore::RemoveToken(const PasswordLine& line) {
   Status result = Ok{};
   for (const auto& s : line.info.scopes) {
     const std::string path = ScopeFilePath(s);
-    if (!BelongsTo(path, line.info.username)) continue;
+    auto ours = BelongsTo(path, line.info.username);
+    if (!ours) {
+      result = ours.error();  // keep the record: the token may still work
+      continue;
+    }
+    if (!ours.value()) continue;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       result = ErrnoError("unlink", path, errno);
       continue;
@@ -252,7 +262,9 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
   };
   for (const auto& s : renewed.info.scopes) {
     const std::string path = ScopeFilePath(s);
-    if (!BelongsTo(path, username)) continue;
+    auto ours = BelongsTo(path, username);
+    if (!ours) return fail(ours.error());
+    if (!ours.value()) continue;
     // A second name for the new inode next to the scope file, renamed over it.
     std::string staged = Parent(path) + "/" + kTempPrefix + username;
     ::unlink(staged.c_str());

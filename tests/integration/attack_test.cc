@@ -11,22 +11,10 @@
 #include "integration/server_fixture.h"
 
 using artifact::testing::HttpResponse;
+using artifact::testing::IssuedToken;
 using artifact::testing::Servers;
 
 namespace {
-
-struct Token {
-  std::string user, password;
-};
-
-Token Issue(const Servers& s, const std::string& scope) {
-  auto r = s.Request("POST", "/token", "{\"scope\": \"" + scope + "\"}",
-                     {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
-  REQUIRE(r.status == 201);
-  Poco::JSON::Parser p;
-  auto j = p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
-  return {j->getValue<std::string>("username"), j->getValue<std::string>("password")};
-}
 
 // A directory outside both trees that no request may touch.
 struct Outside {
@@ -47,9 +35,9 @@ struct Outside {
 
 TEST_CASE("URI tricks cannot leave the scope", "[integration][attack]") {
   Servers s;
-  Token t = Issue(s, "dpkg/p/linux/4");
-  Issue(s, "dpkg/p/linux/5");
-  const auto auth = Servers::Basic(t.user, t.password);
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/4"));
+  s.Issue(Servers::ScopeBody("dpkg/p/linux/5"));
+  const auto auth = Servers::Basic(t.username, t.password);
   auto before = s.Snapshot();
   const std::string long_name(300, 'a');
   for (const std::string& target : std::vector<std::string>{
@@ -91,23 +79,23 @@ TEST_CASE("URI tricks cannot leave the scope", "[integration][attack]") {
 TEST_CASE("a symlink planted in the tree does not redirect writes", "[integration][attack]") {
   Servers s;
   Outside outside(s);
-  Token t = Issue(s, "dpkg/p/linux/6");
-  const auto auth = Servers::Basic(t.user, t.password);
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/6"));
+  const auto auth = Servers::Basic(t.username, t.password);
   // The scope directory itself replaced by a link after the token was issued.
   const std::string scope_dir = s.artifacts_dir() + "/dpkg/p/linux/6";
   std::filesystem::rename(scope_dir, scope_dir + "-real");
   std::filesystem::create_directory_symlink(outside.dir, scope_dir);
   // And a link inside another live scope.
-  Token u = Issue(s, "dpkg/p/linux/7");
+  IssuedToken u = s.Issue(Servers::ScopeBody("dpkg/p/linux/7"));
   const std::string inner = s.artifacts_dir() + "/dpkg/p/linux/7/escape";
   std::filesystem::create_directory_symlink(outside.dir, inner);
   auto before = s.Snapshot();
   auto outside_before = outside.List();
 
-  CHECK(s.Put("/dpkg/p/linux/6/f", "x", t.user, t.password).status == 403);
+  CHECK(s.Put("/dpkg/p/linux/6/f", "x", t.username, t.password).status == 403);
   CHECK(s.Request("MKCOL", "/dpkg/p/linux/6/d/", "", {{"Authorization", auth}}).status == 403);
   CHECK(s.Request("DELETE", "/dpkg/p/linux/6/victim", "", {{"Authorization", auth}}).status == 403);
-  const auto uauth = Servers::Basic(u.user, u.password);
+  const auto uauth = Servers::Basic(u.username, u.password);
   CHECK(s.Request("DELETE", "/dpkg/p/linux/7/escape/", "", {{"Authorization", uauth}}).status == 403);
   CHECK(s.Request("DELETE", "/dpkg/p/linux/7/", "", {{"Authorization", uauth}}).status == 403);
   // Reads do not follow links either.
@@ -123,13 +111,13 @@ TEST_CASE("a symlink planted in the tree does not redirect writes", "[integratio
 
 TEST_CASE("COPY and MOVE with a Destination outside the scope are refused", "[integration][attack]") {
   Servers s;
-  Token t = Issue(s, "dpkg/p/linux/4");
-  REQUIRE(s.Put("/dpkg/p/linux/4/a", "a", t.user, t.password).status == 201);
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/4"));
+  REQUIRE(s.Put("/dpkg/p/linux/4/a", "a", t.username, t.password).status == 201);
   auto before = s.Snapshot();
   for (const char* method : {"COPY", "MOVE"}) {
     for (const char* dest : {"/dpkg/p/linux/5/a", "/dpkg/p/linux/4/../5/a", "http://evil/dpkg/p/linux/5/a"}) {
       auto r = s.Request(method, "/dpkg/p/linux/4/a", "",
-                         {{"Authorization", Servers::Basic(t.user, t.password)}, {"Destination", dest}});
+                         {{"Authorization", Servers::Basic(t.username, t.password)}, {"Destination", dest}});
       CHECK(r.status == 405);
     }
   }
@@ -138,17 +126,17 @@ TEST_CASE("COPY and MOVE with a Destination outside the scope are refused", "[in
 
 TEST_CASE("malformed basic credentials are refused, for uploads and for masters", "[integration][attack]") {
   Servers s;
-  Token t = Issue(s, "dpkg/p/linux/4");
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/4"));
   auto before = s.Snapshot();
   const std::vector<std::string> auths = {
-      Servers::Basic(t.user + ":x", t.password),           // ':' in the username
-      Servers::Basic(t.user, t.password + "\n"),           // newline
-      Servers::Basic(t.user + "\n" + t.user, t.password),  // a second line
-      Servers::Basic(t.user, std::string(6000, 'p')),      // huge password
+      Servers::Basic(t.username + ":x", t.password),           // ':' in the username
+      Servers::Basic(t.username, t.password + "\n"),           // newline
+      Servers::Basic(t.username + "\n" + t.username, t.password),  // a second line
+      Servers::Basic(t.username, std::string(6000, 'p')),      // huge password
       "Basic !!!not-base64!!!",
       "Basic " + std::string(7000, 'A'),
       "Basic",
-      "Digest username=\"" + t.user + "\"",
+      "Digest username=\"" + t.username + "\"",
   };
   for (const auto& auth : auths) {
     INFO(auth.substr(0, 60));

@@ -13,47 +13,28 @@
 #include "scope.h"
 
 using artifact::testing::HttpResponse;
+using artifact::testing::IssuedToken;
 using artifact::testing::RandomBytes;
 using artifact::testing::ServerOptions;
 using artifact::testing::Servers;
 
 namespace {
 
-struct Token {
-  std::string username;
-  std::string password;
-  Poco::JSON::Object::Ptr json;
-};
-
 Poco::JSON::Object::Ptr Json(const std::string& body) {
   Poco::JSON::Parser p;
   return p.parse(body).extract<Poco::JSON::Object::Ptr>();
 }
 
+// With `auth` exactly as given, an empty one included.
 HttpResponse IssueRaw(const Servers& s, const std::string& json_body, const std::string& auth) {
   return s.Request("POST", "/token", json_body, {{"Authorization", auth}, {"Content-Type", "application/json"}});
-}
-
-Token Issue(const Servers& s, const std::string& json_body) {
-  auto r = IssueRaw(s, json_body, s.MasterAuth());
-  INFO(r.body);
-  REQUIRE(r.status == 201);
-  Token t;
-  t.json = Json(r.body);
-  t.username = t.json->getValue<std::string>("username");
-  t.password = t.json->getValue<std::string>("password");
-  return t;
-}
-
-int Revoke(const Servers& s, const std::string& username) {
-  return s.Request("DELETE", "/token/" + username, "", {{"Authorization", s.MasterAuth()}}).status;
 }
 
 }  // namespace
 
 TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused", "[integration]") {
   Servers s;
-  Token t = Issue(s, R"({"scope": "dpkg/myproj/linux-amd64/42", "ttl": 600})");
+  IssuedToken t = s.Issue(R"({"scope": "dpkg/myproj/linux-amd64/42", "ttl": 600})");
   CHECK(std::filesystem::is_directory(s.artifacts_dir() + "/dpkg/myproj/linux-amd64/42"));
 
   const std::string base = "/dpkg/myproj/linux-amd64/42";
@@ -79,13 +60,13 @@ TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused",
   CHECK(listing.body.find("pkg_1.0+dfsg-1_amd64.deb") != std::string::npos);
   CHECK(listing.body.find("tmp.txt") == std::string::npos);
 
-  CHECK(Revoke(s, t.username) == 200);  // sealed: see lifecycle_test.cc
+  CHECK(s.Revoke(t.username).status == 200);  // sealed: see lifecycle_test.cc
   CHECK_FALSE(std::filesystem::exists(s.tokens_dir() + "/dpkg/myproj/linux-amd64/42.htpasswd"));
   auto after = s.Put(base + "/late.txt", "late", t.username, t.password);
   CHECK(after.status == 403);
   CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/late.txt"));
   CHECK(s.Get(base + "/pkg_1.0+dfsg-1_amd64.deb").body == deb);  // published stays readable
-  CHECK(Revoke(s, t.username) == 404);
+  CHECK(s.Revoke(t.username).status == 404);
 
   // The app logged issue and revoke without the password.
   CHECK(s.WaitForAppLog("revoke master=ci username=" + t.username));
@@ -94,8 +75,8 @@ TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused",
 
 TEST_CASE("a token writes only inside its own scope", "[integration]") {
   Servers s;
-  Token t = Issue(s, R"({"scope": "dpkg/p/linux/4"})");
-  Token other = Issue(s, R"({"scope": "dpkg/p/linux/5"})");
+  IssuedToken t = s.Issue(R"({"scope": "dpkg/p/linux/4"})");
+  IssuedToken other = s.Issue(R"({"scope": "dpkg/p/linux/5"})");
   auto before = s.Snapshot();
   struct Attempt {
     std::string method, target;
@@ -164,7 +145,7 @@ TEST_CASE("a master outside its allow= prefixes is refused", "[integration]") {
   auto ok = IssueRaw(s, R"({"scopes": ["dpkg/mine/linux/1", "appimage/mine/linux/1"]})", auth);
   CHECK(ok.status == 201);
   // It sees only its own tokens, not ci's, and cannot revoke ci's.
-  Token ci = Issue(s, R"({"scope": "dpkg/theirs/linux/1"})");
+  IssuedToken ci = s.Issue(R"({"scope": "dpkg/theirs/linux/1"})");
   auto list = Json(s.Request("GET", "/token", "", {{"Authorization", auth}}).body);
   CHECK(list->getArray("tokens")->size() == 1);
   CHECK(s.Request("DELETE", "/token/" + ci.username, "", {{"Authorization", auth}}).status == 404);
@@ -173,7 +154,7 @@ TEST_CASE("a master outside its allow= prefixes is refused", "[integration]") {
 
 TEST_CASE("409 on a second token for a live scope and on a published scope", "[integration]") {
   Servers s;
-  Token t = Issue(s, R"({"scope": "dpkg/p/linux/1"})");
+  IssuedToken t = s.Issue(R"({"scope": "dpkg/p/linux/1"})");
   auto before = s.Snapshot();
   auto dup = IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth());
   CHECK(dup.status == 409);
@@ -181,7 +162,7 @@ TEST_CASE("409 on a second token for a live scope and on a published scope", "[i
   CHECK(s.Snapshot() == before);
 
   REQUIRE(s.Put("/dpkg/p/linux/1/pkg.deb", "deb", t.username, t.password).status == 201);
-  REQUIRE(Revoke(s, t.username) == 200);
+  REQUIRE(s.Revoke(t.username).status == 200);
   before = s.Snapshot();
   CHECK(IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth()).status == 409);
   CHECK(s.Snapshot() == before);
@@ -205,14 +186,14 @@ TEST_CASE("invalid scopes are 400 and write nothing anywhere", "[integration]") 
 
 TEST_CASE("one token for several scopes", "[integration]") {
   Servers s;
-  Token t = Issue(s, R"({"scopes": ["dpkg/p/linux/1", "appimage/p/linux/1"], "ttl": 60})");
+  IssuedToken t = s.Issue(R"({"scopes": ["dpkg/p/linux/1", "appimage/p/linux/1"], "ttl": 60})");
   auto urls = t.json->getArray("urls");
   REQUIRE(urls->size() == 2);
   CHECK(urls->getElement<std::string>(1).find("/appimage/p/linux/1/") != std::string::npos);
   CHECK(s.Put("/dpkg/p/linux/1/a.deb", "deb", t.username, t.password).status == 201);
   CHECK(s.Put("/appimage/p/linux/1/a.AppImage", "img", t.username, t.password).status == 201);
   CHECK(s.Put("/rpm/p/linux/1/a.rpm", "rpm", t.username, t.password).status == 403);
-  CHECK(Revoke(s, t.username) == 200);
+  CHECK(s.Revoke(t.username).status == 200);
   CHECK(s.Put("/dpkg/p/linux/1/b.deb", "deb", t.username, t.password).status == 403);
   CHECK(s.Put("/appimage/p/linux/1/b.AppImage", "img", t.username, t.password).status == 403);
 }
@@ -250,7 +231,7 @@ TEST_CASE("nginx and the app agree on scope_depth (one source of truth)", "[inte
   opts.scope_depth = 2;
   Servers s(opts);
   CHECK(IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth()).status == 400);
-  Token t = Issue(s, R"({"scope": "dpkg/p"})");
+  IssuedToken t = s.Issue(R"({"scope": "dpkg/p"})");
   CHECK(s.Put("/dpkg/p/linux/1/f", "deep", t.username, t.password).status == 201);
   CHECK(s.Put("/dpkg/f", "shallow", t.username, t.password).status == 403);
   CHECK(s.Put("/dpkg/q/f", "sibling", t.username, t.password).status == 403);

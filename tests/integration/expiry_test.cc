@@ -22,16 +22,11 @@ struct Token {
 };
 
 Token Issue(const Servers& s, const std::string& scope, int ttl) {
-  auto r = s.Request("POST", "/token", "{\"scope\": \"" + scope + "\", \"ttl\": " + std::to_string(ttl) + "}",
-                     {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
-  INFO(r.body);
-  REQUIRE(r.status == 201);
-  Poco::JSON::Parser p;
-  auto j = p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
-  Token t{j->getValue<std::string>("username"), j->getValue<std::string>("password"), {}};
+  auto issued = s.Issue(Servers::ScopeBody(scope, ttl));
+  Token t{issued.username, issued.password, {}};
   // expires_in counts whole seconds from the second of issue.
   auto now = Clock::now();
-  t.expires = std::chrono::time_point_cast<std::chrono::seconds>(now) + std::chrono::seconds(j->getValue<int>("expires_in"));
+  t.expires = std::chrono::time_point_cast<std::chrono::seconds>(now) + std::chrono::seconds(issued.json->getValue<int>("expires_in"));
   return t;
 }
 

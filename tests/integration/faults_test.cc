@@ -20,10 +20,7 @@ using artifact::testing::Servers;
 
 namespace {
 
-HttpResponse IssueRaw(const Servers& s, const std::string& scope) {
-  return s.Request("POST", "/token", "{\"scope\": \"" + scope + "\", \"ttl\": 600}",
-                   {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
-}
+HttpResponse IssueRaw(const Servers& s, const std::string& scope) { return s.IssueRaw(Servers::ScopeBody(scope)); }
 
 std::pair<std::string, std::string> Credentials(const HttpResponse& r) {
   Poco::JSON::Parser p;

@@ -17,28 +17,11 @@
 #include "integration/server_fixture.h"
 
 using artifact::testing::HttpResponse;
+using artifact::testing::IssuedToken;
 using artifact::testing::RandomBytes;
 using artifact::testing::Servers;
 
 namespace {
-
-struct Token {
-  std::string user, password;
-};
-
-Token Issue(const Servers& s, const std::string& scope) {
-  auto r = s.Request("POST", "/token", "{\"scope\": \"" + scope + "\"}",
-                     {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
-  INFO(r.body);
-  REQUIRE(r.status == 201);
-  Poco::JSON::Parser p;
-  auto j = p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
-  return {j->getValue<std::string>("username"), j->getValue<std::string>("password")};
-}
-
-HttpResponse Revoke(const Servers& s, const std::string& user, const std::string& query = "") {
-  return s.Request("DELETE", "/token/" + user + query, "", {{"Authorization", s.MasterAuth()}});
-}
 
 Poco::JSON::Object::Ptr Json(const std::string& body) {
   Poco::JSON::Parser p;
@@ -61,9 +44,9 @@ std::string Sha256Hex(const std::string& data) {
 
 TEST_CASE("directory listings as JSON, parsed by a JSON parser", "[integration][lifecycle]") {
   Servers s;
-  Token t = Issue(s, "dpkg/p/linux/1");
-  REQUIRE(s.Put("/dpkg/p/linux/1/a.deb", "12345", t.user, t.password).status == 201);
-  REQUIRE(s.Put("/dpkg/p/linux/1/sub/b.log", "x", t.user, t.password).status == 201);
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/1"));
+  REQUIRE(s.Put("/dpkg/p/linux/1/a.deb", "12345", t.username, t.password).status == 201);
+  REQUIRE(s.Put("/dpkg/p/linux/1/sub/b.log", "x", t.username, t.password).status == 201);
   auto r = s.Get("/dpkg/p/linux/1/?format=json");
   REQUIRE(r.status == 200);
   CHECK(r.headers["content-type"].find("json") != std::string::npos);
@@ -89,21 +72,21 @@ TEST_CASE("directory listings as JSON, parsed by a JSON parser", "[integration][
 
 TEST_CASE("revoke seals the build: sha256sum -c passes on the downloaded build", "[integration][lifecycle]") {
   Servers s;
-  Token t = Issue(s, "dpkg/p/linux/7");
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/7"));
   const std::string base = "/dpkg/p/linux/7";
   const std::map<std::string, std::string> files = {
       {"pkg_1.0_amd64.deb", RandomBytes(300000)},
       {"logs/build.log", "log line\n"},
       {"deep/er/x.bin", RandomBytes(1000)},
   };
-  for (const auto& [name, data] : files) REQUIRE(s.Put(base + "/" + name, data, t.user, t.password).status == 201);
+  for (const auto& [name, data] : files) REQUIRE(s.Put(base + "/" + name, data, t.username, t.password).status == 201);
   // Stated checksums: one right, one wrong.
   REQUIRE(s.Put(base + "/pkg_1.0_amd64.deb.sha256", Sha256Hex(files.at("pkg_1.0_amd64.deb")) + "  pkg_1.0_amd64.deb\n",
-                t.user, t.password)
+                t.username, t.password)
               .status == 201);
-  REQUIRE(s.Put(base + "/deep/er/x.bin.sha256", std::string(64, '0') + "\n", t.user, t.password).status == 201);
+  REQUIRE(s.Put(base + "/deep/er/x.bin.sha256", std::string(64, '0') + "\n", t.username, t.password).status == 201);
 
-  auto r = Revoke(s, t.user);
+  auto r = s.Revoke(t.username);
   REQUIRE(r.status == 200);
   auto j = Json(r.body);
   CHECK(j->getValue<std::string>("state") == "done");
@@ -112,7 +95,7 @@ TEST_CASE("revoke seals the build: sha256sum -c passes on the downloaded build",
   auto mismatches = j->getArray("mismatches");
   REQUIRE(mismatches->size() == 1);
   CHECK(mismatches->getElement<std::string>(0) == "dpkg/p/linux/7/deep/er/x.bin");
-  CHECK(s.WaitForAppLog("seal master=ci username=" + t.user + " files=5"));
+  CHECK(s.WaitForAppLog("seal master=ci username=" + t.username + " files=5"));
 
   // Download everything into a fresh directory and let coreutils check it.
   auto sums = s.Get(base + "/SHA256SUMS");
@@ -137,32 +120,32 @@ TEST_CASE("revoke seals the build: sha256sum -c passes on the downloaded build",
   CHECK(std::system(("cd '" + dir + "' && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1").c_str()) != 0);
 
   // The seal status stays readable for the issuing master only.
-  CHECK(s.Request("GET", "/token/" + t.user + "/seal", "", {{"Authorization", s.MasterAuth()}}).status == 200);
+  CHECK(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", s.MasterAuth()}}).status == 200);
   s.AddMaster("other", "other-pw");
-  CHECK(s.Request("GET", "/token/" + t.user + "/seal", "", {{"Authorization", Servers::Basic("other", "other-pw")}})
+  CHECK(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", Servers::Basic("other", "other-pw")}})
             .status == 404);
 }
 
 TEST_CASE("a 1 GiB build is sealed in the background while the app keeps answering", "[integration][lifecycle]") {
   Servers s;
-  Token t = Issue(s, "dpkg/big/linux/1");
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/big/linux/1"));
   std::string gib(1 << 30, '\0');
   for (size_t i = 0; i < gib.size(); i += 4096) gib[i] = static_cast<char>(i / 4096);
-  REQUIRE(s.Put("/dpkg/big/linux/1/big.img", gib, t.user, t.password).status == 201);
+  REQUIRE(s.Put("/dpkg/big/linux/1/big.img", gib, t.username, t.password).status == 201);
   const std::string expected = Sha256Hex(gib);
   gib.clear();
   gib.shrink_to_fit();
 
-  auto r = Revoke(s, t.user);
+  auto r = s.Revoke(t.username);
   REQUIRE(r.status == 202);
-  CHECK(r.headers["location"] == "/token/" + t.user + "/seal");
+  CHECK(r.headers["location"] == "/token/" + t.username + "/seal");
   CHECK(Json(r.body)->getValue<std::string>("state") == "running");
   // While it hashes, other requests are answered at once.
   auto start = std::chrono::steady_clock::now();
   CHECK(s.Get("/token/healthz").status == 200);
-  Token other = Issue(s, "dpkg/big/linux/2");
+  IssuedToken other = s.Issue(Servers::ScopeBody("dpkg/big/linux/2"));
   auto took = std::chrono::steady_clock::now() - start;
-  auto mid = Json(s.Request("GET", "/token/" + t.user + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
+  auto mid = Json(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
   CHECK(mid->getValue<std::string>("state") == "running");  // so the timing above means something
   CHECK(took < std::chrono::milliseconds(500));
 
@@ -170,22 +153,22 @@ TEST_CASE("a 1 GiB build is sealed in the background while the app keeps answeri
   Poco::JSON::Object::Ptr done;
   for (int i = 0; i < 1200 && state != "done"; ++i) {  // bounded: 120 s
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    done = Json(s.Request("GET", "/token/" + t.user + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
+    done = Json(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
     state = done->getValue<std::string>("state");
   }
   REQUIRE(state == "done");
   CHECK(done->getValue<int64_t>("bytes") == (int64_t{1} << 30));
   auto sums = s.Get("/dpkg/big/linux/1/SHA256SUMS");
   CHECK(sums.body == expected.substr(0, 64) + "  big.img\n");
-  CHECK(Revoke(s, other.user, "?seal=false").status == 204);
+  CHECK(s.Revoke(other.username, "?seal=false").status == 204);
 }
 
 TEST_CASE("latest follows successful seals only and cannot escape", "[integration][lifecycle]") {
   Servers s;
   auto publish = [&](const std::string& build, const std::string& result) {
-    Token t = Issue(s, "dpkg/p/linux/" + build);
-    REQUIRE(s.Put("/dpkg/p/linux/" + build + "/app.txt", "build " + build, t.user, t.password).status == 201);
-    REQUIRE(Revoke(s, t.user, "?result=" + result).status == 200);
+    IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/" + build));
+    REQUIRE(s.Put("/dpkg/p/linux/" + build + "/app.txt", "build " + build, t.username, t.password).status == 201);
+    REQUIRE(s.Revoke(t.username, "?result=" + result).status == 200);
   };
   CHECK(s.Get("/dpkg/p/linux/latest/app.txt").status == 404);  // nothing sealed yet
   publish("9", "success");
@@ -209,9 +192,9 @@ TEST_CASE("latest follows successful seals only and cannot escape", "[integratio
 
 TEST_CASE("metrics count events and the audit trail names who uploaded what", "[integration][lifecycle]") {
   Servers s;
-  Token t = Issue(s, "dpkg/p/linux/1");
-  REQUIRE(s.Put("/dpkg/p/linux/1/pkg.deb", "deb", t.user, t.password).status == 201);
-  REQUIRE(Revoke(s, t.user).status == 200);
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/1"));
+  REQUIRE(s.Put("/dpkg/p/linux/1/pkg.deb", "deb", t.username, t.password).status == 201);
+  REQUIRE(s.Revoke(t.username).status == 200);
   CHECK(s.Request("POST", "/token", "{}", {{"Authorization", Servers::Basic("ci", "wrong")},
                                            {"Content-Type", "application/json"}})
             .status == 401);
@@ -234,20 +217,20 @@ TEST_CASE("metrics count events and the audit trail names who uploaded what", "[
   // the app's log names its master and scope.
   std::ifstream in(s.state_dir() + "/logs/access.log");
   std::string access((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  CHECK(access.find("user=" + t.user + " \"PUT /dpkg/p/linux/1/pkg.deb\" status=201") != std::string::npos);
-  CHECK(s.AppLog().find("issue master=ci username=" + t.user + " scopes=dpkg/p/linux/1") != std::string::npos);
+  CHECK(access.find("user=" + t.username + " \"PUT /dpkg/p/linux/1/pkg.deb\" status=201") != std::string::npos);
+  CHECK(s.AppLog().find("issue master=ci username=" + t.username + " scopes=dpkg/p/linux/1") != std::string::npos);
   CHECK(access.find(t.password) == std::string::npos);
 }
 
 TEST_CASE("retention removes old builds but never a pinned or live one", "[integration][lifecycle]") {
   Servers s;
   for (int b = 1; b <= 5; ++b) {
-    Token t = Issue(s, "dpkg/p/linux/" + std::to_string(b));
-    REQUIRE(s.Put("/dpkg/p/linux/" + std::to_string(b) + "/f", "x", t.user, t.password).status == 201);
-    if (b == 1) REQUIRE(s.Put("/dpkg/p/linux/1/KEEP", "release 1.0", t.user, t.password).status == 201);
-    REQUIRE(Revoke(s, t.user).status == 200);
+    IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/" + std::to_string(b)));
+    REQUIRE(s.Put("/dpkg/p/linux/" + std::to_string(b) + "/f", "x", t.username, t.password).status == 201);
+    if (b == 1) REQUIRE(s.Put("/dpkg/p/linux/1/KEEP", "release 1.0", t.username, t.password).status == 201);
+    REQUIRE(s.Revoke(t.username).status == 200);
   }
-  Token live = Issue(s, "dpkg/p/linux/6");  // still uploading
+  IssuedToken live = s.Issue(Servers::ScopeBody("dpkg/p/linux/6"));  // still uploading
   const std::string rules = "--retention 'dpkg/:keep=2'";
   auto dry = s.Cli("retention --dry-run " + rules);
   INFO(dry.out);
@@ -263,7 +246,7 @@ TEST_CASE("retention removes old builds but never a pinned or live one", "[integ
   }
   CHECK(s.Get("/dpkg/p/linux/1/f").status == 200);  // pinned
   CHECK(s.Get("/dpkg/p/linux/5/f").status == 200);  // among the 2 newest
-  CHECK(s.Put("/dpkg/p/linux/6/g", "y", live.user, live.password).status == 201);  // live
+  CHECK(s.Put("/dpkg/p/linux/6/g", "y", live.username, live.password).status == 201);  // live
   CHECK(s.Get("/dpkg/p/linux/latest/f").headers["location"].find("/dpkg/p/linux/5/f") != std::string::npos);
   CHECK(s.Cli("retention --retention 'dpkg/:keep=x'").exit_code == 2);
 }

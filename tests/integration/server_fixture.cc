@@ -1,6 +1,7 @@
 #include "integration/server_fixture.h"
 
 #include <Poco/Base64Encoder.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
@@ -83,6 +84,32 @@ std::string Servers::Basic(const std::string& user, const std::string& password)
   enc << user << ":" << password;
   enc.close();
   return "Basic " + out.str();
+}
+
+std::string Servers::ScopeBody(const std::string& scope, int ttl) {
+  return "{\"scope\": \"" + scope + "\", \"ttl\": " + std::to_string(ttl) + "}";
+}
+
+HttpResponse Servers::IssueRaw(const std::string& json_body, const std::string& auth) const {
+  return Request("POST", "/token", json_body,
+                 {{"Authorization", auth.empty() ? MasterAuth() : auth}, {"Content-Type", "application/json"}});
+}
+
+IssuedToken Servers::Issue(const std::string& json_body) const {
+  auto r = IssueRaw(json_body);
+  if (r.status != 201) {
+    throw std::runtime_error("POST /token " + json_body + " answered " + std::to_string(r.status) + ": " + r.body);
+  }
+  Poco::JSON::Parser parser;
+  IssuedToken t;
+  t.json = parser.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+  t.username = t.json->getValue<std::string>("username");
+  t.password = t.json->getValue<std::string>("password");
+  return t;
+}
+
+HttpResponse Servers::Revoke(const std::string& username, const std::string& query) const {
+  return Request("DELETE", "/token/" + username + query, "", {{"Authorization", MasterAuth()}});
 }
 
 Servers::Servers(ServerOptions options) {

@@ -3,6 +3,7 @@
 // directory of their own, and stopped by the PID the fixture started.
 #pragma once
 
+#include <Poco/JSON/Object.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -16,6 +17,13 @@ struct HttpResponse {
   int status = 0;
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
+};
+
+// A token as POST /token answered it.
+struct IssuedToken {
+  std::string username;
+  std::string password;
+  Poco::JSON::Object::Ptr json;
 };
 
 struct ServerOptions {
@@ -51,6 +59,15 @@ class Servers {
                    const std::string& password) const;
 
   static std::string Basic(const std::string& user, const std::string& password);
+  // {"scope": scope, "ttl": ttl} for POST /token.
+  static std::string ScopeBody(const std::string& scope, int ttl = 600);
+
+  // POST /token with a JSON body, as the fixture's master unless `auth` is given.
+  HttpResponse IssueRaw(const std::string& json_body, const std::string& auth = "") const;
+  // The same, and the answer must be 201 (else it throws with the body).
+  IssuedToken Issue(const std::string& json_body) const;
+  // DELETE /token/<username><query> as the fixture's master.
+  HttpResponse Revoke(const std::string& username, const std::string& query = "") const;
   std::string MasterAuth() const { return Basic(master_user_, master_password_); }
   const std::string& master_user() const { return master_user_; }
 

@@ -27,9 +27,7 @@ using artifact::testing::Servers;
 namespace {
 
 HttpResponse IssueRaw(const Servers& s, const std::string& scope, int ttl) {
-  return s.Request("POST", "/token",
-                   "{\"scope\": \"" + scope + "\", \"ttl\": " + std::to_string(ttl) + "}",
-                   {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}});
+  return s.IssueRaw(Servers::ScopeBody(scope, ttl));
 }
 
 struct Credentials {

@@ -224,3 +224,23 @@ TEST_CASE_METHOD(StoreFixture, "prune removes expired tokens, stale temp files a
   CHECK(store.Get(live->info.username));
   CHECK(store.Prune(60).value().empty());  // nothing left to do
 }
+
+TEST_CASE_METHOD(StoreFixture, "a scope file that cannot be read fails the revoke and keeps the token", "[store]") {
+  // Found by the multi-node test: an unreadable scope file (EACCES, EIO,
+  // ESTALE) was taken for "gone" and the revoke reported success while
+  // nginx could still accept the token.
+  auto t = store.Issue(Request({"dpkg/p/linux/1"}));
+  REQUIRE(t);
+  const std::string path = store.ScopeFilePath("dpkg/p/linux/1");
+  const std::string saved = path + ".saved";
+  std::filesystem::rename(path, saved);
+  std::filesystem::create_directory(path);  // read() fails with EISDIR
+  auto r = store.Revoke(t->info.username);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::kUnavailable);
+  CHECK(store.Get(t->info.username));  // the record stays: a retry finds the token
+  std::filesystem::remove(path);
+  std::filesystem::rename(saved, path);
+  CHECK(store.Revoke(t->info.username));
+  CHECK(TokenFiles().empty());
+}
