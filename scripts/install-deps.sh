@@ -10,7 +10,13 @@ packages=(
   clang libclang-rt-14-dev
   shellcheck systemd
   buildbot buildbot-worker
+  iproute2
 )
+# `make test-image` only: podman (runc: crun fails on hybrid cgroup hosts),
+# debootstrap for the base image, docker-compose for the compose file.
+if [[ ${ARTIFACT_DEPS_IMAGE:-0} == 1 ]]; then
+  packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -55,6 +55,11 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 
 mkdir -p "$state"/{logs,run,nginx/{fastcgi,proxy,scgi,uwsgi}} "$tokens" "$artifacts/.incoming"
+# chmod and chown follow symlinks: as root, a link planted by the run user
+# (who owns these directories) would hand it whatever the link points to.
+for path in "$tokens" "$artifacts" "$artifacts/.incoming" "$state/run" "$state"/nginx/{fastcgi,proxy,scgi,uwsgi}; do
+  [[ -L $path ]] && fail "$path is a symlink: refusing to chmod or chown through it"
+done
 chmod 0755 "$state" "$artifacts" "$state/nginx" "$state/run"
 chmod 0750 "$tokens"
 chmod 0700 "$artifacts/.incoming"

@@ -53,8 +53,10 @@ for _ in $(seq 1 100); do
 done
 "$here/scripts/start-nginx.sh" "$state" &
 nginx_pid=$!
-echo "$app_pid" >"$state/run/app.pid"
-echo "$nginx_pid" >"$state/run/nginx-master.pid"
+# In the state directory itself, not in run/, which belongs to the run user:
+# as root, never write through a path that user could replace by a link.
+echo "$app_pid" >"$state/app.pid"
+echo "$nginx_pid" >"$state/nginx-master.pid"
 
 stopped=0
 # shellcheck disable=SC2317  # reached through the traps below
@@ -64,7 +66,7 @@ stop() {
   kill -TERM "$app_pid" "$nginx_pid" 2>/dev/null || true
   wait "$app_pid" 2>/dev/null || true
   wait "$nginx_pid" 2>/dev/null || true
-  rm -f "$state/run/app.pid" "$state/run/nginx-master.pid"
+  rm -f "$state/app.pid" "$state/nginx-master.pid"
 }
 trap 'stop; exit 0' INT TERM
 trap stop EXIT

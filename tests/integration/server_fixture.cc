@@ -203,8 +203,8 @@ bool Servers::Start(const ServerOptions& options) {
     Stop();
     return false;
   }
-  app_pid_ = ReadPid(state_ + "/run/app.pid");
-  nginx_pid_ = ReadPid(state_ + "/run/nginx-master.pid");
+  app_pid_ = ReadPid(state_ + "/app.pid");
+  nginx_pid_ = ReadPid(state_ + "/nginx-master.pid");
   return true;
 }
 
