@@ -258,6 +258,15 @@ head -c 262144 /dev/urandom >"$payload"
 small=$work/small.bin
 head -c 1024 /dev/urandom >"$small"
 
+# --- metrics: only from loopback ---------------------------------------------
+# The shipped site allows /token/metrics from 127.0.0.1 and ::1 only; the hub
+# namespace is another host as far as each node's nginx can tell.
+if [[ $mode == netns ]]; then
+  code=$(http /dev/null "http://${addr[1]}/token/metrics")
+  [[ $code == 403 ]] || die "/token/metrics from another host answered $code, expected 403"
+  log "metrics: 403 from the hub namespace"
+fi
+
 # --- a. issue on 1, upload via 2, download via 3, revoke via 3 ---------------
 scope=mn/a/linux/1
 issue 1 "$scope" 600
