@@ -103,18 +103,6 @@ std::string HostName(const std::string& base_url) {
   return host.substr(0, host.find(':'));
 }
 
-Poco::JSON::Object TokenJson(const TokenInfo& t, int64_t now) {
-  Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
-  obj.set("username", t.username);
-  Poco::JSON::Array scopes;
-  for (const auto& s : t.scopes) scopes.add(s);
-  obj.set("scopes", scopes);
-  obj.set("issued_by", t.issued_by);
-  obj.set("issued_at", Rfc3339(t.issued));
-  obj.set("expires_at", Rfc3339(t.expires));
-  obj.set("expires_in", static_cast<Poco::Int64>(t.expires - now));
-  return obj;
-}
 
 }  // namespace
 
@@ -132,6 +120,19 @@ std::string Rfc3339(int64_t unix_time) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+Poco::JSON::Object TokenJson(const TokenInfo& t, int64_t now) {
+  Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  obj.set("username", t.username);
+  Poco::JSON::Array scopes;
+  for (const auto& s : t.scopes) scopes.add(s);
+  obj.set("scopes", scopes);
+  obj.set("issued_by", t.issued_by);
+  obj.set("issued_at", Rfc3339(t.issued));
+  obj.set("expires_at", Rfc3339(t.expires));
+  obj.set("expires_in", static_cast<Poco::Int64>(t.expires - now));
+  return obj;
 }
 
 Api::Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,

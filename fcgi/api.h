@@ -3,6 +3,8 @@
 // plain structs. Every Error becomes its status and JSON body in one place.
 #pragma once
 
+#include <Poco/JSON/Object.h>
+
 #include <ostream>
 #include <string>
 #include <utility>
@@ -88,6 +90,9 @@ Response ErrorResponse(const Error& e);
 
 // `text` cut to `max_length` bytes, every byte outside printable ASCII as '?'.
 std::string PrintableAscii(const std::string& text, size_t max_length);
+
+// A token as the API and `artifact-token list --json` show it: no secret.
+Poco::JSON::Object TokenJson(const TokenInfo& t, int64_t now);
 
 // Helpers exposed for tests.
 std::string Rfc3339(int64_t unix_time);

@@ -134,17 +134,6 @@ std::string Json(const Poco::JSON::Object& obj) {
   return out.str();
 }
 
-Poco::JSON::Object TokenObject(const TokenInfo& t) {
-  Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
-  obj.set("username", t.username);
-  Poco::JSON::Array scopes;
-  for (const auto& s : t.scopes) scopes.add(s);
-  obj.set("scopes", scopes);
-  obj.set("issued_by", t.issued_by);
-  obj.set("issued_at", Rfc3339(t.issued));
-  obj.set("expires_at", Rfc3339(t.expires));
-  return obj;
-}
 
 }  // namespace
 
@@ -270,7 +259,7 @@ int RunIssue(const std::vector<std::string>& args) {
     std::cerr << "artifact-token issue: " << token.error().message << "\n";
     return 1;
   }
-  Poco::JSON::Object obj = TokenObject(token->info);
+  Poco::JSON::Object obj = TokenJson(token->info, admin.clock.Now());
   obj.set("password", token->password);
   std::cout << Json(obj) << "\n";
   return 0;
@@ -321,7 +310,7 @@ int RunList(const std::vector<std::string>& args) {
             [](const TokenInfo& a, const TokenInfo& b) { return a.expires < b.expires; });
   if (json) {
     Poco::JSON::Array list;
-    for (const auto& t : tokens.value()) list.add(TokenObject(t));
+    for (const auto& t : tokens.value()) list.add(TokenJson(t, admin.clock.Now()));
     Poco::JSON::Object obj;
     obj.set("tokens", list);
     std::cout << Json(obj) << "\n";
