@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make test-image`: builds the real docker/Dockerfile with podman and drives
-# the container through a build's life, a container restart and a stop.
+# the container through a build's life, a container restart and a stop, then
+# docker/compose.yml and docker/compose.multi.yml (three nodes and a load
+# balancer on shared volumes) through docker-compose.
 #
 # No Docker engine and no image registry are needed: podman runs as root with
 # a configuration of its own under the work directory, and the base image
 # `debian:bookworm-slim` is made with debootstrap from this machine's Debian
 # mirror and imported under that name (once; later runs reuse it).
-# The container shares the host's network namespace and listens on
-# 127.0.0.1:<free port> only.
+# The containers share the host's network namespace and listen on
+# 127.0.0.1:<free port> only (compose.multi.yml: four free ports).
 #
 # Environment (all optional):
 #   ARTIFACT_IMAGE_TEST_DIR   work dir: podman config, storage, base rootfs
@@ -90,7 +92,8 @@ cleanup() {
     kill "$service_pid" 2>/dev/null || true
     wait "$service_pid" 2>/dev/null || true
   fi
-  for c in "${containers[@]}"; do podman rm -f -t 0 "$c" >/dev/null 2>&1 || true; done
+  # -v: with the anonymous volumes of the image's VOLUMEs (the lb mounts none)
+  for c in "${containers[@]}"; do podman rm -f -v -t 0 "$c" >/dev/null 2>&1 || true; done
   for v in "${volumes[@]}"; do podman volume rm -f "$v" >/dev/null 2>&1 || true; done
   for s in "${secrets[@]}"; do podman secret rm "$s" >/dev/null 2>&1 || true; done
   rm -rf "$work/tmp/$prefix"
@@ -157,13 +160,21 @@ ok "HEALTHCHECK in the image: $healthcheck"
 
 # --- helpers --------------------------------------------------------------------
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port=${ARTIFACT_IMAGE_TEST_PORT:-}
-if [[ -z $port ]]; then
+# Below the kernel's ephemeral range: a port it may hand to an outgoing
+# connection meanwhile (the lb's keepalive connections, curl) cannot be bound.
+read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || ephemeral_low=60000
+[[ $ephemeral_low =~ ^[0-9]+$ && $ephemeral_low -gt 21000 ]] || ephemeral_low=60000
+pick_port() {  # [PORT...]: prints a free port on 127.0.0.1 that is none of these
+  local candidate
   for _ in $(seq 1 50); do
-    candidate=$((20000 + RANDOM % 40000))
-    if port_free "$candidate"; then port=$candidate; break; fi
+    candidate=$((20000 + RANDOM % (ephemeral_low - 20000)))
+    [[ " $* " == *" $candidate "* ]] && continue
+    if port_free "$candidate"; then echo "$candidate"; return 0; fi
   done
-fi
+  return 1
+}
+port=${ARTIFACT_IMAGE_TEST_PORT:-}
+[[ -n $port ]] || port=$(pick_port) || true
 if [[ -z $port ]] || ! port_free "$port"; then
   fail "no free port on 127.0.0.1 (or ARTIFACT_IMAGE_TEST_PORT is taken)"
 fi
@@ -183,19 +194,19 @@ run_container() {  # NAME TOKENS_VOLUME ARTIFACTS_VOLUME [podman run options...]
 
 running() { [[ $(podman container inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
 
-wait_healthy() {  # NAME: bounded, 30 s
-  local name=$1 t0
+wait_healthy() {  # NAME [BASE_URL]: bounded, 30 s
+  local name=$1 url=${2:-$base} t0
   t0=$(date +%s%N)
   for _ in $(seq 1 300); do
     running "$name" || { podman logs "$name" >&2 || true; fail "$name exited before it answered"; }
-    if curl -fsS -o /dev/null --max-time 1 "$base/token/healthz" 2>/dev/null; then
-      ok "$name answers /token/healthz after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    if curl -fsS -o /dev/null --max-time 1 "$url/token/healthz" 2>/dev/null; then
+      ok "$name answers $url/token/healthz after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
       return
     fi
     sleep 0.1
   done
   podman logs "$name" >&2 || true
-  fail "$name did not answer $base/token/healthz within 30 s"
+  fail "$name did not answer $url/token/healthz within 30 s"
 }
 
 wait_exited() {  # NAME SECONDS: bounded
@@ -375,9 +386,10 @@ done
 [[ -S $scratch/podman.sock ]] || fail "podman system service made no socket in 10 s"
 # The shipped file, but on the host's network on 127.0.0.1:$port (host
 # networking excludes published ports) and on the image built above.
-mkdir -p "$scratch/compose"
-sed -e '/^    ports:$/,+1d' "$here/docker/compose.yml" >"$scratch/compose/compose.yml"
-cat >"$scratch/compose/override.yml" <<YAML
+cdir=$scratch/compose
+mkdir -p "$cdir"
+sed -e '/^    ports:$/,+1d' "$here/docker/compose.yml" >"$cdir/compose.yml"
+cat >"$cdir/override.yml" <<YAML
 services:
   artifact-repository:
     network_mode: host
@@ -385,13 +397,13 @@ services:
     environment:
       ARTIFACT_LISTEN: "127.0.0.1:$port"
 YAML
-( umask 077 && printf 'compose-secret-%s\n' "$$" >"$scratch/compose/master_password" )
+( umask 077 && printf 'compose-secret-%s\n' "$$" >"$cdir/master_password" )
 project=artimgtest$$
 containers+=("${project}_artifact-repository_1")
 volumes+=("${project}_tokens" "${project}_artifacts")
-compose() {
+compose() {  # on $project with $cdir/compose.yml and $cdir/override.yml
   DOCKER_HOST=unix://$scratch/podman.sock timeout 120 docker-compose -p "$project" \
-    -f "$scratch/compose/compose.yml" -f "$scratch/compose/override.yml" "$@" >>"$scratch/compose.log" 2>&1 ||
+    -f "$cdir/compose.yml" -f "$cdir/override.yml" "$@" >>"$scratch/compose.log" 2>&1 ||
     { tail -n 20 "$scratch/compose.log" >&2; fail "docker-compose $* failed"; }
 }
 compose up -d --no-build
@@ -408,5 +420,122 @@ expect 200 "GET /token/$user_c after compose down/up" -u "$master" "$base/token/
 compose down -v
 podman volume exists "${project}_tokens" && fail "compose down -v left the tokens volume"
 ok "compose: secret, named volumes kept across down/up, removed by down -v"
+
+# --- docker/compose.multi.yml: three nodes and a load balancer on shared volumes ----------
+say "docker/compose.multi.yml: three nodes + lb, issue/upload/revoke through the lb"
+# The shipped files on the host's network: each node on its own port of
+# 127.0.0.1 (ARTIFACT_LISTEN), the lb on a fourth, lb.conf pointed at them.
+node_ports=()
+for n in 1 2 3; do
+  node_ports[n]=$(pick_port "$port" "${node_ports[@]}") || fail "no free port for node$n"
+done
+lb_port=$(pick_port "$port" "${node_ports[@]}") || fail "no free port for the lb"
+cdir=$scratch/compose-multi
+mkdir -p "$cdir"
+sed -e '/^    ports:$/,+1d' "$here/docker/compose.multi.yml" >"$cdir/compose.yml"
+sed -e "s/server node1:8080 /server 127.0.0.1:${node_ports[1]} /" \
+    -e "s/server node2:8080 /server 127.0.0.1:${node_ports[2]} /" \
+    -e "s/server node3:8080 /server 127.0.0.1:${node_ports[3]} /" \
+    -e "s/^        listen 8080;$/        listen 127.0.0.1:$lb_port;/" "$here/docker/lb.conf" >"$cdir/lb.conf"
+[[ $(grep -c '127\.0\.0\.1:[0-9]' "$cdir/lb.conf") -eq 4 ]] ||
+  fail "docker/lb.conf: expected 'server nodeN:8080 ...' x3 and 'listen 8080;' to adapt"
+{
+  echo "services:"
+  for n in 1 2 3; do
+    printf '  node%s:\n    network_mode: host\n    image: %s\n' "$n" "$image"
+    printf '    environment:\n      ARTIFACT_LISTEN: "127.0.0.1:%s"\n' "${node_ports[n]}"
+  done
+  printf '  lb:\n    network_mode: host\n    image: %s\n' "$image"
+  # for the image's health check, which asks /token/healthz on this address
+  printf '    environment:\n      ARTIFACT_LISTEN: "127.0.0.1:%s"\n' "$lb_port"
+} >"$cdir/override.yml"
+( umask 077 && printf 'multi-secret-%s\n' "$$" >"$cdir/master_password" )
+project=artimgmulti$$
+for svc in node1 node2 node3 lb; do containers+=("${project}_${svc}_1"); done
+volumes+=("${project}_tokens" "${project}_artifacts")
+node_url() { echo "http://127.0.0.1:${node_ports[$1]}"; }
+lb=http://127.0.0.1:$lb_port
+base=$lb
+master="master:multi-secret-$$"
+compose up -d --no-build
+for n in 1 2 3; do wait_healthy "${project}_node${n}_1" "$(node_url "$n")"; done
+wait_healthy "${project}_lb_1" "$lb"
+
+# All three nodes started at once on an empty tokens volume: exactly one wrote
+# the masters file, the other two use it (the entrypoint hard-links it into place).
+creators=0
+for n in 1 2 3; do
+  logs=$(podman logs "${project}_node${n}_1" 2>&1)
+  if grep -q "created .* for master 'master' from ARTIFACT_MASTER_PASSWORD_FILE" <<<"$logs"; then
+    creators=$((creators + 1))
+    ok "node$n created the masters file"
+  elif how=$(grep -o 'exists: using it\|appeared meanwhile: using it' <<<"$logs"); then
+    ok "node$n uses the masters file another node wrote ($how)"
+  else
+    fail "node$n said nothing about the masters file: $(grep artifact-entrypoint <<<"$logs")"
+  fi
+  expect 200 "GET /token with the master credential on node$n" -u "$master" "$(node_url "$n")/token"
+done
+[[ $creators -eq 1 ]] || fail "$creators nodes created the masters file, expected exactly 1"
+expect 403 "GET /token/metrics through the lb" "$lb/token/metrics"
+expect 200 "GET /token/metrics on node1 from its loopback" "$(node_url 1)/token/metrics"
+
+user_m=$(issue "$master" img/multi/linux/1 "$scratch/m.netrc")
+[[ -n $user_m ]] || fail "no login in the netrc answer issued through the lb"
+ok "token $user_m issued through the lb"
+for n in 1 2 3; do
+  expect 200 "GET /token/$user_m on node$n" -u "$master" "$(node_url "$n")/token/$user_m"
+done
+files=()
+for i in 1 2 3 4 5 6; do
+  head -c $((i * 100003)) /dev/urandom >"$scratch/multi$i.bin"
+  files+=("multi$i.bin")
+  expect 201 "PUT multi$i.bin through the lb" --netrc-file "$scratch/m.netrc" -T "$scratch/multi$i.bin" "$lb/img/multi/linux/1/multi$i.bin"
+done
+# Round robin: every node wrote some of them (each node logs its PUTs).
+spread=()
+for n in 1 2 3; do
+  puts=$(podman logs "${project}_node${n}_1" 2>/dev/null | grep -c '"PUT /img/multi/linux/1/multi[0-9]*\.bin" status=201' || true)
+  [[ $puts -ge 1 ]] || fail "node$n took none of the uploads through the lb"
+  spread+=("node$n:$puts")
+done
+ok "uploads spread over the nodes: ${spread[*]}"
+for n in 1 2 3; do
+  for f in "${files[@]}"; do
+    curl -fsS --max-time 10 -o "$scratch/$f.node$n" "$(node_url "$n")/img/multi/linux/1/$f" || fail "GET $f from node$n failed"
+    cmp -s "$scratch/$f" "$scratch/$f.node$n" || fail "$f from node$n differs from the upload"
+  done
+done
+ok "all ${#files[@]} files downloaded byte-identical from each of the 3 nodes"
+
+say "compose.multi: node2 stopped: the lb goes on; revoke while it is down"
+podman stop -t 10 "${project}_node2_1" >/dev/null 2>>"$scratch/podman.err"
+port_free "${node_ports[2]}" || fail "node2's port still taken after podman stop"
+for i in 1 2 3 4 5 6; do
+  expect 200 "GET /token/healthz through the lb with node2 down ($i)" "$lb/token/healthz"
+done
+printf 'node2 is down\n' >"$scratch/multi7.txt"
+for i in 1 2 3; do
+  expect 201 "PUT multi7-$i.txt through the lb with node2 down" --netrc-file "$scratch/m.netrc" -T "$scratch/multi7.txt" "$lb/img/multi/linux/1/multi7-$i.txt"
+done
+revoke "$master" "$user_m"
+compose start node2
+wait_healthy "${project}_node2_1" "$(node_url 2)"
+for n in 1 2 3; do
+  code=$(status_of --netrc-file "$scratch/m.netrc" -T "$scratch/multi7.txt" "$(node_url "$n")/img/multi/linux/1/after-revoke.txt")
+  [[ $code == 401 || $code == 403 ]] || fail "PUT on node$n after the revoke through the lb: HTTP $code, expected 401 or 403"
+  ok "PUT on node$n after the revoke refused: HTTP $code"
+done
+code=$(status_of --netrc-file "$scratch/m.netrc" -T "$scratch/multi7.txt" "$lb/img/multi/linux/1/after-revoke.txt")
+[[ $code == 401 || $code == 403 ]] || fail "PUT through the lb after the revoke: HTTP $code, expected 401 or 403"
+ok "PUT through the lb after the revoke refused: HTTP $code"
+compose down -v
+for v in "${project}_tokens" "${project}_artifacts"; do
+  podman volume exists "$v" && fail "compose down -v left the volume $v"
+done
+for p in "${node_ports[@]}" "$lb_port"; do
+  port_free "$p" || fail "port $p still taken after compose down"
+done
+ok "compose.multi: three nodes and the lb on shared volumes, removed by down -v"
 
 say "PASS: docker image test ($(($(date +%s) - t_start)) s)"
