@@ -7,6 +7,7 @@
 #   make fuzz                each fuzzer for FUZZ_SECONDS (default 300)
 #   make install             binary, systemd units, nginx site, config (DESTDIR honoured)
 #   make test-image          the Docker image, built and run with podman (root)
+#   make bench               benchmarks into bench/RESULTS.md (make bench-quick: under two minutes)
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
@@ -23,7 +24,7 @@ BUILD_DIR ?= build
 SANITIZE_FLAGS =
 endif
 
-.PHONY: all deps build run test test-fuzz fuzz test-image install clean
+.PHONY: all deps build run test test-fuzz fuzz test-image bench bench-quick install clean
 
 all: build
 
@@ -60,6 +61,13 @@ test-fuzz fuzz: deps
 test-image:
 	@ARTIFACT_DEPS_IMAGE=1 scripts/install-deps.sh
 	docker/test-image.sh
+
+# Benchmarks: own servers on 127.0.0.1, every figure a ratio against a
+# baseline measured in the same run; writes bench/RESULTS.md.
+bench: deps
+	bench/run.sh
+bench-quick: deps
+	bench/run.sh --quick
 
 # The binary, systemd units, nginx site and default config where Debian
 # expects them (PREFIX=/usr: /usr/bin, /usr/lib/systemd/system, /etc/...).

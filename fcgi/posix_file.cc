@@ -65,6 +65,8 @@ Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode) {
     path += "/" + seg;
     if (::mkdir(path.c_str(), mode) == 0) {
       if (::chmod(path.c_str(), mode) != 0) return ErrnoError("chmod", path, errno);
+      // The new entry must survive a crash like the files that go in it.
+      if (auto st = FsyncDir(path.substr(0, path.rfind('/'))); !st) return st;
       continue;
     }
     if (errno != EEXIST) return ErrnoError("mkdir", path, errno);

@@ -22,7 +22,8 @@ Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 65
 Status FsyncDir(const std::string& dir);
 
 // mkdir -p of `rel` below the existing directory `base`; each directory it
-// creates gets exactly `mode` (chmod after mkdir, so the umask cannot narrow it).
+// creates gets exactly `mode` (chmod after mkdir, so the umask cannot narrow
+// it) and its parent is fsynced.
 Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode);
 
 // A new file of `content` next to its final names: mkstemp in `dir`, fchmod,

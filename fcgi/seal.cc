@@ -96,6 +96,9 @@ Result<SealReport> SealDirectory(const std::string& dir) {
   if (auto s = Walk(dir, "", &files); !s) return s.error();
   std::sort(files.begin(), files.end(), [](const Entry& a, const Entry& b) { return a.rel < b.rel; });
   SealReport report;
+  // A build that uploaded nothing has nothing to seal: no manifest, which
+  // would also mark its scope as published for good.
+  if (files.empty()) return report;
   std::string manifest;
   std::vector<std::pair<std::string, std::string>> digests;  // rel -> hex
   for (const auto& f : files) {

@@ -26,7 +26,8 @@ Result<int64_t> TreeBytes(const std::string& dir);
 
 // Hashes every regular file below `dir` (symlinks and hidden entries are
 // never followed or listed), writes `dir`/SHA256SUMS atomically (temp file,
-// fsync, rename) and returns what it sealed.
+// fsync, rename) and returns what it sealed. An empty build gets no
+// manifest (files == 0).
 Result<SealReport> SealDirectory(const std::string& dir);
 
 }  // namespace artifact

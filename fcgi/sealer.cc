@@ -77,7 +77,11 @@ void Sealer::WriteStatus(const SealStatus& status) {
   if (auto st = MakeDirs(tokens_dir_, ".seals", 0750); !st) return;
   auto temp = WriteTempFile(status_dir_, status.ToJson() + "\n", 0640);
   if (!temp) return;
-  if (::rename(temp->c_str(), (status_dir_ + "/" + status.username).c_str()) != 0) ::unlink(temp->c_str());
+  if (::rename(temp->c_str(), (status_dir_ + "/" + status.username).c_str()) != 0) {
+    ::unlink(temp->c_str());
+    return;
+  }
+  (void)FsyncDir(status_dir_);
 }
 
 void Sealer::Run(SealStatus* status) {
@@ -90,7 +94,8 @@ void Sealer::Run(SealStatus* status) {
       break;
     }
     s.report = report.value();
-    if (status->success && report->mismatches.empty()) {
+    // Only a build that published something can become latest.
+    if (status->success && report->mismatches.empty() && report->files > 0) {
       if (auto st = UpdateLatest(artifacts_dir_, s.scope); !st) {
         log_.Write(Rfc3339(clock_.Now()) + " latest scope=" + s.scope + " failed: " + st.error().message);
       }
@@ -115,7 +120,7 @@ void Sealer::Run(SealStatus* status) {
              " files=" + std::to_string(files) + " bytes=" + std::to_string(bytes) +
              " mismatches=" + std::to_string(mismatches) + " result=" + (status->success ? "success" : "failure") +
              " outcome=" + status->state + (status->error.empty() ? "" : " reason=\"" + status->error + "\""));
-  WriteStatus(*status);
+  if (files > 0 || status->state != "done") WriteStatus(*status);
 }
 
 SealStatus Sealer::Seal(const TokenInfo& token, bool success) {

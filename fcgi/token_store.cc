@@ -14,6 +14,7 @@ namespace artifact {
 namespace {
 
 constexpr mode_t kFileMode = 0640;         // never world-readable
+constexpr int64_t kSealStatusDays = 7;      // how long prune keeps a seal status
 constexpr mode_t kTokenDirMode = 0750;
 constexpr mode_t kArtifactDirMode = 02775;  // nginx workers (group) write; setgid keeps the group
 
@@ -352,6 +353,10 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
       bool remove = false;
       if (StartsWith(name, kTempPrefix)) {
         remove = AgeOf(path, now) >= stale_after;  // younger ones may be in flight
+      } else if (dir == tokens_dir_ + "/.seals") {
+        remove = AgeOf(path, now) >= kSealStatusDays * 86400;  // masters poll for minutes, not weeks
+      } else if (dir == tokens_dir_ + "/.metrics") {
+        remove = false;
       } else if (dir == records_dir_) {
         auto record = ReadRecord(name);
         remove = !record && record.error().code == ErrorCode::kInternal && AgeOf(path, now) >= stale_after;
@@ -380,7 +385,7 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
         continue;
       }
       if (auto fs = FsyncDir(dir); !fs) failure = fs;
-      removed.push_back("stray file " + rel);
+      removed.push_back((dir == tokens_dir_ + "/.seals" ? "old seal status " : "stray file ") + rel);
     }
   }
   if (!failure) return failure.error();

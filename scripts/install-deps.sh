@@ -10,7 +10,7 @@ packages=(
   clang libclang-rt-14-dev
   shellcheck systemd
   buildbot buildbot-worker
-  iproute2
+  iproute2 wrk strace
 )
 # `make test-image` only: podman (runc: crun fails on hybrid cgroup hosts),
 # debootstrap for the base image, docker-compose for the compose file.
