@@ -24,7 +24,7 @@ BUILD_DIR ?= build
 SANITIZE_FLAGS =
 endif
 
-.PHONY: all deps build run test test-fuzz fuzz test-image bench bench-quick install clean
+.PHONY: all deps build run test test-fuzz fuzz test-image bench bench-quick bench-buildbot install clean
 
 all: build
 
@@ -68,6 +68,9 @@ bench: deps
 	bench/run.sh
 bench-quick: deps
 	bench/run.sh --quick
+# Uploads from a real buildbot worker: our upload step vs FileUpload/DirectoryUpload.
+bench-buildbot: build
+	/usr/bin/python3 bench/buildbot_compare.py $(abspath $(BUILD_DIR))/artifact-token
 
 # The binary, systemd units, nginx site and default config where Debian
 # expects them (PREFIX=/usr: /usr/bin, /usr/lib/systemd/system, /etc/...).

@@ -278,8 +278,9 @@ class UploadArtifacts(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
             return FAILURE
         base = self.url if self.url.endswith('/') else self.url + '/'
         pairs = [(local, base + remote) for local, remote in transfers]
-        for local, url in pairs:
-            yield log.addStdout(f'{local} -> {url}\n')
+        # One log write for the whole list: each addStdout is a database
+        # round trip, which dominated a 500-file upload (bench/RESULTS-buildbot.md).
+        yield log.addStdout(''.join(f'{local} -> {url}\n' for local, url in pairs))
         config = curlconfig.upload_config(self.netrc, pairs, parallel=self.parallel,
                                           retries=self.retries,
                                           connect_timeout=self.connect_timeout)

@@ -8,15 +8,21 @@
 using namespace artifact;
 using namespace artifact::testing;
 
-TEST_CASE("the expiry timer removes tokens when they are due, and logs it", "[expiry]") {
+namespace {
+
+struct TimerFixture {
   TempDir dir;
   FakeClock clock;
   CountingRandom random;
-  TokenStore store(dir.Sub("tokens"), dir.Sub("artifacts"), clock, random);
+  TokenStore store{dir.Sub("tokens"), dir.Sub("artifacts"), clock, random};
   std::ostringstream out;
-  EventLog log(out);
-  ExpiryTimer timer(store, clock, log);
+  EventLog log{out};
+  ExpiryTimer timer{store, clock, log};
+};
 
+}  // namespace
+
+TEST_CASE_METHOD(TimerFixture, "the expiry timer removes tokens when they are due, and logs it", "[expiry]") {
   IssueRequest req;
   req.master = "ci";
   req.ttl = 2;
@@ -46,14 +52,7 @@ TEST_CASE("the expiry timer removes tokens when they are due, and logs it", "[ex
   CHECK(timer.RunDue(false).size() == 1);
 }
 
-TEST_CASE("a sweep finds tokens this process never scheduled", "[expiry]") {
-  TempDir dir;
-  FakeClock clock;
-  CountingRandom random;
-  TokenStore store(dir.Sub("tokens"), dir.Sub("artifacts"), clock, random);
-  std::ostringstream out;
-  EventLog log(out);
-  ExpiryTimer timer(store, clock, log);
+TEST_CASE_METHOD(TimerFixture, "a sweep finds tokens this process never scheduled", "[expiry]") {
   IssueRequest req;
   req.master = "ci";
   req.ttl = 1;
