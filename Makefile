@@ -24,12 +24,15 @@ BUILD_DIR ?= build
 SANITIZE_FLAGS =
 endif
 
-.PHONY: all deps build run test test-fuzz fuzz test-image bench bench-quick bench-buildbot install clean
+.PHONY: all deps test-deps build run test test-fuzz fuzz test-image bench bench-quick bench-buildbot install clean
 
 all: build
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh run
+
+test-deps:
+	@scripts/install-deps.sh test
 
 build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
@@ -41,14 +44,14 @@ build: deps
 run: build
 	ARTIFACT_BIN=$(abspath $(BUILD_DIR))/artifact-token scripts/run.sh
 
-test: build
+test: test-deps build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 600 -j $(JOBS)
 ifneq ($(SANITIZE),1)
 	$(MAKE) --no-print-directory test-fuzz FUZZ_SECONDS=10
 endif
 
 # The libFuzzer harnesses (clang), each run from the seed corpus in fuzz/corpus.
-test-fuzz fuzz: deps
+test-fuzz fuzz: test-deps
 	cmake -S . -B $(FUZZ_DIR) -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DARTIFACT_FUZZ=ON -DARTIFACT_FUZZ_SECONDS=$(FUZZ_SECONDS)
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
@@ -59,17 +62,17 @@ test-fuzz fuzz: deps
 # made with debootstrap, and driven with curl and docker-compose. Root; slow
 # the first time (about 3 minutes), cached after.
 test-image:
-	@ARTIFACT_DEPS_IMAGE=1 scripts/install-deps.sh
+	@scripts/install-deps.sh image
 	docker/test-image.sh
 
 # Benchmarks: own servers on 127.0.0.1, every figure a ratio against a
 # baseline measured in the same run; writes bench/RESULTS.md.
-bench: deps
+bench: test-deps
 	bench/run.sh
-bench-quick: deps
+bench-quick: test-deps
 	bench/run.sh --quick
 # Uploads from a real buildbot worker: our upload step vs FileUpload/DirectoryUpload.
-bench-buildbot: build
+bench-buildbot: test-deps build
 	/usr/bin/python3 bench/buildbot_compare.py $(abspath $(BUILD_DIR))/artifact-token
 
 # The binary, systemd units, nginx site and default config where Debian

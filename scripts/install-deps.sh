@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Installs the Debian packages artifact-repository needs to build, run and
-# test, when any is missing: with apt-get as root, through sudo otherwise.
+# Installs the Debian packages artifact-repository needs, when any is
+# missing: with apt-get as root, through sudo otherwise.
+#
+#   scripts/install-deps.sh [run|test|image]
+#
+#   run    build and run (make build, make run, make install): the default
+#   test   also what the tests and benchmarks use (make test, make bench)
+#   image  also podman and debootstrap (make test-image)
 set -euo pipefail
 
+set_name=${1:-run}
 packages=(
   cmake g++ make pkg-config
   libfcgi-dev libpoco-dev libssl-dev libcrypt-dev catch2
   spawn-fcgi apache2-utils curl ca-certificates
-  clang libclang-rt-14-dev
-  shellcheck systemd
-  buildbot buildbot-worker
-  iproute2 wrk strace
 )
-# `make test-image` only: podman (runc: crun fails on hybrid cgroup hosts),
-# debootstrap for the base image, docker-compose for the compose file.
-if [[ ${ARTIFACT_DEPS_IMAGE:-0} == 1 ]]; then
-  packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)
-fi
+case $set_name in
+  run) ;;
+  test | image)
+    packages+=(clang libclang-rt-14-dev shellcheck systemd buildbot buildbot-worker iproute2 wrk strace)
+    # podman (runc: crun fails on hybrid cgroup hosts), debootstrap for the
+    # base image, docker-compose for the compose files.
+    [[ $set_name == image ]] && packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)
+    ;;
+  *) echo "install-deps: unknown set '$set_name' (run, test or image)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
