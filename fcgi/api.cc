@@ -14,6 +14,7 @@
 #include "issue_body.h"
 #include "metrics.h"
 #include "sealer.h"
+#include "split.h"
 
 namespace artifact {
 namespace {
@@ -371,14 +372,7 @@ Response Api::MetricsText() {
 
 Response Api::Latest(const std::string& path) {
   // path: <builder: scope_depth - 1 segments>/latest[/rest]
-  std::vector<std::string> parts;
-  std::string::size_type start = 0;
-  while (start <= path.size()) {
-    auto slash = path.find('/', start);
-    parts.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
+  const std::vector<std::string> parts = SplitFields(path, '/');
   const size_t builder_depth = static_cast<size_t>(config_.scope_depth - 1);
   if (config_.scope_depth < 2 || parts.size() <= builder_depth || parts[builder_depth] != "latest") {
     return Fail(Error{ErrorCode::kNotFound, "no such builder"}, "latest");

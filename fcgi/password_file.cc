@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "scope.h"
+#include "split.h"
 
 namespace artifact {
 namespace {
@@ -65,20 +66,9 @@ Result<int64_t> ParseUnixTime(const std::string& s) {
   return v;
 }
 
-std::vector<std::string> Split(const std::string& s, char sep) {
-  std::vector<std::string> parts;
-  std::string::size_type start = 0;
-  while (true) {
-    auto pos = s.find(sep, start);
-    parts.push_back(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
-    if (pos == std::string::npos) return parts;
-    start = pos + 1;
-  }
-}
-
 bool IsScopeText(const std::string& s) {
   if (s.empty()) return false;
-  for (const auto& seg : Split(s, '/')) {
+  for (const auto& seg : SplitFields(s, '/')) {
     if (!IsValidSegment(seg)) return false;
   }
   return true;
@@ -163,14 +153,14 @@ Result<PasswordLine> PasswordLine::Parse(const std::string& text) {
   const Error bad{ErrorCode::kInternal, "malformed password line"};
   std::string line = text;
   if (!line.empty() && line.back() == '\n') line.pop_back();
-  auto fields = Split(line, ':');
+  auto fields = SplitFields(line, ':');
   if (fields.size() != 3) return bad;
   PasswordLine pl;
   pl.info.username = fields[0];
   pl.hash = fields[1];
   if (!IsValidUsername(pl.info.username) || !IsSafeHash(pl.hash)) return bad;
   bool have_by = false, have_issued = false, have_expires = false, have_scopes = false;
-  for (const auto& kv : Split(fields[2], ';')) {
+  for (const auto& kv : SplitFields(fields[2], ';')) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) return bad;
     std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
@@ -188,7 +178,7 @@ Result<PasswordLine> PasswordLine::Parse(const std::string& text) {
       pl.info.expires = t.value();
       have_expires = true;
     } else if (key == "scopes" && !have_scopes) {
-      for (const auto& s : Split(value, ',')) {
+      for (const auto& s : SplitFields(value, ',')) {
         if (!IsScopeText(s)) return bad;
         pl.info.scopes.push_back(s);
       }

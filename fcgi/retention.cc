@@ -9,6 +9,7 @@
 
 #include "posix_file.h"
 #include "scope.h"
+#include "split.h"
 #include "seal.h"
 
 namespace artifact {
@@ -18,17 +19,6 @@ std::string Trim(const std::string& s) {
   auto b = s.find_first_not_of(" \t");
   auto e = s.find_last_not_of(" \t");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-std::vector<std::string> Split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string::size_type start = 0;
-  while (true) {
-    auto pos = s.find(sep, start);
-    out.push_back(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
-    if (pos == std::string::npos) return out;
-    start = pos + 1;
-  }
 }
 
 bool IsNumber(const std::string& s) {
@@ -64,7 +54,7 @@ bool Exists(const std::string& path) {
 Result<std::vector<RetentionRule>> ParseRetention(const std::string& text) {
   std::vector<RetentionRule> rules;
   if (Trim(text).empty()) return rules;
-  for (const auto& part : Split(text, ';')) {
+  for (const auto& part : SplitFields(text, ';')) {
     const std::string item = Trim(part);
     auto colon = item.find(':');
     const Error bad{ErrorCode::kBadRequest, "rule '" + item + "' is not prefix/:keep=N,days=D"};
@@ -72,10 +62,10 @@ Result<std::vector<RetentionRule>> ParseRetention(const std::string& text) {
     RetentionRule rule;
     rule.prefix = Trim(item.substr(0, colon));
     if (!rule.prefix.empty() && rule.prefix.back() != '/') rule.prefix += '/';
-    for (const auto& seg : Split(rule.prefix.substr(0, rule.prefix.empty() ? 0 : rule.prefix.size() - 1), '/')) {
+    for (const auto& seg : SplitFields(rule.prefix.substr(0, rule.prefix.empty() ? 0 : rule.prefix.size() - 1), '/')) {
       if (!rule.prefix.empty() && !IsValidSegment(seg)) return bad;
     }
-    for (const auto& kv : Split(item.substr(colon + 1), ',')) {
+    for (const auto& kv : SplitFields(item.substr(colon + 1), ',')) {
       auto eq = kv.find('=');
       if (eq == std::string::npos) return bad;
       const std::string key = Trim(kv.substr(0, eq)), value = Trim(kv.substr(eq + 1));
