@@ -13,17 +13,13 @@
 #include "scope.h"
 
 using artifact::testing::HttpResponse;
+using artifact::testing::ParseObject;
 using artifact::testing::IssuedToken;
 using artifact::testing::RandomBytes;
 using artifact::testing::ServerOptions;
 using artifact::testing::Servers;
 
 namespace {
-
-Poco::JSON::Object::Ptr Json(const std::string& body) {
-  Poco::JSON::Parser p;
-  return p.parse(body).extract<Poco::JSON::Object::Ptr>();
-}
 
 // With `auth` exactly as given, an empty one included.
 HttpResponse IssueRaw(const Servers& s, const std::string& json_body, const std::string& auth) {
@@ -127,7 +123,7 @@ TEST_CASE("master credentials are checked through nginx", "[integration]") {
     auto r = IssueRaw(s, body, auth);
     CHECK(r.status == 401);
     CHECK(r.headers["www-authenticate"] == "Basic realm=\"artifact-token\"");
-    CHECK(Json(r.body)->getValue<std::string>("error") == "unauthorized");
+    CHECK(ParseObject(r.body)->getValue<std::string>("error") == "unauthorized");
   }
   CHECK(s.Request("GET", "/token").status == 401);
   CHECK_FALSE(std::filesystem::exists(s.tokens_dir() + "/dpkg"));
@@ -146,7 +142,7 @@ TEST_CASE("a master outside its allow= prefixes is refused", "[integration]") {
   CHECK(ok.status == 201);
   // It sees only its own tokens, not ci's, and cannot revoke ci's.
   IssuedToken ci = s.Issue(R"({"scope": "dpkg/theirs/linux/1"})");
-  auto list = Json(s.Request("GET", "/token", "", {{"Authorization", auth}}).body);
+  auto list = ParseObject(s.Request("GET", "/token", "", {{"Authorization", auth}}).body);
   CHECK(list->getArray("tokens")->size() == 1);
   CHECK(s.Request("DELETE", "/token/" + ci.username, "", {{"Authorization", auth}}).status == 404);
   CHECK(s.Request("GET", "/token/" + ci.username, "", {{"Authorization", s.MasterAuth()}}).status == 200);
@@ -158,7 +154,7 @@ TEST_CASE("409 on a second token for a live scope and on a published scope", "[i
   auto before = s.Snapshot();
   auto dup = IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth());
   CHECK(dup.status == 409);
-  CHECK(Json(dup.body)->getValue<std::string>("error") == "conflict");
+  CHECK(ParseObject(dup.body)->getValue<std::string>("error") == "conflict");
   CHECK(s.Snapshot() == before);
 
   REQUIRE(s.Put("/dpkg/p/linux/1/pkg.deb", "deb", t.username, t.password).status == 201);
@@ -179,7 +175,7 @@ TEST_CASE("invalid scopes are 400 and write nothing anywhere", "[integration]") 
     INFO("scope: " << scope);
     auto r = IssueRaw(s, "{\"scope\": \"" + scope + "\"}", s.MasterAuth());
     CHECK(r.status == 400);
-    CHECK(Json(r.body)->getValue<std::string>("error") == "bad_request");
+    CHECK(ParseObject(r.body)->getValue<std::string>("error") == "bad_request");
   }
   CHECK(s.Snapshot() == before);
 }

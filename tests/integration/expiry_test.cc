@@ -11,6 +11,7 @@
 
 #include "integration/server_fixture.h"
 
+using artifact::testing::ParseObject;
 using artifact::testing::Servers;
 using Clock = std::chrono::system_clock;
 
@@ -84,9 +85,7 @@ TEST_CASE("prune removes an expired token while serve is stopped", "[integration
   auto issued = s.Cli("issue --scope dpkg/p/linux/1 --ttl 1 --master ci");
   REQUIRE(issued.exit_code == 0);
   REQUIRE(s.Cli("issue --scope dpkg/p/linux/2 --ttl 600 --master ci").exit_code == 0);
-  Poco::JSON::Parser parser;
-  const auto username =
-      parser.parse(issued.out).extract<Poco::JSON::Object::Ptr>()->getValue<std::string>("username");
+  const auto username = ParseObject(issued.out)->getValue<std::string>("username");
   WaitUntil(Clock::now() + std::chrono::milliseconds(2100));  // ttl 1 s, counted in whole seconds
   REQUIRE(std::filesystem::exists(s.tokens_dir() + "/dpkg/p/linux/1.htpasswd"));
   auto r = s.Cli("prune");
@@ -127,8 +126,7 @@ TEST_CASE("issue, list and revoke from the command line act on the live store", 
   auto issued = s.Cli("issue --scope dpkg/p/linux/7 --ttl 600 --master ci");
   INFO(issued.out);
   REQUIRE(issued.exit_code == 0);
-  Poco::JSON::Parser p;
-  auto j = p.parse(issued.out).extract<Poco::JSON::Object::Ptr>();
+  auto j = ParseObject(issued.out);
   const auto user = j->getValue<std::string>("username");
   // Written as the service's user, so nginx reads it.
   CHECK(s.Put("/dpkg/p/linux/7/f", "x", user, j->getValue<std::string>("password")).status == 201);
@@ -139,7 +137,7 @@ TEST_CASE("issue, list and revoke from the command line act on the live store", 
   CHECK(table.out.find(user) != std::string::npos);
   CHECK(table.out.find(j->getValue<std::string>("password")) == std::string::npos);
   auto json = s.Cli("list --json");
-  CHECK(p.parse(json.out).extract<Poco::JSON::Object::Ptr>()->getArray("tokens")->size() == 1);
+  CHECK(ParseObject(json.out)->getArray("tokens")->size() == 1);
 
   CHECK(s.Cli("issue --scope dpkg/p/linux/7").exit_code == 1);      // 409: live
   CHECK(s.Cli("issue --scope ../p/linux/7").exit_code == 2);        // invalid

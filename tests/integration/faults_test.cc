@@ -16,6 +16,7 @@
 
 using artifact::testing::HttpResponse;
 using artifact::testing::ServerOptions;
+using artifact::testing::ParseObject;
 using artifact::testing::Servers;
 
 namespace {
@@ -23,8 +24,7 @@ namespace {
 HttpResponse IssueRaw(const Servers& s, const std::string& scope) { return s.IssueRaw(Servers::ScopeBody(scope)); }
 
 std::pair<std::string, std::string> Credentials(const HttpResponse& r) {
-  Poco::JSON::Parser p;
-  auto j = p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+  auto j = ParseObject(r.body);
   return {j->getValue<std::string>("username"), j->getValue<std::string>("password")};
 }
 
@@ -97,8 +97,7 @@ TEST_CASE("a full tokens volume answers 507, writes nothing half and keeps live 
   }
   INFO("tokens issued before the disk was full: " << issued);
   REQUIRE(r.status == 507);
-  Poco::JSON::Parser p;
-  CHECK(p.parse(r.body).extract<Poco::JSON::Object::Ptr>()->getValue<std::string>("error") ==
+  CHECK(ParseObject(r.body)->getValue<std::string>("error") ==
         "insufficient_storage");
   // Each issued token is one inode with two names (record + scope file).
   CHECK(CheckTokenTree(s) == static_cast<size_t>(2 * issued));

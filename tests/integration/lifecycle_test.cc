@@ -17,16 +17,12 @@
 #include "integration/server_fixture.h"
 
 using artifact::testing::HttpResponse;
+using artifact::testing::ParseObject;
 using artifact::testing::IssuedToken;
 using artifact::testing::RandomBytes;
 using artifact::testing::Servers;
 
 namespace {
-
-Poco::JSON::Object::Ptr Json(const std::string& body) {
-  Poco::JSON::Parser p;
-  return p.parse(body).extract<Poco::JSON::Object::Ptr>();
-}
 
 std::string Sha256Hex(const std::string& data) {
   // Computed by coreutils, not by the code under test.
@@ -88,7 +84,7 @@ TEST_CASE("revoke seals the build: sha256sum -c passes on the downloaded build",
 
   auto r = s.Revoke(t.username);
   REQUIRE(r.status == 200);
-  auto j = Json(r.body);
+  auto j = ParseObject(r.body);
   CHECK(j->getValue<std::string>("state") == "done");
   CHECK(j->getValue<int>("files") == 5);
   CHECK(j->getValue<int64_t>("bytes") == 300000 + 9 + 1000 + 64 + 2 + 17 + 1 + 65);
@@ -139,13 +135,13 @@ TEST_CASE("a 1 GiB build is sealed in the background while the app keeps answeri
   auto r = s.Revoke(t.username);
   REQUIRE(r.status == 202);
   CHECK(r.headers["location"] == "/token/" + t.username + "/seal");
-  CHECK(Json(r.body)->getValue<std::string>("state") == "running");
+  CHECK(ParseObject(r.body)->getValue<std::string>("state") == "running");
   // While it hashes, other requests are answered at once.
   auto start = std::chrono::steady_clock::now();
   CHECK(s.Get("/token/healthz").status == 200);
   IssuedToken other = s.Issue(Servers::ScopeBody("dpkg/big/linux/2"));
   auto took = std::chrono::steady_clock::now() - start;
-  auto mid = Json(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
+  auto mid = ParseObject(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
   CHECK(mid->getValue<std::string>("state") == "running");  // so the timing above means something
   CHECK(took < std::chrono::milliseconds(500));
 
@@ -153,7 +149,7 @@ TEST_CASE("a 1 GiB build is sealed in the background while the app keeps answeri
   Poco::JSON::Object::Ptr done;
   for (int i = 0; i < 1200 && state != "done"; ++i) {  // bounded: 120 s
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    done = Json(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
+    done = ParseObject(s.Request("GET", "/token/" + t.username + "/seal", "", {{"Authorization", s.MasterAuth()}}).body);
     state = done->getValue<std::string>("state");
   }
   REQUIRE(state == "done");

@@ -71,6 +71,11 @@ bool WaitChild(pid_t pid, std::chrono::milliseconds limit) {
 
 }  // namespace
 
+Poco::JSON::Object::Ptr ParseObject(const std::string& text) {
+  Poco::JSON::Parser parser;
+  return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+}
+
 std::string RandomBytes(size_t n) {
   std::string s(n, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(s.data()), static_cast<int>(n));
@@ -100,9 +105,8 @@ IssuedToken Servers::Issue(const std::string& json_body) const {
   if (r.status != 201) {
     throw std::runtime_error("POST /token " + json_body + " answered " + std::to_string(r.status) + ": " + r.body);
   }
-  Poco::JSON::Parser parser;
   IssuedToken t;
-  t.json = parser.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+  t.json = ParseObject(r.body);
   t.username = t.json->getValue<std::string>("username");
   t.password = t.json->getValue<std::string>("password");
   return t;

@@ -128,6 +128,9 @@ class Servers {
   std::string master_password_;
 };
 
+// A JSON object from a response or command output (throws when it is not one).
+Poco::JSON::Object::Ptr ParseObject(const std::string& text);
+
 // Random bytes for upload bodies.
 std::string RandomBytes(size_t n);
 

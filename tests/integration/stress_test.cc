@@ -22,6 +22,7 @@
 
 using artifact::testing::HttpResponse;
 using artifact::testing::ServerOptions;
+using artifact::testing::ParseObject;
 using artifact::testing::Servers;
 
 namespace {
@@ -35,8 +36,7 @@ struct Credentials {
 };
 
 Credentials Parse(const HttpResponse& r) {
-  Poco::JSON::Parser p;
-  auto j = p.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+  auto j = ParseObject(r.body);
   return {j->getValue<std::string>("username"), j->getValue<std::string>("password")};
 }
 
