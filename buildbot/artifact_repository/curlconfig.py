@@ -57,6 +57,40 @@ def upload_config(netrc_path, transfers, parallel=4, retries=3, connect_timeout=
     return '\n'.join(lines) + '\n'
 
 
+def collections(remote_paths):
+    """The directories the files of ``remote_paths`` need, parents first.
+
+    The repository creates no directory on the way (a PUT into a missing one
+    is 409, as in RFC 4918): each is made with its own MKCOL, ending in '/'.
+    """
+    needed = set()
+    for path in remote_paths:
+        parts = path.split('/')[:-1]
+        for depth in range(1, len(parts) + 1):
+            needed.add('/'.join(parts[:depth]) + '/')
+    return sorted(needed, key=lambda d: (d.count('/'), d))
+
+
+def mkcol_config(netrc_path, urls, retries=3, connect_timeout=10):
+    """A curl config that MKCOLs every URL in order (never in parallel: a
+    directory must exist before its children). No ``--fail``: 405 (it exists
+    already) is an answer the caller accepts."""
+    lines = [
+        'no-progress-meter',
+        'show-error',
+        f'netrc-file = {quote(netrc_path)}',
+        'request = "MKCOL"',
+        f'retry = {int(retries)}',
+        'retry-connrefused',
+        f'connect-timeout = {int(connect_timeout)}',
+        f'write-out = "{WRITE_OUT}"',
+    ]
+    for url in urls:
+        lines.append(f'url = {quote(url)}')
+        lines.append('output = "/dev/null"')
+    return '\n'.join(lines) + '\n'
+
+
 def parse_write_out(stdout):
     """[(status, url)] from the WRITE_OUT lines curl printed."""
     results = []

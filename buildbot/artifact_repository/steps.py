@@ -265,6 +265,27 @@ class UploadArtifacts(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         return transfers
 
     @defer.inlineCallbacks
+    def _make_collections(self, log, base, remotes):
+        """MKCOLs the directories the files go into; False after logging why."""
+        urls = [base + d for d in curlconfig.collections(remotes)]
+        if not urls:
+            return True
+        config = curlconfig.mkcol_config(self.netrc, urls, retries=self.retries,
+                                         connect_timeout=self.connect_timeout)
+        cmd = yield self.makeRemoteShellCommand(
+            collectStdout=True, command=[self.curl, '--config', '-'], initialStdin=config)
+        yield self.runCommand(cmd)
+        results = curlconfig.parse_write_out(cmd.stdout)
+        # 201 made, 405 there already (from an earlier upload step).
+        bad = [f'{status} {url}' for status, url in results if status not in (201, 405)]
+        if cmd.didFail() or bad or len(results) != len(urls):
+            yield log.addStderr(f'creating {len(urls)} directories failed (curl exit {cmd.rc})\n')
+            for line in bad:
+                yield log.addStderr(f'  HTTP {line}\n')
+            return False
+        return True
+
+    @defer.inlineCallbacks
     def run(self):
         log = yield self.addLog('files')
         if not self.url or not self.netrc:
@@ -281,6 +302,10 @@ class UploadArtifacts(buildstep.ShellMixin, CompositeStepMixin, buildstep.BuildS
         # One log write for the whole list: each addStdout is a database
         # round trip, which dominated a 500-file upload (bench/RESULTS-buildbot.md).
         yield log.addStdout(''.join(f'{local} -> {url}\n' for local, url in pairs))
+        made = yield self._make_collections(log, base, [remote for _, remote in transfers])
+        if not made:
+            _summary(self, 'could not create directories')
+            return CANCELLED if self.stopped else FAILURE
         config = curlconfig.upload_config(self.netrc, pairs, parallel=self.parallel,
                                           retries=self.retries,
                                           connect_timeout=self.connect_timeout)

@@ -65,6 +65,19 @@ class CurlConfig(unittest.TestCase):
         with self.assertRaises(ValueError):
             curlconfig.quote('a\nurl = "http://evil/"')
 
+    def test_collections_are_every_parent_parents_first(self):
+        self.assertEqual(curlconfig.collections(['a.deb', 'logs/x/y.log', 'logs/z.log', 'b/c']),
+                         ['b/', 'logs/', 'logs/x/'])
+        self.assertEqual(curlconfig.collections(['top.bin']), [])
+
+    def test_mkcol_config_is_sequential(self):
+        text = curlconfig.mkcol_config('/w/.netrc', ['http://h/s/a/', 'http://h/s/a/b/'])
+        lines = text.splitlines()
+        self.assertIn('request = "MKCOL"', lines)
+        self.assertNotIn('parallel', lines)
+        self.assertNotIn('fail', lines)
+        self.assertLess(lines.index('url = "http://h/s/a/"'), lines.index('url = "http://h/s/a/b/"'))
+
     def test_upload_config_pairs_files_and_urls(self):
         text = curlconfig.upload_config('/w/.netrc', [('/w/a', 'http://h/s/a'),
                                                       ('/w/b', 'http://h/s/b')], parallel=2)

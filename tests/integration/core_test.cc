@@ -37,9 +37,20 @@ TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused",
   const std::string deb = RandomBytes(3 * 1024 * 1024 + 17);
   const std::string log = "build log\n";
   CHECK(s.Put(base + "/pkg_1.0+dfsg-1_amd64.deb", deb, t.username, t.password).status == 201);
+  // Directories first, as in RFC 4918: a PUT into a missing one is a 409 and
+  // creates nothing (nginx never creates directories on the way).
+  const auto auth = Servers::Basic(t.username, t.password);
+  auto missing = s.Put(base + "/logs/nested/deeper/build.log", log, t.username, t.password);
+  CHECK(missing.status == 409);
+  CHECK(missing.body.find("MKCOL") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/logs"));
+  CHECK(s.Request("MKCOL", base + "/logs/nested/", "", {{"Authorization", auth}}).status == 409);
+  for (const char* dir : {"/logs/", "/logs/nested/", "/logs/nested/deeper/"}) {
+    CHECK(s.Request("MKCOL", base + dir, "", {{"Authorization", auth}}).status == 201);
+  }
+  CHECK(s.Request("MKCOL", base + "/logs/", "", {{"Authorization", auth}}).status == 405);  // exists
   CHECK(s.Put(base + "/logs/nested/deeper/build.log", log, t.username, t.password).status == 201);
-  CHECK(s.Request("MKCOL", base + "/empty/", "", {{"Authorization", Servers::Basic(t.username, t.password)}}).status ==
-        201);
+  CHECK(s.Request("MKCOL", base + "/empty/", "", {{"Authorization", auth}}).status == 201);
   // Overwrite and delete its own files.
   CHECK(s.Put(base + "/tmp.txt", "a", t.username, t.password).status == 201);
   CHECK(s.Put(base + "/tmp.txt", "b", t.username, t.password).status == 204);
@@ -228,6 +239,7 @@ TEST_CASE("nginx and the app agree on scope_depth (one source of truth)", "[inte
   Servers s(opts);
   CHECK(IssueRaw(s, R"({"scope": "dpkg/p/linux/1"})", s.MasterAuth()).status == 400);
   IssuedToken t = s.Issue(R"({"scope": "dpkg/p"})");
+  for (const char* dir : {"/dpkg/p/linux/", "/dpkg/p/linux/1/"}) CHECK(s.Mkcol(dir, t.username, t.password).status == 201);
   CHECK(s.Put("/dpkg/p/linux/1/f", "deep", t.username, t.password).status == 201);
   CHECK(s.Put("/dpkg/f", "shallow", t.username, t.password).status == 403);
   CHECK(s.Put("/dpkg/q/f", "sibling", t.username, t.password).status == 403);

@@ -42,6 +42,7 @@ TEST_CASE("directory listings as JSON, parsed by a JSON parser", "[integration][
   Servers s;
   IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/1"));
   REQUIRE(s.Put("/dpkg/p/linux/1/a.deb", "12345", t.username, t.password).status == 201);
+  REQUIRE(s.Mkcol("/dpkg/p/linux/1/sub/", t.username, t.password).status == 201);
   REQUIRE(s.Put("/dpkg/p/linux/1/sub/b.log", "x", t.username, t.password).status == 201);
   auto r = s.Get("/dpkg/p/linux/1/?format=json");
   REQUIRE(r.status == 200);
@@ -75,6 +76,7 @@ TEST_CASE("revoke seals the build: sha256sum -c passes on the downloaded build",
       {"logs/build.log", "log line\n"},
       {"deep/er/x.bin", RandomBytes(1000)},
   };
+  for (const char* dir : {"/logs/", "/deep/", "/deep/er/"}) REQUIRE(s.Mkcol(base + dir, t.username, t.password).status == 201);
   for (const auto& [name, data] : files) REQUIRE(s.Put(base + "/" + name, data, t.username, t.password).status == 201);
   // Stated checksums: one right, one wrong.
   REQUIRE(s.Put(base + "/pkg_1.0_amd64.deb.sha256", Sha256Hex(files.at("pkg_1.0_amd64.deb")) + "  pkg_1.0_amd64.deb\n",

@@ -321,6 +321,10 @@ int Servers::RawStatus(const std::string& raw) const {
   return std::stoi(head.substr(9, 3));
 }
 
+HttpResponse Servers::Mkcol(const std::string& target, const std::string& user, const std::string& password) const {
+  return Request("MKCOL", target, "", {{"Authorization", Basic(user, password)}});
+}
+
 HttpResponse Servers::Put(const std::string& target, const std::string& body, const std::string& user,
                           const std::string& password) const {
   return Request("PUT", target, body, {{"Authorization", Basic(user, password)}});

@@ -55,6 +55,8 @@ class Servers {
   // status of the first response, or 0 when the connection closed first.
   int RawStatus(const std::string& raw) const;
   HttpResponse Get(const std::string& target) const { return Request("GET", target); }
+  // MKCOL: directories are made before files are PUT into them.
+  HttpResponse Mkcol(const std::string& target, const std::string& user, const std::string& password) const;
   HttpResponse Put(const std::string& target, const std::string& body, const std::string& user,
                    const std::string& password) const;
 

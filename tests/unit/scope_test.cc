@@ -59,7 +59,7 @@ TEST_CASE("the nginx map has one segment pattern per scope level", "[scope]") {
     // The file and directory maps have `depth` segments, the latest map one fewer.
     CHECK(count == static_cast<size_t>(2 * depth + (depth >= 2 ? depth - 1 : 0)));
     CHECK(snippet.find("\"/srv/tokens/$artifact_scope.htpasswd\"") != std::string::npos);
-    CHECK(snippet.find("\"/srv/artifacts/$artifact_scope\"") != std::string::npos);
+    CHECK(snippet.find("\"/srv/artifacts/$artifact_scope$artifact_parent\"") != std::string::npos);
   }
 }
 
@@ -96,5 +96,33 @@ TEST_CASE("the nginx map's regex accepts exactly the scopes the app accepts", "[
         CHECK_FALSE((nginx && m[1].str() == c));
       }
     }
+  }
+}
+
+TEST_CASE("the nginx map's parent directory is the URI's last entry's directory", "[scope]") {
+  // The directory nginx checks for symlinks before a write: it must be the
+  // one the write changes, never a directory above the scope.
+  std::string snippet = artifact::NginxMapSnippet(2, "/t", "/a");
+  auto map = snippet.find("$artifact_parent_dir {");
+  REQUIRE(map != std::string::npos);
+  auto start = snippet.find("\"~", map) + 2;
+  std::string pattern = snippet.substr(start, snippet.find("\" \"", start) - start);
+  pattern.replace(pattern.find("(?<artifact_scope>"), 18, "(");
+  pattern.replace(pattern.find("(?<artifact_parent>"), 19, "(");
+  pattern.replace(pattern.find("\\z"), 2, "$");
+  std::regex re(pattern);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/p/1/f", "/p/1"},         {"/p/1/d/", "/p/1"},         {"/p/1/d/f", "/p/1/d"},
+      {"/p/1/d/e/", "/p/1/d"},    {"/p/1/d/e/f.tar.gz", "/p/1/d/e"},
+  };
+  for (const auto& [uri, parent] : cases) {
+    INFO(uri);
+    std::smatch m;
+    REQUIRE(std::regex_match(uri, m, re));
+    CHECK("/" + m[1].str() + m[2].str() == parent);
+  }
+  for (const char* outside : {"/p/1", "/p/1/", "/p", "/p/1//f", "/p/1/../f", "/p/1/.f"}) {
+    INFO(outside);
+    CHECK_FALSE(std::regex_match(std::string(outside), re));
   }
 }
