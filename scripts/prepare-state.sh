@@ -78,12 +78,6 @@ CONF
 
 "$bin" nginx-map --config "$state/artifact-token.conf" >"$state/nginx/scope-map.conf"
 
-# The deepest directory holding both volumes: nginx checks for symlinks
-# only below it.
-common=$tokens
-while [[ $artifacts != "$common"/* ]]; do common=${common%/*}; done
-[[ -n $common ]] || common=/
-
 render() {
   sed -e "s|@MAP_FILE@|$state/nginx/scope-map.conf|g" \
       -e "s|@LISTEN@|$listen|g" \
@@ -94,7 +88,6 @@ render() {
       -e "s|@TOKEN_BURST@|$burst|g" \
       -e "s|@STATE_DIR@|$state|g" \
       -e "s|@ACCESS_LOG@|$state/logs/access.log|g" \
-      -e "s|@SYMLINKS_FROM@|$common|g" \
       -e "s|@USER_LINE@|$user_line|g" "$1"
 }
 render "$here/nginx/artifact-repository.conf.in" >"$state/nginx/artifact-repository.conf"
