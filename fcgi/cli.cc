@@ -25,6 +25,7 @@
 #include "masters.h"
 #include "metrics.h"
 #include "sealer.h"
+#include "supervisor.h"
 #include "posix_file.h"
 #include "retention.h"
 
@@ -155,20 +156,10 @@ std::string ProgramUsage() {
          "Run 'artifact-token COMMAND --help' for a command's options.\n";
 }
 
-int RunServe(const std::vector<std::string>& args) {
-  if (WantsHelp(args)) {
-    std::cout << "Usage: spawn-fcgi -s SOCKET -n -- artifact-token serve [OPTIONS]\n\n"
-                 "Answers /token requests on the FastCGI socket passed as file descriptor 0, and\n"
-                 "removes each expired token within a second of its expiry.\n"
-                 "Logs one line per issue, revoke, renew, expiry and refusal to standard error;\n"
-                 "never a secret.\n\n"
-              << ConfigHelp();
-    return 0;
-  }
-  LoadedConfig loaded;
-  if (!Load("serve", args, &loaded)) return 2;
-  if (!loaded.rest.empty()) return Usage("serve", "unexpected argument " + loaded.rest.front());
-  const Config& config = loaded.config;
+namespace {
+
+// One serve process: the accept loop, its expiry timer and sealer.
+int ServeOne(const Config& config) {
   SystemClock clock;
   OpenSslRandom random;
   EventLog log(std::cerr);
@@ -207,6 +198,28 @@ int RunServe(const std::vector<std::string>& args) {
   timer.Stop();
   sealer.Stop();
   return rc;
+}
+
+}  // namespace
+
+int RunServe(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: spawn-fcgi -s SOCKET -n -- artifact-token serve [OPTIONS]\n\n"
+                 "Answers /token requests on the FastCGI socket passed as file descriptor 0, and\n"
+                 "removes each expired token within a second of its expiry. Runs `processes`\n"
+                 "copies of itself on that socket (default 4) and stops them all when one ends.\n"
+                 "Logs one line per issue, revoke, renew, expiry and refusal to standard error;\n"
+                 "never a secret.\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  LoadedConfig loaded;
+  if (!Load("serve", args, &loaded)) return 2;
+  if (!loaded.rest.empty()) return Usage("serve", "unexpected argument " + loaded.rest.front());
+  const Config& config = loaded.config;
+  if (!FastCgiSocketOnStdin()) return 2;
+  if (config.processes == 1) return ServeOne(config);
+  return RunProcesses(config.processes, [&config] { return ServeOne(config); }, std::cerr);
 }
 
 int RunIssue(const std::vector<std::string>& args) {

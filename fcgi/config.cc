@@ -65,6 +65,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"max_ttl", "ARTIFACT_MAX_TTL", "--max-ttl", "longest token lifetime in seconds"},
       {"public_url", "ARTIFACT_PUBLIC_URL", "--public-url",
        "base URL in responses, e.g. https://repo.example (default: from the request)"},
+      {"processes", "ARTIFACT_PROCESSES", "--processes",
+       "`serve` processes answering on the socket, 1..64 (default 4)"},
       {"retention", "ARTIFACT_RETENTION", "--retention",
        "builds `retention` keeps per builder, e.g. 'dpkg/:keep=10,days=30; rpm/x/:keep=3' (default: all)"},
   };
@@ -82,6 +84,10 @@ Status Config::Set(const std::string& key, const std::string& value, const std::
     auto v = ParseInt(value, 1, 8);
     if (!v) return fail(v.error());
     scope_depth = static_cast<int>(v.value());
+  } else if (key == "processes") {
+    auto v = ParseInt(value, 1, 64);
+    if (!v) return fail(v.error());
+    processes = static_cast<int>(v.value());
   } else if (key == "default_ttl" || key == "max_ttl") {
     auto v = ParseInt(value, 1, 366 * 24 * 3600);
     if (!v) return fail(v.error());

@@ -23,6 +23,10 @@ struct Config {
   int64_t max_ttl = 24 * 3600;
   std::string public_url;  // e.g. https://repo.example; empty: from the request's Host
   std::string retention;   // rules for `artifact-token retention`, see retention.h
+  // `serve` processes on the FastCGI socket. Several, because a /token
+  // request mostly waits for fsync: with one, concurrent requests queue
+  // behind each other's (bench/FINDINGS.md, figure 3).
+  int processes = 4;
 
   // Sets one key from text; `origin` names the source for the message.
   Status Set(const std::string& key, const std::string& value, const std::string& origin);

@@ -92,15 +92,20 @@ void WriteResponse(FCGX_Request& r, const Response& resp, bool head) {
 
 }  // namespace
 
-int RunFastCgiLoop(Api& api) {
+bool FastCgiSocketOnStdin() {
   if (FCGX_Init() != 0) {
     std::cerr << "artifact-token serve: FCGX_Init failed\n";
-    return 1;
+    return false;
   }
   if (FCGX_IsCGI()) {
     std::cerr << "artifact-token serve: fd 0 is not a FastCGI socket; start it with spawn-fcgi\n";
-    return 2;
+    return false;
   }
+  return true;
+}
+
+int RunFastCgiLoop(Api& api) {
+  if (!FastCgiSocketOnStdin()) return 2;
   InstallSignalHandlers();
   FCGX_Request request;
   FCGX_InitRequest(&request, 0, FCGI_FAIL_ACCEPT_ON_INTR);

@@ -8,6 +8,10 @@
 
 namespace artifact {
 
+// Whether fd 0 is a FastCGI listening socket; otherwise prints why and
+// returns false. Safe to call before forking the serve processes.
+bool FastCgiSocketOnStdin();
+
 // Returns the process exit code.
 int RunFastCgiLoop(Api& api);
 

@@ -9,7 +9,8 @@
 #   ARTIFACT_MASTER_PASSWORD  master password (default: a new random one each start)
 #   ARTIFACT_BIN              artifact-token binary (default build/artifact-token)
 #   and those of scripts/prepare-state.sh and scripts/start-app.sh
-#   (ARTIFACT_APP_PROCESSES: artifact-token processes on the socket, default 1).
+#   and every ARTIFACT_* key of artifact-token's configuration
+#   (e.g. ARTIFACT_PROCESSES: serve processes on the socket, default 4).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
