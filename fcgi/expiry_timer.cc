@@ -6,8 +6,13 @@
 
 namespace artifact {
 ExpiryTimer::ExpiryTimer(TokenStore& store, const Clock& clock, EventLog& log, int64_t rescan_seconds,
-                         Metrics* metrics)
-    : store_(store), clock_(clock), log_(log), rescan_seconds_(rescan_seconds), metrics_(metrics) {}
+                         Metrics* metrics, int64_t first_sweep_delay)
+    : store_(store),
+      clock_(clock),
+      log_(log),
+      rescan_seconds_(rescan_seconds),
+      first_sweep_delay_(first_sweep_delay),
+      metrics_(metrics) {}
 
 ExpiryTimer::~ExpiryTimer() { Stop(); }
 
@@ -74,7 +79,7 @@ std::vector<TokenInfo> ExpiryTimer::RunDue(bool sweep) {
 
 void ExpiryTimer::Loop() {
   using std::chrono::system_clock;
-  int64_t next_sweep = 0;
+  int64_t next_sweep = clock_.Now() + first_sweep_delay_;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     const int64_t now = clock_.Now();

@@ -1,8 +1,9 @@
 // Removes expired tokens while `serve` runs, within a second of their
 // expiry: a thread sleeps until the earliest expiry it knows of (not a busy
 // poll), wakes early when this process issues or renews a token, and sweeps
-// the whole store every `rescan` seconds to learn of tokens other processes
-// (spawn-fcgi -F N, other nodes) issued. Every removal re-reads the record
+// the whole store every `rescan` seconds (the first time after
+// `first_sweep_delay`) to learn of tokens other processes (other serve
+// processes, other nodes) issued. Every removal re-reads the record
 // first, so processes racing on one token cannot remove a renewed one, and
 // removing twice is harmless.
 #pragma once
@@ -26,7 +27,7 @@ namespace artifact {
 class ExpiryTimer {
  public:
   ExpiryTimer(TokenStore& store, const Clock& clock, EventLog& log, int64_t rescan_seconds = 60,
-              Metrics* metrics = nullptr);
+              Metrics* metrics = nullptr, int64_t first_sweep_delay = 0);
   ~ExpiryTimer();
   ExpiryTimer(const ExpiryTimer&) = delete;
   ExpiryTimer& operator=(const ExpiryTimer&) = delete;
@@ -51,6 +52,7 @@ class ExpiryTimer {
   const Clock& clock_;
   EventLog& log_;
   const int64_t rescan_seconds_;
+  const int64_t first_sweep_delay_;
   Metrics* metrics_;
   std::mutex mu_;
   std::condition_variable cv_;

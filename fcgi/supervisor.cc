@@ -31,7 +31,7 @@ void StopAll(const std::set<pid_t>& live) {
 
 }  // namespace
 
-int RunProcesses(int n, const std::function<int()>& serve, std::ostream& log) {
+int RunProcesses(int n, const std::function<int(int index)>& serve, std::ostream& log) {
   // Signals are taken synchronously (sigwaitinfo) rather than in handlers.
   sigset_t watched, old;
   sigemptyset(&watched);
@@ -52,7 +52,7 @@ int RunProcesses(int n, const std::function<int()>& serve, std::ostream& log) {
       for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::signal(sig, SIG_DFL);
       sigprocmask(SIG_SETMASK, &old, nullptr);
       sigprocmask(SIG_UNBLOCK, &watched, nullptr);
-      int rc = serve();
+      int rc = serve(i);
       std::cerr.flush();
       ::_exit(rc);
     }

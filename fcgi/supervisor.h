@@ -17,6 +17,7 @@ namespace artifact {
 // Returns 0 after a stop signal; otherwise the exit status of the process
 // that ended first (128 + signal when killed, 1 when it exited with 0
 // unasked). Call it before any thread is started: it forks.
-int RunProcesses(int n, const std::function<int()>& serve, std::ostream& log);
+// `serve` gets the process's index, 0..n-1.
+int RunProcesses(int n, const std::function<int(int index)>& serve, std::ostream& log);
 
 }  // namespace artifact

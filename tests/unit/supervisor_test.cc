@@ -53,7 +53,7 @@ TEST_CASE("a process that ends on its own stops the others and its status is ret
   std::ostringstream log;
   int rc = artifact::RunProcesses(
       3,
-      [&] {
+      [&](int /*index*/) {
         started.Announce();
         __atomic_add_fetch(running, 1, __ATOMIC_SEQ_CST);
         if (__atomic_exchange_n(taken, 1, __ATOMIC_SEQ_CST) == 0) {
@@ -87,7 +87,7 @@ TEST_CASE("a stop signal reaches every process and the supervisor returns 0", "[
   std::ostringstream log;
   int rc = artifact::RunProcesses(
       4,
-      [&] {
+      [&](int /*index*/) {
         started.Announce();
         ::pause();
         return 0;
@@ -121,7 +121,7 @@ TEST_CASE("the processes end when their supervisor is killed with SIGKILL", "[su
     std::ostringstream log;
     ::_exit(artifact::RunProcesses(
         2,
-        [&] {
+        [&](int /*index*/) {
           started.Announce();
           ::pause();
           return 0;
