@@ -1,7 +1,8 @@
-// Raw filesystem limit for one token issue+revoke: create a temp file, write
-// a password line, fsync, rename into place, fsync the directory, unlink
-// (and fsync the directory again, as a durable revoke would). Bounded by a
-// count and a time limit. Prints: cycles seconds cycles_per_s p50_ms p99_ms
+// Raw filesystem limit for one token issue+revoke, exactly as DESIGN.md and
+// issue 7 define it: create a temp file, write a password line, fsync, rename
+// into place, fsync the directory, unlink. Two fsyncs: the definition has no
+// directory fsync after the unlink (the app does one, for a durable revoke,
+// and pays for it in the ratio). Bounded by a count and a time limit. Prints: cycles seconds cycles_per_s p50_ms p99_ms
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,7 +37,6 @@ int main(int argc, char** argv) {
     if (rename(tmp.c_str(), fin.c_str()) != 0) { perror("rename"); return 1; }
     if (fsync(dfd) != 0) { perror("fsync dir"); return 1; }
     if (unlink(fin.c_str()) != 0) { perror("unlink"); return 1; }
-    if (fsync(dfd) != 0) { perror("fsync dir"); return 1; }
     lat.push_back(std::chrono::duration<double, std::milli>(clk::now() - s).count());
   }
   const double secs = std::chrono::duration<double>(clk::now() - t0).count();
