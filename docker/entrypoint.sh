@@ -32,7 +32,7 @@
 #   ARTIFACT_STOP_GRACE             seconds nginx may take to finish requests on stop (default 5)
 #   and those of scripts/prepare-state.sh and scripts/start-app.sh
 #   (ARTIFACT_SCOPE_DEPTH, ARTIFACT_MAX_UPLOAD, ARTIFACT_TOKEN_RATE, ARTIFACT_TOKEN_BURST,
-#   ARTIFACT_RUN_USER, ARTIFACT_BIN), and every ARTIFACT_* key of artifact-token's
+#   ARTIFACT_RUN_USER, ARTIFACT_TRUSTED_PROXIES, ARTIFACT_BIN), and every ARTIFACT_* key of artifact-token's
 #   configuration (e.g. ARTIFACT_PROCESSES, default 4).
 set -euo pipefail
 

@@ -13,6 +13,9 @@
 #   ARTIFACT_MAX_UPLOAD   nginx client_max_body_size for uploads (default 10g)
 #   ARTIFACT_TOKEN_RATE   limit_req rate on /token (default 20r/s)
 #   ARTIFACT_TOKEN_BURST  limit_req burst on /token (default 40)
+#   ARTIFACT_TRUSTED_PROXIES  load balancers (addresses or CIDRs, separated by
+#                         spaces or commas) whose X-Forwarded-For nginx believes
+#                         for the client address (default: none)
 #   ARTIFACT_TOKENS_DIR, ARTIFACT_ARTIFACTS_DIR
 #                         the two volumes, when they live outside the state
 #                         directory (e.g. shared by several nodes); absolute paths
@@ -38,6 +41,13 @@ fail() { echo "prepare-state: $*" >&2; exit 1; }
 [[ $max_upload =~ ^[0-9]+[kmgKMG]?$ ]] || fail "ARTIFACT_MAX_UPLOAD must be a size like 10g, got '$max_upload'"
 [[ $rate =~ ^[0-9]+r/[sm]$ ]] || fail "ARTIFACT_TOKEN_RATE must be like 20r/s, got '$rate'"
 [[ $burst =~ ^[0-9]+$ ]] || fail "ARTIFACT_TOKEN_BURST must be a number, got '$burst'"
+proxies=()
+IFS=$', \t' read -r -a listed <<<"${ARTIFACT_TRUSTED_PROXIES:-}"
+for proxy in "${listed[@]}"; do
+  [[ $proxy =~ ^[0-9a-fA-F.:]+(/[0-9]{1,3})?$ ]] ||
+    fail "ARTIFACT_TRUSTED_PROXIES: '$proxy' is not an IP address or CIDR"
+  proxies+=("$proxy")
+done
 for dir in "$tokens" "$artifacts"; do
   [[ $dir =~ ^/[A-Za-z0-9._/-]+$ ]] || fail "volume paths must be plain absolute paths, got '$dir'"
 done
@@ -78,6 +88,14 @@ CONF
 
 "$bin" nginx-map --config "$state/artifact-token.conf" >"$state/nginx/scope-map.conf"
 
+{
+  echo "# Written by scripts/prepare-state.sh from ARTIFACT_TRUSTED_PROXIES."
+  if [[ ${#proxies[@]} -gt 0 ]]; then
+    for proxy in "${proxies[@]}"; do echo "set_real_ip_from $proxy;"; done
+    echo "real_ip_header X-Forwarded-For;"
+  fi
+} >"$state/nginx/real-ip.conf"
+
 render() {
   sed -e "s|@MAP_FILE@|$state/nginx/scope-map.conf|g" \
       -e "s|@LISTEN@|$listen|g" \
@@ -88,6 +106,7 @@ render() {
       -e "s|@TOKEN_BURST@|$burst|g" \
       -e "s|@STATE_DIR@|$state|g" \
       -e "s|@ACCESS_LOG@|$state/logs/access.log|g" \
+      -e "s|@REAL_IP_FILE@|$state/nginx/real-ip.conf|g" \
       -e "s|@USER_LINE@|$user_line|g" "$1"
 }
 render "$here/nginx/artifact-repository.conf.in" >"$state/nginx/artifact-repository.conf"

@@ -32,6 +32,7 @@ expect /usr/lib/tmpfiles.d/artifact-repository.conf 644
 expect /etc/artifact-repository/artifact-token.conf 644
 expect /etc/nginx/sites-available/artifact-repository 644
 expect /etc/nginx/artifact-repository/scope-map.conf 644
+expect /etc/nginx/artifact-repository/real-ip.conf 644
 echo "ok: files installed"
 
 # systemd-analyze needs the ExecStart= binaries and systemd's own units

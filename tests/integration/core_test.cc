@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <sstream>
 
 #include "integration/server_fixture.h"
@@ -256,6 +258,49 @@ TEST_CASE("/token/healthz answers through nginx and make run stops both servers"
   CHECK(s.Stop());
   CHECK(::kill(s.app_pid(), 0) != 0);
   CHECK(::kill(s.nginx_pid(), 0) != 0);
+}
+
+TEST_CASE("behind a trusted load balancer the client's address counts, not the balancer's", "[integration]") {
+  // This test's client on 127.0.0.1 plays the balancer, which appends the
+  // address it saw to X-Forwarded-For.
+  ServerOptions opts;
+  opts.token_rate = "2r/s";
+  opts.token_burst = 3;
+  opts.trusted_proxies = "127.0.0.1, ::1";
+  Servers s(opts);
+  auto from = [](const std::string& client) { return std::map<std::string, std::string>{{"X-Forwarded-For", client}}; };
+  // The rate limit is per client: one guessing client is slowed down...
+  int limited = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto h = from("203.0.113.9, 198.51.100.7");  // a client-sent entry first, the balancer's last
+    h["Authorization"] = Servers::Basic("ci", "guess" + std::to_string(i));
+    if (s.Request("POST", "/token", "{}", h).status == 429) ++limited;
+  }
+  CHECK(limited >= 6);
+  // ...while another client behind the same balancer is not.
+  auto other = from("198.51.100.8");
+  other["Authorization"] = s.MasterAuth();
+  other["Content-Type"] = "application/json";
+  CHECK(s.Request("POST", "/token", Servers::ScopeBody("dpkg/p/linux/1"), other).status == 201);
+  // Metrics stay loopback-only: a remote client through the balancer is refused.
+  CHECK(s.Request("GET", "/token/metrics", "", from("198.51.100.8")).status == 403);
+  CHECK(s.Get("/token/metrics").status == 200);
+  // The audit log names the client (the last address, the one the balancer
+  // added; the first could be forged by the client).
+  s.Request("GET", "/audit-probe", "", from("203.0.113.9, 198.51.100.7"));
+  std::ifstream in(s.state_dir() + "/logs/access.log");
+  std::string access((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(access.find(" 198.51.100.7 user=- \"GET /audit-probe\"") != std::string::npos);
+}
+
+TEST_CASE("without trusted proxies X-Forwarded-For is ignored", "[integration]") {
+  Servers s;
+  CHECK(s.Request("GET", "/token/metrics", "", {{"X-Forwarded-For", "127.0.0.1"}}).status == 200);
+  s.Request("GET", "/audit-probe", "", {{"X-Forwarded-For", "198.51.100.7"}});
+  std::ifstream in(s.state_dir() + "/logs/access.log");
+  std::string access((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(access.find(" 127.0.0.1 user=- \"GET /audit-probe\"") != std::string::npos);
+  CHECK(access.find("198.51.100.7") == std::string::npos);
 }
 
 TEST_CASE("limit_req slows brute force on /token", "[integration]") {

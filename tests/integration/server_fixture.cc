@@ -200,6 +200,7 @@ bool Servers::Start(const ServerOptions& options) {
       "ARTIFACT_TOKEN_RATE=" + options.token_rate,
       "ARTIFACT_TOKEN_BURST=" + std::to_string(options.token_burst),
       "ARTIFACT_PROCESSES=" + std::to_string(options.app_processes),
+      "ARTIFACT_TRUSTED_PROXIES=" + options.trusted_proxies,
   };
   if (!options.via_run_script) return StartDirect(options);
   runner_pid_ = Spawn({"/bin/bash", std::string(ARTIFACT_SOURCE_DIR) + "/scripts/run.sh"});

@@ -31,6 +31,7 @@ struct ServerOptions {
   std::string token_rate = "1000r/s";  // high: tests issue many tokens quickly
   int token_burst = 1000;
   int app_processes = 1;  // artifact-token processes accepting on the socket
+  std::string trusted_proxies;  // ARTIFACT_TRUSTED_PROXIES: whose X-Forwarded-For counts
   // true: through scripts/run.sh, exactly as `make run` (which ends both
   // servers when one dies). false: the test starts the app and nginx itself
   // with the same scripts, so it can kill and restart the app alone.
