@@ -384,6 +384,7 @@ bool Servers::WaitForAppLog(const std::string& needle, std::chrono::milliseconds
 }
 
 std::string Servers::ErrorLog() const { return ReadFile(state_ + "/logs/error.log"); }
+std::string Servers::AccessLog() const { return ReadFile(state_ + "/logs/access.log"); }
 std::string Servers::AppLog() const { return ReadFile(base_ + "/run.log"); }
 
 }  // namespace artifact::testing

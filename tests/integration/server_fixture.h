@@ -90,6 +90,7 @@ class Servers {
   std::string tokens_dir() const { return state_ + "/tokens"; }
   std::string artifacts_dir() const { return state_ + "/artifacts"; }
   std::string ErrorLog() const;
+  std::string AccessLog() const;  // nginx's audit trail
   std::string AppLog() const;  // run.sh output: app's stderr and the banner
   // Waits (bounded) until the app log holds `needle`: the app logs an event
   // just after the change a client can already see.
