@@ -213,10 +213,9 @@ TEST_CASE("metrics count events and the audit trail names who uploaded what", "[
 
   // Who uploaded pkg.deb, from which build: the access log names the token,
   // the app's log names its master and scope.
-  const std::string access = s.AccessLog();
-  CHECK(access.find("user=" + t.username + " \"PUT /dpkg/p/linux/1/pkg.deb\" status=201") != std::string::npos);
+  CHECK(s.WaitForAccessLog("user=" + t.username + " \"PUT /dpkg/p/linux/1/pkg.deb\" status=201"));
   CHECK(s.AppLog().find("issue master=ci username=" + t.username + " scopes=dpkg/p/linux/1") != std::string::npos);
-  CHECK(access.find(t.password) == std::string::npos);
+  CHECK(s.AccessLog().find(t.password) == std::string::npos);
 }
 
 TEST_CASE("retention removes old builds but never a pinned or live one", "[integration][lifecycle]") {

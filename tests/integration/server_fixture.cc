@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -374,13 +375,27 @@ Servers::CliResult Servers::Cli(const std::string& args) const {
   return r;
 }
 
-bool Servers::WaitForAppLog(const std::string& needle, std::chrono::milliseconds limit) const {
+namespace {
+
+// Polls `read` until its text holds `needle`, at most `limit`.
+bool WaitForText(const std::function<std::string()>& read, const std::string& needle,
+                 std::chrono::milliseconds limit) {
   auto deadline = std::chrono::steady_clock::now() + limit;
-  while (AppLog().find(needle) == std::string::npos) {
+  while (read().find(needle) == std::string::npos) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return true;
+}
+
+}  // namespace
+
+bool Servers::WaitForAppLog(const std::string& needle, std::chrono::milliseconds limit) const {
+  return WaitForText([this] { return AppLog(); }, needle, limit);
+}
+
+bool Servers::WaitForAccessLog(const std::string& needle, std::chrono::milliseconds limit) const {
+  return WaitForText([this] { return AccessLog(); }, needle, limit);
 }
 
 std::string Servers::ErrorLog() const { return ReadFile(state_ + "/logs/error.log"); }

@@ -95,6 +95,8 @@ class Servers {
   // Waits (bounded) until the app log holds `needle`: the app logs an event
   // just after the change a client can already see.
   bool WaitForAppLog(const std::string& needle, std::chrono::milliseconds limit = std::chrono::seconds(5)) const;
+  // nginx writes a request's log line after the response went out.
+  bool WaitForAccessLog(const std::string& needle, std::chrono::milliseconds limit = std::chrono::seconds(5)) const;
   pid_t app_pid() const { return app_pid_; }
   pid_t nginx_pid() const { return nginx_pid_; }
 
