@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -504,18 +503,9 @@ def main():
         print(f'PASS: buildbot comparison in {elapsed:.0f} s', flush=True)
         status = 0
     except (Fail, Exception) as e:  # anything unexpected is a failure with its reason
-        reason = str(e) if isinstance(e, Fail) else traceback.format_exc()
-        print(f'FAIL: {h.hide(reason)}', file=sys.stderr, flush=True)
-        twistd = os.path.join(h.master_dir, 'twistd.log')
-        if os.path.exists(twistd):
-            tail = open(twistd, errors='replace').read()[-4000:]
-            print('--- end of the master log ---\n' + h.hide(tail), file=sys.stderr)
+        h.report_failure(e)
     finally:
-        try:
-            h.stop_running_builds()
-        except Exception:  # cleanup goes on whatever the master says
-            pass
-        h.procs.stop()
+        h.shut_down()
         if args.keep:
             print(f'kept {tmp}', file=sys.stderr)
         else:

@@ -294,6 +294,24 @@ class Harness:
                 return
             time.sleep(0.1)
 
+    def report_failure(self, exc):
+        """Prints why a run failed (a Fail's reason, else the traceback) and the
+        end of the master's log, with every secret hidden."""
+        reason = str(exc) if isinstance(exc, Fail) else traceback.format_exc()
+        print(f'FAIL: {self.hide(reason)}', file=sys.stderr, flush=True)
+        twistd = os.path.join(self.master_dir, 'twistd.log')
+        if os.path.exists(twistd):
+            tail = open(twistd, errors='replace').read()[-4000:]
+            print('--- end of the master log ---\n' + self.hide(tail), file=sys.stderr)
+
+    def shut_down(self):
+        """Stops builds, master, worker and servers, whatever state they are in."""
+        try:
+            self.stop_running_builds()
+        except Exception:  # cleanup goes on whatever the master says
+            pass
+        self.procs.stop()
+
     # --- the token service ---------------------------------------------------
 
     def assert_revoked(self, label, props):
@@ -463,18 +481,9 @@ def main(argv):
         print(f'PASS: buildbot end-to-end in {time.monotonic() - started:.0f} s', flush=True)
         status = 0
     except (Fail, Exception) as e:  # anything unexpected is a failure with its reason too
-        reason = str(e) if isinstance(e, Fail) else traceback.format_exc()
-        print(f'FAIL: {h.hide(reason)}', file=sys.stderr, flush=True)
-        twistd = os.path.join(h.master_dir, 'twistd.log')
-        if os.path.exists(twistd):
-            tail = open(twistd, errors='replace').read()[-4000:]
-            print('--- end of the master log ---\n' + h.hide(tail), file=sys.stderr)
+        h.report_failure(e)
     finally:
-        try:
-            h.stop_running_builds()
-        except Exception:  # cleanup goes on whatever the master says
-            pass
-        h.procs.stop()
+        h.shut_down()
         if os.environ.get('E2E_KEEP') == '1':
             print(f'kept {tmp}', file=sys.stderr)
         else:
