@@ -318,22 +318,23 @@ def app_processes(pid):
     return sorted(found)
 
 
-def vm_hwm_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
+def proc_kib(pid, name, key):
+    """The `key:` line of /proc/PID/NAME, in KiB."""
+    with open("/proc/%d/%s" % (pid, name)) as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
-    raise SystemExit("no VmHWM")
+    raise SystemExit("no %s in /proc/%d/%s" % (key, pid, name))
+
+
+def vm_hwm_kib(pid):
+    return proc_kib(pid, "status", "VmHWM")
 
 
 def pss_kib(pid):
     """Proportional set size: pages shared between the forked processes (code,
     libraries, what the supervisor touched before forking) counted once overall."""
-    with open("/proc/%d/smaps_rollup" % pid) as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    raise SystemExit("no Pss")
+    return proc_kib(pid, "smaps_rollup", "Pss")
 
 
 def strace_counts(path):
