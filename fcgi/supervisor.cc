@@ -39,8 +39,10 @@ int RunProcesses(int n, const std::function<int(int index)>& serve, std::ostream
   sigprocmask(SIG_BLOCK, &watched, &old);
 
   std::set<pid_t> live;
+  bool stopping = false;
+  int result = 0;
   const pid_t supervisor = ::getpid();
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < n && !stopping; ++i) {
     pid_t pid = ::fork();
     if (pid == 0) {
       // A supervisor killed with SIGKILL must not leave its processes
@@ -57,21 +59,16 @@ int RunProcesses(int n, const std::function<int(int index)>& serve, std::ostream
       ::_exit(rc);
     }
     if (pid < 0) {
+      // The ones started are stopped and reaped below, like any stop.
       log << "artifact-token serve: fork failed: " << std::strerror(errno) << "; stopping\n";
+      result = 1;
+      stopping = true;
       StopAll(live);
-      while (!live.empty()) {
-        pid_t done = ::waitpid(-1, nullptr, 0);
-        if (done > 0) live.erase(done);
-        if (done < 0 && errno != EINTR) break;
-      }
-      sigprocmask(SIG_SETMASK, &old, nullptr);
-      return 1;
+      continue;
     }
     live.insert(pid);
   }
 
-  bool stopping = false;
-  int result = 0;
   while (!live.empty()) {
     siginfo_t info;
     int sig = sigwaitinfo(&watched, &info);
