@@ -152,14 +152,18 @@ Response Api::Fail(const Error& e, const std::string& event, const std::string& 
   for (char& c : reason) {
     if (c == '"') c = '\'';
   }
-  log_.Write(Rfc3339(clock_.Now()) + " " + event + " master=" + master +
-             " outcome=" + std::to_string(HttpStatus(e.code)) + " reason=\"" + reason + "\"");
+  const int status = HttpStatus(e.code);
+  log_.Write(Rfc3339(clock_.Now()) + " " + event + " master=" + master + " outcome=" + std::to_string(status) +
+                 " reason=\"" + reason + "\"",
+             status >= 500 ? Priority::kError : Priority::kInfo);
   if (services_.metrics != nullptr) services_.metrics->Add(Metrics::RefusalCounter(e.code));
-  if (HttpStatus(e.code) < 500) return ErrorResponse(e);
+  if (status < 500) return ErrorResponse(e);
   // Server-side details (paths, errno) go to the log, not to the client.
-  return ErrorResponse(Error{e.code, e.code == ErrorCode::kInsufficientStorage
-                                         ? "the token store is full; nothing was changed"
-                                         : "the token service is unavailable; its log says why"});
+  std::string what = e.public_message;
+  if (what.empty()) {
+    what = e.code == ErrorCode::kInsufficientStorage ? "the storage is full" : "the token service failed";
+  }
+  return ErrorResponse(Error{e.code, what + "; nothing was changed, the token service's log has the details"});
 }
 
 std::string Api::BaseUrl(const Request& req) const {
@@ -419,9 +423,7 @@ Response Api::Renew(const Request& req, const Master& master, const std::string&
 }
 
 Response Api::Health() {
-  if (auto st = store_.CheckWritable(); !st) {
-    return Fail(Error{ErrorCode::kUnavailable, "token store is not writable"}, "health");
-  }
+  if (auto st = store_.CheckWritable(); !st) return Fail(st.error(), "health");
   Poco::JSON::Object obj;
   obj.set("status", std::string("ok"));
   return JsonResponse(200, obj);

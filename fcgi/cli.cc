@@ -163,7 +163,7 @@ namespace {
 int ServeOne(const Config& config, int index) {
   SystemClock clock;
   OpenSslRandom random;
-  EventLog log(std::cerr);
+  EventLog log(std::cerr, StderrIsJournal());
   TokenStore store(config.tokens_dir, config.artifacts_dir, clock, random);
   MastersFile masters(config.masters_file, &std::cerr);
   // Counters shared by this host's serve processes, on the tokens volume
@@ -176,7 +176,8 @@ int ServeOne(const Config& config, int index) {
     if (m) metrics.reset(m.value());
   }
   if (!metrics) {
-    log.Write("artifact-token serve: metrics are per process: the shared counters file cannot be opened");
+    log.Write("artifact-token serve: metrics are per process: the shared counters file cannot be opened",
+              Priority::kWarning);
     metrics.reset(Metrics::Open("").value());
   }
   // The processes of a host take turns at the full sweep: together they
@@ -466,7 +467,13 @@ int RunCheck(const std::vector<std::string>& args) {
     } else {
       auto parsed = ParseMasters(text.value());
       for (const auto& p : parsed.problems) problems.push_back("masters_file " + c.masters_file + " " + p);
-      if (parsed.entries.empty()) problems.push_back("masters_file " + c.masters_file + " has no usable master");
+      // An empty file is a fresh install, not a fault: nobody can log in
+      // (closed), and the service picks up a master as soon as one is added.
+      if (parsed.entries.empty() && parsed.problems.empty()) {
+        std::cout << "warning: masters_file " << c.masters_file
+                  << " has no master yet, so no token can be issued: add one with htpasswd -B " << c.masters_file
+                  << " NAME\n";
+      }
     }
   }
   for (const auto& p : problems) std::cout << "problem: " << p << "\n";

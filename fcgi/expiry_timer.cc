@@ -46,7 +46,8 @@ std::vector<TokenInfo> ExpiryTimer::RunDue(bool sweep) {
   if (sweep) {
     auto result = store_.ExpireAll();
     if (!result) {
-      log_.Write(Rfc3339(clock_.Now()) + " expire sweep failed: " + result.error().message);
+      log_.Write(Rfc3339(clock_.Now()) + " expire sweep failed: " + result.error().message,
+                 Priority::kError);
     } else {
       for (const auto& t : result->expired) report(t);
       std::lock_guard<std::mutex> lock(mu_);
@@ -65,7 +66,8 @@ std::vector<TokenInfo> ExpiryTimer::RunDue(bool sweep) {
     int64_t next = 0;
     auto r = store_.ExpireIfDue(entry.second, &next);
     if (!r) {
-      log_.Write(Rfc3339(clock_.Now()) + " expire username=" + entry.second + " failed: " + r.error().message);
+      log_.Write(Rfc3339(clock_.Now()) + " expire username=" + entry.second + " failed: " + r.error().message,
+                 Priority::kError);
       // Retry in a second rather than spin.
       Schedule(entry.second, clock_.Now() + 1);
     } else if (r.value()) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -13,7 +14,28 @@ namespace artifact {
 
 Error ErrnoError(const std::string& what, const std::string& path, int err) {
   ErrorCode code = (err == ENOSPC || err == EDQUOT) ? ErrorCode::kInsufficientStorage : ErrorCode::kUnavailable;
-  return Error{code, what + " " + path + ": " + std::strerror(err)};
+  // The cause in words for the client: the class of failure, never the path.
+  const char* cause = "the storage reported an error";
+  switch (err) {
+    case EACCES:
+    case EPERM: cause = "permission denied"; break;
+    case EROFS: cause = "the filesystem is read-only"; break;
+    case ENOENT:
+    case ENOTDIR: cause = "a directory is missing"; break;
+    case ENOSPC:
+    case EDQUOT: cause = "no space left"; break;
+    default: break;
+  }
+  return Error{code, what + " " + path + ": " + std::strerror(err), cause};
+}
+
+bool StderrIsJournal() {
+  const char* env = std::getenv("JOURNAL_STREAM");
+  if (env == nullptr) return false;
+  struct stat st{};
+  if (::fstat(STDERR_FILENO, &st) != 0) return false;
+  const std::string expected = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  return expected == env;
 }
 
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes, bool follow_symlinks) {
@@ -63,8 +85,13 @@ Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode) {
     start = slash == std::string::npos ? rel.size() : slash + 1;
     if (seg.empty()) continue;
     path += "/" + seg;
-    if (::mkdir(path.c_str(), mode) == 0) {
-      if (::chmod(path.c_str(), mode) != 0) return ErrnoError("chmod", path, errno);
+    if (::mkdir(path.c_str(), mode & 0777) == 0) {
+      struct stat made{};
+      if (::lstat(path.c_str(), &made) != 0) return ErrnoError("stat", path, errno);
+      if ((made.st_mode & 0777) != (mode & 0777)) {
+        const mode_t wanted = (mode & 0777) | (made.st_mode & S_ISGID);
+        if (::chmod(path.c_str(), wanted) != 0) return ErrnoError("chmod", path, errno);
+      }
       // The new entry must survive a crash like the files that go in it.
       if (auto st = FsyncDir(path.substr(0, path.rfind('/'))); !st) return st;
       continue;

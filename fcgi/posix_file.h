@@ -18,12 +18,22 @@ Error ErrnoError(const std::string& what, const std::string& path, int err);
 // a masters file may be, e.g. a mounted secret).
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 65536, bool follow_symlinks = false);
 
+// True when stderr is the stream systemd connected to journald
+// ($JOURNAL_STREAM names its device and inode; a redirect elsewhere differs).
+bool StderrIsJournal();
+
 // fsync of a directory, so a create/link/rename/unlink in it is durable.
 Status FsyncDir(const std::string& dir);
 
 // mkdir -p of `rel` below the existing directory `base`; each directory it
-// creates gets exactly `mode` (chmod after mkdir, so the umask cannot narrow
-// it) and its parent is fsynced.
+// creates gets the permission bits `mode` (0777 at most: no setuid/setgid/
+// sticky) and its parent is fsynced. A setgid bit is never asked for, only
+// inherited from a setgid parent, as the kernel does on mkdir: systemd's
+// RestrictSUIDSGID= refuses every mkdir or chmod whose mode carries S_ISGID
+// (EPERM), so asking for it makes a hardened service unable to create a
+// build. Only when the umask narrowed `mode` is it widened by chmod, keeping
+// the inherited setgid bit (then a hardened service fails; its unit sets
+// UMask=0002 so that never happens).
 Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode);
 
 // A new file of `content` next to its final names: mkstemp in `dir`, fchmod,

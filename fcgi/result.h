@@ -25,8 +25,17 @@ enum class ErrorCode {
 
 struct Error {
   ErrorCode code;
-  std::string message;
+  std::string message;  // for the log and, below 500, for the client
+  // For a 5xx, what the client may read: what failed, in words an operator
+  // can act on, never a path or errno. Empty: a generic sentence.
+  std::string public_message{};
 };
+
+// `e` with what failed, for a 5xx answer, in front of the cause's words.
+inline Error Explained(Error e, const std::string& what) {
+  e.public_message = e.public_message.empty() ? what : what + ": " + e.public_message;
+  return e;
+}
 
 // The HTTP status and the stable machine-readable code of an error.
 int HttpStatus(ErrorCode code);

@@ -97,7 +97,8 @@ void Sealer::Run(SealStatus* status) {
     // Only a build that published something can become latest.
     if (status->success && report->mismatches.empty() && report->files > 0) {
       if (auto st = UpdateLatest(artifacts_dir_, s.scope); !st) {
-        log_.Write(Rfc3339(clock_.Now()) + " latest scope=" + s.scope + " failed: " + st.error().message);
+        log_.Write(Rfc3339(clock_.Now()) + " latest scope=" + s.scope + " failed: " + st.error().message,
+                   Priority::kWarning);
       }
     }
   }
@@ -119,7 +120,8 @@ void Sealer::Run(SealStatus* status) {
   log_.Write(Rfc3339(clock_.Now()) + " seal master=" + status->issued_by + " username=" + status->username +
              " files=" + std::to_string(files) + " bytes=" + std::to_string(bytes) +
              " mismatches=" + std::to_string(mismatches) + " result=" + (status->success ? "success" : "failure") +
-             " outcome=" + status->state + (status->error.empty() ? "" : " reason=\"" + status->error + "\""));
+             " outcome=" + status->state + (status->error.empty() ? "" : " reason=\"" + status->error + "\""),
+             status->state == "failed" ? Priority::kError : Priority::kInfo);
   if (files > 0 || status->state != "done") WriteStatus(*status);
 }
 

@@ -16,7 +16,10 @@ namespace {
 constexpr mode_t kFileMode = 0640;         // never world-readable
 constexpr int64_t kSealStatusDays = 7;      // how long prune keeps a seal status
 constexpr mode_t kTokenDirMode = 0750;
-constexpr mode_t kArtifactDirMode = 02775;  // nginx workers (group) write; setgid keeps the group
+// nginx's workers (the group) write into build directories. The setgid bit
+// that keeps the group comes from the artifacts root (tmpfiles: 2775), never
+// from this mode: see MakeDirs.
+constexpr mode_t kArtifactDirMode = 0775;
 
 std::string Parent(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
@@ -80,7 +83,7 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
     if (!seen.insert(s.str()).second) return Error{ErrorCode::kBadRequest, "scope " + s.str() + " given twice"};
     if (!req.reopen) {
       auto published = DirHasEntries(artifacts_dir_ + "/" + s.str());
-      if (!published) return published.error();
+      if (!published) return Explained(published.error(), "cannot read the build directory in the artifacts volume");
       if (published.value()) {
         return Error{ErrorCode::kConflict, "scope " + s.str() + " is published (its directory holds files)"};
       }
@@ -153,7 +156,9 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
     if (auto st = FsyncDir(Parent(path)); !st) return roll_back(st.error());
   }
   for (const auto& s : token.info.scopes) {
-    if (auto st = MakeDirs(artifacts_dir_, s, kArtifactDirMode); !st) return roll_back(st.error());
+    if (auto st = MakeDirs(artifacts_dir_, s, kArtifactDirMode); !st) {
+      return roll_back(Explained(st.error(), "cannot create the build directory in the artifacts volume"));
+    }
   }
   return token;
 }
@@ -394,8 +399,22 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
 
 Status TokenStore::CheckWritable() const {
   auto temp = WriteTempFile(tokens_dir_, "", kFileMode);
-  if (!temp) return temp.error();
-  if (::unlink(temp->c_str()) != 0) return ErrnoError("unlink", temp.value(), errno);
+  if (!temp) return Explained(temp.error(), "the token store is not writable");
+  if (::unlink(temp->c_str()) != 0) {
+    return Explained(ErrnoError("unlink", temp.value(), errno), "the token store is not writable");
+  }
+  // A build directory, made as an issue makes one (MakeDirs, the same mode,
+  // under the artifacts root), so a service that cannot create builds (a
+  // read-only volume, a seccomp filter refusing the mode) is not healthy.
+  // Hidden, so never served; per process, so concurrent checks do not meet.
+  const std::string probe = ".healthz-" + std::to_string(::getpid());
+  if (auto st = MakeDirs(artifacts_dir_, probe, kArtifactDirMode); !st) {
+    return Explained(st.error(), "cannot create a build directory in the artifacts volume");
+  }
+  if (::rmdir((artifacts_dir_ + "/" + probe).c_str()) != 0 && errno != ENOENT) {
+    return Explained(ErrnoError("rmdir", artifacts_dir_ + "/" + probe, errno),
+                     "cannot remove a directory from the artifacts volume");
+  }
   return Ok{};
 }
 

@@ -82,7 +82,8 @@ class TokenStore {
   // `stale_after`. Returns one human line per removal.
   Result<std::vector<std::string>> Prune(int64_t stale_after);
 
-  // Creates and removes a file in the store: the health check.
+  // The health check: creates and removes a file in the store and a
+  // directory in the artifacts tree, the way an issue writes them.
   Status CheckWritable() const;
 
   std::string ScopeFilePath(const std::string& scope) const;

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <crypt.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -219,4 +220,20 @@ TEST_CASE_METHOD(ApiFixture, "renew extends, capped by max_ttl from the issue, o
   clock.Advance(1000);
   CHECK(Call("POST", "/token/" + user + "/renew", R"({"ttl": 300})").status == 404);
   CHECK(Call("POST", "/token/nobody/renew", "").status == 404);
+}
+
+TEST_CASE_METHOD(ApiFixture, "healthz fails when the artifacts tree cannot take a build directory", "[api]") {
+  // What issuing needs, not only the token store: a file where the
+  // artifacts root should be makes every issue fail, and healthz too.
+  std::filesystem::remove_all(config.artifacts_dir);
+  std::ofstream(config.artifacts_dir) << "not a directory";
+  auto h = Call("GET", "/token/healthz", "", "");
+  CHECK(h.status == 503);
+  const std::string message = Json(h)->getValue<std::string>("message");
+  CHECK(message.find("artifacts volume") != std::string::npos);
+  CHECK(message.find(config.artifacts_dir) == std::string::npos);
+  auto issue = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})");
+  CHECK(issue.status == 503);
+  CHECK(Json(issue)->getValue<std::string>("message").find("artifacts volume") != std::string::npos);
+  CHECK(log.str().find("outcome=503") != std::string::npos);
 }
