@@ -55,8 +55,9 @@ done
 site=$work/site.conf
 sed -e "s|/etc/nginx/artifact-repository|$root/etc/nginx/artifact-repository|g" \
     -e "s|/var/lib/artifact-repository|$root/var/lib/artifact-repository|g" \
+    -e "s|/var/log/artifact-repository|$root/var/log/artifact-repository|g" \
     "$root/etc/nginx/sites-available/artifact-repository" >"$site"
-mkdir -p "$root/var/lib/artifact-repository/artifacts/.incoming" "$work/logs"
+mkdir -p "$root/var/lib/artifact-repository/artifacts/.incoming" "$root/var/log/artifact-repository" "$work/logs"
 cat >"$work/nginx.conf" <<CONF
 pid $work/nginx.pid;
 error_log $work/logs/error.log;
