@@ -7,6 +7,8 @@
 #   make fuzz                each fuzzer for FUZZ_SECONDS (default 300)
 #   make install             binary, systemd units, nginx site, config (DESTDIR honoured)
 #   make test-image          the Docker image, built and run with podman (root)
+#   make deb                 the Debian package, into build/deb (lintian-checked)
+#   make test-systemd        the package installed and driven in a booted Debian 12 (root)
 #   make bench               benchmarks into bench/RESULTS.md (make bench-quick: under two minutes)
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
@@ -24,7 +26,7 @@ BUILD_DIR ?= build
 SANITIZE_FLAGS =
 endif
 
-.PHONY: all deps test-deps build run test test-fuzz fuzz test-image bench bench-quick bench-buildbot install clean
+.PHONY: all deps test-deps build run test test-fuzz fuzz test-image deb test-systemd bench bench-quick bench-buildbot install clean
 
 all: build
 
@@ -64,6 +66,19 @@ test-fuzz fuzz: test-deps
 test-image:
 	@scripts/install-deps.sh image
 	docker/test-image.sh
+
+# The Debian package (debian/), built from the working tree in a staging
+# copy; prints the .deb's path last.
+deb:
+	@scripts/install-deps.sh deb
+	scripts/make-deb.sh
+
+# The package installed with apt in a Debian 12 booted with systemd as PID 1
+# (systemd-nspawn), driven through nginx. Root; the first run debootstraps
+# (about a minute), later runs reuse it.
+test-systemd:
+	@scripts/install-deps.sh systemd
+	tests/deploy/test_systemd.sh "$$(scripts/make-deb.sh | tail -n 1)"
 
 # Benchmarks: own servers on 127.0.0.1, every figure a ratio against a
 # baseline measured in the same run; writes bench/RESULTS.md.

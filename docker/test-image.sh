@@ -103,18 +103,7 @@ mkdir -p "$work/tmp/$prefix"
 scratch=$work/tmp/$prefix
 
 # --- the base image: debootstrap + import, once --------------------------------
-debian_mirror() {
-  local m
-  if [[ -n ${ARTIFACT_DEBIAN_MIRROR:-} ]]; then echo "$ARTIFACT_DEBIAN_MIRROR"; return; fi
-  # deb822 sources (URIs: ...) or one-line sources (deb URL SUITE ...): the
-  # first URL that serves the main archive (not -security).
-  m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-    sed -n -E -e 's/^URIs:[[:space:]]*([^[:space:]]+).*/\1/p' \
-               -e 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/p' |
-    grep -E '/debian/?$' | head -n 1 || true)
-  [[ -n $m ]] || fail "no Debian mirror in /etc/apt/sources.list*: set ARTIFACT_DEBIAN_MIRROR"
-  echo "${m%/}"
-}
+debian_mirror() { "$here/scripts/debian-mirror.sh" || fail "no Debian mirror: set ARTIFACT_DEBIAN_MIRROR"; }
 
 if [[ ${ARTIFACT_IMAGE_REBASE:-0} == 1 ]] || ! podman image exists "$base_image"; then
   mirror=$(debian_mirror)

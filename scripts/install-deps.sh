@@ -7,6 +7,8 @@
 #   run    build and run (make build, make run, make install): the default
 #   test   also what the tests and benchmarks use (make test, make bench)
 #   image  also podman and debootstrap (make test-image)
+#   deb    what building the Debian package needs (make deb)
+#   systemd also what booting it needs (make test-systemd)
 set -euo pipefail
 
 set_name=${1:-run}
@@ -23,7 +25,11 @@ case $set_name in
     # base image, docker-compose for the compose files.
     [[ $set_name == image ]] && packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)
     ;;
-  *) echo "install-deps: unknown set '$set_name' (run, test or image)" >&2; exit 2 ;;
+  deb | systemd)
+    packages+=(debhelper dpkg-dev lintian)
+    [[ $set_name == systemd ]] && packages+=(systemd-container debootstrap python3)
+    ;;
+  *) echo "install-deps: unknown set '$set_name' (run, test, image, deb or systemd)" >&2; exit 2 ;;
 esac
 
 missing=()
