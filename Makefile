@@ -2,7 +2,8 @@
 # Neovim's top-level Makefile). Both install missing Debian packages first.
 #
 #   make run                 nginx + artifact-token on 127.0.0.1:8080, in the foreground
-#   make test                every test: unit, integration (real nginx + spawn-fcgi), short fuzz runs
+#   make test                every test: unit, integration (real nginx + spawn-fcgi), short fuzz runs,
+#                            the package in a booted systemd and the Docker image (root)
 #   make test SANITIZE=1     the unit and integration tests built with ASan + UBSan
 #   make fuzz                each fuzzer for FUZZ_SECONDS (default 300)
 #   make install             binary, systemd units, nginx site, config (DESTDIR honoured)
@@ -46,10 +47,17 @@ build: deps
 run: build
 	ARTIFACT_BIN=$(abspath $(BUILD_DIR))/artifact-token scripts/run.sh
 
+# Everything: CTest (unit, integration, deploy, buildbot, multinode), the
+# fuzzers for 10 s each, then the deployments for real (root): the Debian
+# package in a booted systemd, the Docker image with podman. SANITIZE=1 runs
+# the CTest part only, built with ASan + UBSan.
 test: test-deps build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 600 -j $(JOBS)
+	@start=$$(date +%s); ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 600 -j $(JOBS); rc=$$?; \
+	  echo "make test: ctest took $$(( $$(date +%s) - start )) s"; exit $$rc
 ifneq ($(SANITIZE),1)
 	$(MAKE) --no-print-directory test-fuzz FUZZ_SECONDS=10
+	$(MAKE) --no-print-directory test-systemd
+	$(MAKE) --no-print-directory test-image
 endif
 
 # The libFuzzer harnesses (clang), each run from the seed corpus in fuzz/corpus.
@@ -78,7 +86,7 @@ deb:
 # (about a minute), later runs reuse it.
 test-systemd:
 	@scripts/install-deps.sh systemd
-	tests/deploy/test_systemd.sh "$$(scripts/make-deb.sh | tail -n 1)"
+	set -o pipefail; deb=$$(scripts/make-deb.sh | tail -n 1) && tests/deploy/test_systemd.sh "$$deb"
 
 # Benchmarks: own servers on 127.0.0.1, every figure a ratio against a
 # baseline measured in the same run; writes bench/RESULTS.md.
