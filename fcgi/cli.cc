@@ -159,31 +159,17 @@ std::string ProgramUsage() {
 namespace {
 
 // One serve process (number `index` of config.processes): the accept loop,
-// its expiry timer and sealer.
-int ServeOne(const Config& config, int index) {
+// its expiry timer and sealer. `metrics` is shared by all of them.
+int ServeOne(const Config& config, int index, Metrics* metrics) {
   SystemClock clock;
   OpenSslRandom random;
   EventLog log(std::cerr, StderrIsJournal());
   TokenStore store(config.tokens_dir, config.artifacts_dir, clock, random);
   MastersFile masters(config.masters_file, &std::cerr);
-  // Counters shared by this host's serve processes, on the tokens volume
-  // (private to nginx and the app) so they survive restarts.
-  char host[256] = "localhost";
-  ::gethostname(host, sizeof host - 1);
-  std::unique_ptr<Metrics> metrics;
-  if (auto st = MakeDirs(config.tokens_dir, ".metrics", 0750); st) {
-    auto m = Metrics::Open(config.tokens_dir + "/.metrics/" + (IsValidSegment(host) ? host : "localhost"));
-    if (m) metrics.reset(m.value());
-  }
-  if (!metrics) {
-    log.Write("artifact-token serve: metrics are per process: the shared counters file cannot be opened",
-              Priority::kWarning);
-    metrics.reset(Metrics::Open("").value());
-  }
   // The processes of a host take turns at the full sweep: together they
   // sweep once a minute, not once a minute each (10,000 records each time).
-  ExpiryTimer timer(store, clock, log, 60 * config.processes, metrics.get(), 60 * index);
-  Sealer sealer(config.tokens_dir, config.artifacts_dir, clock, log, metrics.get());
+  ExpiryTimer timer(store, clock, log, 60 * config.processes, metrics, 60 * index);
+  Sealer sealer(config.tokens_dir, config.artifacts_dir, clock, log, metrics);
 
   // The timer thread starts with the stop signals blocked, so they are
   // delivered to the accept loop, which installs their handlers.
@@ -195,7 +181,7 @@ int ServeOne(const Config& config, int index) {
   sealer.Start();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
-  Api api(config, store, masters, clock, log, ApiServices{&timer, &sealer, metrics.get()});
+  Api api(config, store, masters, clock, log, ApiServices{&timer, &sealer, metrics});
   log.Write("artifact-token serve: tokens in " + config.tokens_dir + ", artifacts in " + config.artifacts_dir +
             ", scope_depth " + std::to_string(config.scope_depth));
   int rc = RunFastCgiLoop(api);
@@ -222,8 +208,16 @@ int RunServe(const std::vector<std::string>& args) {
   if (!loaded.rest.empty()) return Usage("serve", "unexpected argument " + loaded.rest.front());
   const Config& config = loaded.config;
   if (!FastCgiSocketOnStdin()) return 2;
-  if (config.processes == 1) return ServeOne(config, 0);
-  return RunProcesses(config.processes, [&config](int index) { return ServeOne(config, index); }, std::cerr);
+  // Made before the fork, so every serve process adds to the same counters.
+  auto metrics = Metrics::Open(/*shared=*/config.processes > 1);
+  if (!metrics) {
+    std::cerr << "artifact-token serve: " << metrics.error().message << "\n";
+    return 1;
+  }
+  std::unique_ptr<Metrics> owned(metrics.value());
+  if (config.processes == 1) return ServeOne(config, 0, owned.get());
+  return RunProcesses(
+      config.processes, [&config, &owned](int index) { return ServeOne(config, index, owned.get()); }, std::cerr);
 }
 
 int RunIssue(const std::vector<std::string>& args) {

@@ -45,26 +45,17 @@ const Description kDescriptions[Metrics::kCount] = {
 
 }  // namespace
 
-Result<Metrics*> Metrics::Open(const std::string& path) {
+Result<Metrics*> Metrics::Open(bool shared) {
   const size_t size = sizeof(std::atomic<uint64_t>) * kCount;
-  if (path.empty()) {
+  if (!shared) {
     auto* counters = new std::atomic<uint64_t>[kCount];
     for (size_t i = 0; i < kCount; ++i) counters[i] = 0;
     return new Metrics(counters, 0);
   }
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-  if (fd < 0) return ErrnoError("open", path, errno);
-  // Grows a new (or older, shorter) file with zeros; never shrinks it.
-  struct stat st{};
-  if (::fstat(fd, &st) != 0 || (static_cast<size_t>(st.st_size) < size && ::ftruncate(fd, static_cast<off_t>(size)) != 0)) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoError("size", path, err);
-  }
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  int err = errno;
-  ::close(fd);
-  if (p == MAP_FAILED) return ErrnoError("mmap", path, err);
+  // Zero-filled by the kernel; std::atomic<uint64_t> is lock-free here, so
+  // zero bytes are zero counters.
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return ErrnoError("mmap", "metrics counters", errno);
   return new Metrics(static_cast<std::atomic<uint64_t>*>(p), size);
 }
 

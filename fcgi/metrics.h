@@ -1,7 +1,11 @@
-// Counters for GET /token/metrics (Prometheus text format). They live in a
-// small file mapped MAP_SHARED, one per host, so the several `serve`
-// processes under one socket add up to one set of numbers that survives a
-// restart; lock-free atomics make concurrent increments exact.
+// Counters for GET /token/metrics (Prometheus text format). They live in an
+// anonymous MAP_SHARED mapping the supervisor makes before it forks, so the
+// several `serve` processes under one socket add up to one set of numbers;
+// lock-free atomics make concurrent increments exact. No file backs them: a
+// mapping of a file on a shared volume turns any I/O error of that volume
+// into SIGBUS (seen on GlusterFS), and a file named after the host is shared
+// by accident between nodes of one name. Like any Prometheus counter they
+// start from zero when the service restarts.
 #pragma once
 
 #include <atomic>
@@ -37,9 +41,9 @@ class Metrics {
     kCount
   };
 
-  // Maps `path` (created when missing); an empty path keeps the counters in
-  // this process only (tests).
-  static Result<Metrics*> Open(const std::string& path);
+  // Counters shared with the processes this one forks after the call
+  // (`shared`), or in this process only.
+  static Result<Metrics*> Open(bool shared);
   ~Metrics();
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
