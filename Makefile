@@ -92,7 +92,7 @@ test-systemd:
 # Three nodes (nginx + app each) on a GlusterFS replica-3 volume that the test
 # builds in network namespaces (one glusterd per storage host): the multi-node
 # scenarios, then a brick killed and restarted, concurrent issues on one
-# builder, a host's link cut and restored. Root; about 3 minutes.
+# builder, a host's link cut and restored. Root; about 4 minutes.
 test-gluster: build
 	@scripts/install-deps.sh test
 	@scripts/install-deps.sh gluster
