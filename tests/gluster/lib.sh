@@ -228,8 +228,17 @@ gl_pid_stop() {
   return 0
 }
 
+# gl_ours PID I: true when PID runs in host I's network namespace (a pid
+# file's PID may have been reused by an unrelated process after its end)
+gl_ours() {
+  local mine theirs
+  mine=$(stat -L -c %i "/run/netns/$(gl_ns "$2")" 2>/dev/null) || return 1
+  theirs=$(stat -L -c %i "/proc/$1/ns/net" 2>/dev/null) || return 1
+  [[ $mine == "$theirs" ]]
+}
+
 gl_teardown() {
-  local m i pids=() f ns
+  local m i pid pids=() f ns
   if [[ -f $GL_WORK/mounts ]]; then
     while read -r m; do
       mountpoint -q "$m" 2>/dev/null || continue
@@ -237,16 +246,18 @@ gl_teardown() {
     done <"$GL_WORK/mounts"
   fi
   for i in 1 2 3; do
-    [[ -f $GL_WORK/gl$i/mnt.pid ]] && pids+=("$(<"$GL_WORK/gl$i/mnt.pid")")
-  done
-  for i in 1 2 3; do
-    [[ -f $GL_WORK/gl$i/glusterd.pid ]] && pids+=("$(<"$GL_WORK/gl$i/glusterd.pid")")
+    for f in "$GL_WORK/gl$i/mnt.pid" "$GL_WORK/gl$i/glusterd.pid"; do
+      [[ -f $f ]] && pid=$(<"$f") && gl_ours "$pid" "$i" && pids+=("$pid")
+    done
   done
   gl_pid_stop "${pids[@]}"
   pids=()
   for i in 1 2 3; do
     [[ -d $GL_WORK/gl$i/run/gluster ]] || continue
-    while read -r f; do pids+=("$(<"$f")"); done < <(find "$GL_WORK/gl$i/run/gluster" -name '*.pid' -type f)
+    while read -r f; do
+      pid=$(<"$f")
+      gl_ours "$pid" "$i" && pids+=("$pid")
+    done < <(find "$GL_WORK/gl$i/run/gluster" -name '*.pid' -type f)
   done
   gl_pid_stop "${pids[@]}"
   if [[ -f $GL_WORK/namespaces ]]; then
