@@ -5,7 +5,9 @@
 #include <catch2/catch.hpp>
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -311,4 +313,49 @@ TEST_CASE("limit_req slows brute force on /token", "[integration]") {
     else CHECK(r.status == 401);
   }
   CHECK(limited >= 10);
+}
+
+TEST_CASE("the make run banner commands work as printed, and a second run on its port refuses to start",
+          "[integration]") {
+  Servers s;
+  const std::string log = s.AppLog();
+  const auto begin = log.find("Try it");
+  const auto end = log.find("Ctrl-C stops both servers.");
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  std::istringstream block(log.substr(begin, end - begin));
+  std::vector<std::string> commands;
+  for (std::string line; std::getline(block, line);) {
+    auto first = line.find_first_not_of(' ');
+    if (first != std::string::npos && line.compare(first, 5, "curl ") == 0) commands.push_back(line.substr(first));
+  }
+  REQUIRE(commands.size() == 4);  // issue, upload, download, revoke
+  const std::string src = ARTIFACT_SOURCE_DIR;
+  const bool netrc_before = std::filesystem::exists(src + "/build.netrc");
+  for (const auto& cmd : commands) {
+    INFO(cmd);
+    CHECK(std::system(("cd '" + src + "' && (" + cmd + ") >/dev/null 2>&1").c_str()) == 0);
+  }
+  // The upload again, after the revoke: refused, so curl -f fails.
+  CHECK(std::system(("cd '" + src + "' && (" + commands[1] + ") >/dev/null 2>&1").c_str()) != 0);
+  // The credential file goes to the state directory, not into the checkout.
+  CHECK(std::filesystem::exists(s.state_dir() + "/build.netrc"));
+  CHECK(std::filesystem::exists(src + "/build.netrc") == netrc_before);
+
+  // A second make run on the same port: a clear refusal, no banner with a
+  // credential that would not work there.
+  const auto at = log.find("running on http://");
+  REQUIRE(at != std::string::npos);
+  const std::string listen = log.substr(at + 18, log.find_first_of(" \n", at + 18) - (at + 18));
+  const std::string other = s.state_dir() + "-second";
+  const std::string run = "ARTIFACT_LISTEN='" + listen + "' ARTIFACT_STATE_DIR='" + other + "' ARTIFACT_BIN='" +
+                          ARTIFACT_TOKEN_BIN + "' timeout 20 bash '" + src + "/scripts/run.sh' >'" + other +
+                          ".out' 2>&1";
+  CHECK(std::system(run.c_str()) != 0);
+  std::ifstream in(other + ".out");
+  const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(out.find("already answers") != std::string::npos);
+  CHECK(out.find("master credential") == std::string::npos);
+  std::filesystem::remove_all(other);
+  std::filesystem::remove(other + ".out");
 }
