@@ -32,6 +32,11 @@
 namespace artifact {
 namespace {
 
+// "<3>" for an error line on stderr when stderr goes to journald (see
+// EventLog), so `journalctl -p warning` shows why a unit failed; "" else.
+std::string ErrorPrefix() { return StderrIsJournal() ? "<3>" : ""; }
+
+
 std::string ConfigHelp() {
   std::string out = "Configuration (file " + std::string(kDefaultConfigPath) +
                     ", --config FILE or ARTIFACT_CONFIG to change;\n"
@@ -53,7 +58,7 @@ bool WantsHelp(const std::vector<std::string>& args) {
 bool Load(const std::string& cmd, const std::vector<std::string>& args, LoadedConfig* out) {
   auto loaded = LoadConfig(args, ProcessEnvironment());
   if (!loaded) {
-    std::cerr << "artifact-token " << cmd << ": " << loaded.error().message << "\n";
+    std::cerr << ErrorPrefix() << "artifact-token " << cmd << ": " << loaded.error().message << "\n";
     return false;
   }
   *out = std::move(loaded.value());
@@ -362,7 +367,7 @@ int RunPrune(const std::vector<std::string>& args) {
   }
   auto removed = admin.store->Prune(stale_after);
   if (!removed) {
-    std::cerr << "artifact-token prune: " << removed.error().message << "\n";
+    std::cerr << ErrorPrefix() << "artifact-token prune: " << removed.error().message << "\n";
     return 1;
   }
   for (const auto& line : removed.value()) std::cout << "removed " << line << "\n";
@@ -395,7 +400,7 @@ int RunRetention(const std::vector<std::string>& args) {
   }
   auto report = ApplyRetention(c.artifacts_dir, c.tokens_dir, c.scope_depth, rules.value(), admin.clock.Now(), dry_run);
   if (!report) {
-    std::cerr << "artifact-token retention: " << report.error().message << "\n";
+    std::cerr << ErrorPrefix() << "artifact-token retention: " << report.error().message << "\n";
     return 1;
   }
   for (const auto& scope : report->removed) std::cout << (dry_run ? "would remove " : "removed ") << scope << "\n";
@@ -464,13 +469,14 @@ int RunCheck(const std::vector<std::string>& args) {
       // An empty file is a fresh install, not a fault: nobody can log in
       // (closed), and the service picks up a master as soon as one is added.
       if (parsed.entries.empty() && parsed.problems.empty()) {
-        std::cout << "warning: masters_file " << c.masters_file
+        std::cerr << (StderrIsJournal() ? "<4>" : "") << "warning: masters_file " << c.masters_file
                   << " has no master yet, so no token can be issued: add one with htpasswd -B " << c.masters_file
                   << " NAME\n";
       }
     }
   }
-  for (const auto& p : problems) std::cout << "problem: " << p << "\n";
+  // On stderr, so a unit that fails its check says why at error priority.
+  for (const auto& p : problems) std::cerr << ErrorPrefix() << "problem: " << p << "\n";
   if (!problems.empty()) return 1;
   std::cout << "ok: " << (loaded.path.empty() ? std::string("built-in defaults") : loaded.path)
             << ", scope_depth " << c.scope_depth << ", tokens in " << c.tokens_dir << ", artifacts in "
