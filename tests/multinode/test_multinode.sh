@@ -18,7 +18,7 @@
 #      node 3, revoke through node 3: the next upload is refused on every node;
 #   b. concurrent issue/upload/revoke on a few shared scopes, each step on a
 #      different random node: no lost, ghost or doubled tokens, no leftovers;
-#   c. a ttl=2 token issued on node 1 is refused by every node within 1.5 s of
+#   c. a ttl=5 token issued on node 1 is refused by every node within 1.5 s of
 #      its expiry, without any revoke;
 #   d. node 2's app is SIGKILLed while client loops run: the other nodes go on,
 #      node 2's nginx keeps accepting uploads of live tokens, the app restarts,
@@ -448,7 +448,7 @@ log "b: $b_loops loops x ${b_seconds}s on 3 scopes: $b_issued issued (201), $b_c
 
 # --- c. expiry on every node, no revoke --------------------------------------
 scope=mn/c/linux/1
-issue 1 "$scope" 2
+issue 1 "$scope" 5
 [[ $ISSUE_CODE == 201 ]] || die "c: issue on node 1 answered $ISSUE_CODE"
 user=$ISSUE_USER pass=$ISSUE_PASS
 line=$(<"$tokens/$scope.htpasswd")
@@ -456,7 +456,7 @@ line=$(<"$tokens/$scope.htpasswd")
 expires=${BASH_REMATCH[1]}
 for i in 1 2 3; do
   code=$(put "$i" "$user" "$pass" "$small" "$scope/f.bin")
-  [[ $code == 201 || $code == 204 ]] || die "c: the fresh ttl=2 token was refused ($code) by node $i"
+  [[ $code == 201 || $code == 204 ]] || die "c: the fresh ttl=5 token was refused ($code) by node $i"
 done
 refused=("" "" "" "")
 poll_end=$((expires + 5))
@@ -485,7 +485,7 @@ for i in 1 2 3; do
   awk -v l="${lat[i]}" 'BEGIN { exit !(l >= -0.2) }' ||
     die "c: node $i refused the token ${lat[i]} s before its expiry"
 done
-log "c: ttl=2 token issued on node 1 refused after expiry by node 1 in ${lat[1]} s, node 2 in ${lat[2]} s, node 3 in ${lat[3]} s"
+log "c: ttl=5 token issued on node 1 refused after expiry by node 1 in ${lat[1]} s, node 2 in ${lat[2]} s, node 3 in ${lat[3]} s"
 
 # --- d. node 2's app killed mid-operation ------------------------------------
 d_loops=6 d_ttl=8
@@ -590,7 +590,7 @@ multinode figures (mode: $mode, $(elapsed) s)
   kill survived                : yes; with node 2's app dead nodes 1+3 issued $d_issued_down and revoked $d_revoked_down tokens,
                                  node 2's nginx took $d_up2 loop uploads (+1 checked) and answered $d_down /token calls with 5xx;
                                  $d_404 revokes found the token already gone after a 5xx
-  expiry latency (ttl=2, node 1 issued): node1 ${lat[1]} s, node2 ${lat[2]} s, node3 ${lat[3]} s
+  expiry latency (ttl=5, node 1 issued): node1 ${lat[1]} s, node2 ${lat[2]} s, node3 ${lat[3]} s
   token of the killed node     : $orphan_status
   issues cut by the kill       : $burst_cut of 6 in flight ($burst_ok completed with 201)
   prune after the kill         : $before leftover file(s) after the ttl, prune removed $pruned: $(tr '\n' ';' <<<"$prune_out")
