@@ -332,6 +332,19 @@ score=$(inside systemd-analyze security artifact-token.service 2>/dev/null | sed
 python3 -c "import sys; sys.exit(0 if float('$score') <= 2.5 else 1)" || fail "hardening score $score is above 2.5"
 ok "systemd-analyze security inside the booted system: $score"
 
+# The service's own view: it writes the two volumes and nothing shared.
+main_pid=$(inside systemctl show -p MainPID --value artifact-token.service)
+as_service() { inside nsenter -t "$main_pid" -m -S "$(inside id -u artifact-token)" -G "$(inside getent group www-data | cut -d: -f3)" "$@"; }
+as_service touch /var/lib/artifact-repository/tokens/.probe-$$ || fail "the service user cannot write its tokens volume (control)"
+inside rm -f "/var/lib/artifact-repository/tokens/.probe-$$"
+for dir in /run/lock /dev/shm /tmp /var/tmp /etc /var/lib/artifact-repository; do
+  if as_service touch "$dir/.probe-$$" 2>/dev/null; then
+    as_service rm -f "$dir/.probe-$$"
+    [[ $dir == /tmp || $dir == /var/tmp ]] || fail "the service can write $dir"
+  fi
+done
+ok "inside the service's mount namespace its user writes the tokens volume, not /run/lock, /dev/shm, /etc"
+
 # --- upgrade in place ----------------------------------------------------------------
 say "upgrade in place to ${version}+upgrade1"
 t7=$(issue dpkg/proj/amd64/7 3600)
