@@ -109,6 +109,7 @@ TEST_CASE("every refusal says why in the API's JSON error shape", "[integration]
   IssuedToken gone = s.Issue(Servers::ScopeBody("dpkg/p/linux/3"));
   REQUIRE(s.Revoke(gone.username).status == 200);
   REQUIRE(s.Mkcol("/dpkg/p/linux/1/d/", t.username, t.password).status == 201);
+  REQUIRE(s.Put("/dpkg/p/linux/1/file", "f", t.username, t.password).status == 201);
   const auto auth = Servers::Basic(t.username, t.password);
   struct Case {
     std::string method, target, auth;
@@ -129,7 +130,10 @@ TEST_CASE("every refusal says why in the API's JSON error shape", "[integration]
       {"PUT", "/dpkg/p/linux/1/caf%C3%A9", auth, 403, "name_not_allowed", "ASCII"},
       {"PUT", "/dpkg/p/linux/1/.hidden", auth, 404, "hidden", "dot"},
       {"GET", "/dpkg/p/linux/1/.hidden", "", 404, "hidden", "dot"},
-      {"PUT", "/dpkg/p/linux/1/no/such/f", auth, 409, "parent_missing", "MKCOL"},
+      {"MKCOL", "/dpkg/p/linux/1/no/such/", auth, 409, "parent_missing", "MKCOL"},
+      {"PUT", "/dpkg/p/linux/1/file/sub/f", auth, 409, "parent_blocked", "a file or a symlink"},
+      {"DELETE", "/dpkg/p/linux/1/file/", auth, 409, "conflict", "not a real directory"},
+      {"DELETE", "/dpkg/p/linux/1/none/", auth, 404, "not_found", "does not exist"},
       {"MKCOL", "/dpkg/p/linux/1/e", auth, 409, "mkcol_slash", "slash"},
       {"MKCOL", "/dpkg/p/linux/1/d/", auth, 405, "not_allowed", "exists"},
       {"PUT", "/dpkg/p/linux/1/d", auth, 409, "conflict", "directory"},
