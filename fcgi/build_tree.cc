@@ -75,7 +75,9 @@ Result<Fd> OpenBuild(const std::string& artifacts_dir, const std::string& scope,
     auto next = OpenDirAt(fd.get(), seg, *path);
     if (!next) {
       // Without its build directory there is no build to write into.
-      if (next.error().code == ErrorCode::kConflict) return Error{ErrorCode::kNotFound, *path + " is not a build directory"};
+      if (next.error().code == ErrorCode::kConflict) {
+        return Error{ErrorCode::kNotFound, *path + " is not a build directory"};
+      }
       return next.error();
     }
     fd = std::move(next.value());
