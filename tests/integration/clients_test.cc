@@ -180,6 +180,18 @@ TEST_CASE("rclone copies, checks and lists a build, and shows why it is refused 
   const std::string lsjson = "rclone lsjson -R art:";
   for (const auto& command : {create, copy, check, lsjson}) RequireInReadme(command);
 
+  // Without --obscure rclone takes the password for an obscured one and
+  // sends something else: refused, and the refusal says what to do.
+  std::filesystem::create_directories(work.path + "/one");
+  std::ofstream(work.path + "/one/f.txt") << "f";
+  Run plain = Shell(work.path, vars,
+                    "export RCLONE_CONFIG=./plain.conf\n"
+                    R"(rclone config create plain webdav url="$BUILD_URL" vendor=other user="$TOKEN_USER" )"
+                    R"(pass="$TOKEN_PASS" >/dev/null && rclone copy ./one plain: --retries 1 --low-level-retries 1)");
+  INFO(plain.out);
+  CHECK(plain.exit_code != 0);
+  CHECK(plain.out.find("--obscure") != std::string::npos);
+
   Run configured = Shell(work.path, vars, create + " >/dev/null");
   REQUIRE(configured.exit_code == 0);
   // The password is stored obscured, never in clear.
