@@ -169,9 +169,15 @@ Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
     auto next = OpenDirAt(dir.get(), name, child);
     if (!next) return next.error().code == ErrorCode::kNotFound ? StepError("open", child, ENOTDIR) : next.error();
     if (made) {
-      // fchmod on the opened directory, not chmod by name: the umask cannot
-      // narrow the mode, and a link swapped in meanwhile is never followed.
-      if (::fchmod(next.value().get(), mode) != 0) return ErrnoError("chmod", child, errno);
+      // Through the opened directory, never by name: a link swapped in
+      // meanwhile is not followed. Only when the umask narrowed the mode
+      // (see kBuildDirMode), keeping the setgid bit the kernel inherited.
+      struct stat st{};
+      if (::fstat(next.value().get(), &st) != 0) return ErrnoError("stat", child, errno);
+      if ((st.st_mode & 0777) != (mode & 0777) &&
+          ::fchmod(next.value().get(), (st.st_mode & S_ISGID) | (mode & 0777)) != 0) {
+        return ErrnoError("chmod", child, errno);
+      }
       if (::fsync(dir.get()) != 0) return ErrnoError("fsync", path, errno);
     }
     dir = std::move(next.value());

@@ -17,9 +17,10 @@
 
 namespace artifact {
 
-// Directories below a build: group-writable for nginx's workers, setgid so
-// everything below keeps the group (as the app makes build directories).
-inline constexpr mode_t kBuildDirMode = 02775;
+// Directories below a build: group-writable for nginx's workers. The setgid
+// bit that keeps the group is inherited from the build directory, never asked
+// for: systemd's RestrictSUIDSGID= refuses a mkdir or chmod that asks for it.
+inline constexpr mode_t kBuildDirMode = 0775;
 
 // A name below a build: [A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254} (kEntryRegex).
 bool IsValidEntry(const std::string& name);
@@ -36,8 +37,9 @@ struct BuildPath {
 Result<BuildPath> ParseBuildPath(const std::string& uri, int depth);
 
 // Makes every missing directory of `dirs` below the existing build directory
-// `scope` of `artifacts_dir`, each with `mode` (the parent is fsynced after
-// each). 409 when a component exists and is not a real directory (a file or a
+// `scope` of `artifacts_dir`, each with the permission bits `mode` (widened by
+// fchmod only when the umask narrowed them, keeping an inherited setgid bit;
+// the parent is fsynced after each). 409 when a component exists and is not a real directory (a file or a
 // symlink), 404 when the build directory is missing or is itself reached
 // through a symlink.
 Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,

@@ -62,14 +62,18 @@ TEST_CASE("ParseBuildPath splits a URI into the build and the names below it", "
 
 TEST_CASE("MakeBuildDirs makes the missing directories below a build only", "[build_tree]") {
   Tree t;
-  REQUIRE(MakeBuildDirs(t.root, "a/b/c/d", {"x", "y", "z"}, 02775));
+  REQUIRE(::chmod(t.build.c_str(), 02775) == 0);  // a build directory under a setgid root
+  const mode_t umask = ::umask(027);                // narrower than the mode asked for
+  auto made = MakeBuildDirs(t.root, "a/b/c/d", {"x", "y", "z"}, 0775);
+  ::umask(umask);
+  REQUIRE(made);
   CHECK(fs::is_directory(t.build + "/x/y/z"));
   struct stat st{};
   REQUIRE(::stat((t.build + "/x/y/z").c_str(), &st) == 0);
-  CHECK((st.st_mode & 07777) == 02775);  // not narrowed by the umask
-  CHECK(MakeBuildDirs(t.root, "a/b/c/d", {"x", "y"}, 02775));  // existing: fine
+  CHECK((st.st_mode & 07777) == 02775);  // widened past the umask, setgid inherited
+  CHECK(MakeBuildDirs(t.root, "a/b/c/d", {"x", "y"}, 0775));  // existing: fine
   // A missing build is not made.
-  auto missing = MakeBuildDirs(t.root, "a/b/c/e", {"x"}, 02775);
+  auto missing = MakeBuildDirs(t.root, "a/b/c/e", {"x"}, 0775);
   REQUIRE_FALSE(missing);
   CHECK(missing.error().code == ErrorCode::kNotFound);
   CHECK_FALSE(fs::exists(t.root + "/a/b/c/e"));
@@ -82,7 +86,7 @@ TEST_CASE("MakeBuildDirs never follows a symlink or passes a file", "[build_tree
   const size_t outside = t.OutsideCount();
   for (const auto& dirs : std::vector<std::vector<std::string>>{
            {"link"}, {"link", "new"}, {"link", "sub", "new"}, {"file"}, {"file", "new"}}) {
-    auto r = MakeBuildDirs(t.root, "a/b/c/d", dirs, 02775);
+    auto r = MakeBuildDirs(t.root, "a/b/c/d", dirs, 0775);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == ErrorCode::kConflict);
   }
@@ -90,13 +94,13 @@ TEST_CASE("MakeBuildDirs never follows a symlink or passes a file", "[build_tree
   // The build directory itself replaced by a link: no build.
   fs::rename(t.build, t.build + "-real");
   fs::create_directory_symlink(t.outside, t.build);
-  auto r = MakeBuildDirs(t.root, "a/b/c/d", {"new"}, 02775);
+  auto r = MakeBuildDirs(t.root, "a/b/c/d", {"new"}, 0775);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ErrorCode::kNotFound);
   CHECK(t.OutsideCount() == outside);
   // Names are checked here too, not only by nginx.
-  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {".."}, 02775));
-  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {"x/../../y"}, 02775));
+  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {".."}, 0775));
+  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {"x/../../y"}, 0775));
 }
 
 TEST_CASE("RemoveBuildDir deletes a tree and unlinks, never follows, its symlinks", "[build_tree]") {
