@@ -5,6 +5,7 @@
 #include <Poco/JSON/Stringifier.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <ctime>
 #include <map>
@@ -247,8 +248,12 @@ Response Api::BuildTree(const Request& req, const std::string& op) {
   if (!user) return Fail(user.error(), op);
   std::vector<std::string> dirs = path->entries;
   if (mkdirs) dirs.pop_back();  // the file the PUT writes
-  Status done = mkdirs ? MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode)
-                       : RemoveBuildDir(config_.artifacts_dir, path->scope, dirs);
+  // A revoke removes the scope file first, then seals: from then on no
+  // directory of the build may appear or go.
+  const std::string scope_file = store_.ScopeFilePath(path->scope);
+  const StillLive still_live = [&scope_file] { return ::access(scope_file.c_str(), F_OK) == 0; };
+  Status done = mkdirs ? MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live)
+                       : RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
   if (!done) {
     Response refused = Fail(done.error(), op);
     // nginx's auth_request passes on 401 and 403 only (anything else is its

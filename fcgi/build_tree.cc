@@ -85,9 +85,11 @@ Result<Fd> OpenBuild(const std::string& artifacts_dir, const std::string& scope,
   return fd;
 }
 
+const Error kRevoked{ErrorCode::kConflict, "the build's token was revoked meanwhile: the build is kept as it is"};
+
 // Empties the directory open as `dir`: files and symlinks are unlinked,
 // directories (opened without following a link) emptied and removed.
-Status RemoveContents(int dir, const std::string& path) {
+Status RemoveContents(int dir, const std::string& path, const StillLive& still_live) {
   int listing = ::dup(dir);
   if (listing < 0) return ErrnoError("dup", path, errno);
   DIR* d = ::fdopendir(listing);
@@ -113,10 +115,12 @@ Status RemoveContents(int dir, const std::string& path) {
       // Swapped for a link since the fstatat: the open fails, nothing is followed.
       auto sub = OpenDirAt(dir, name, child);
       if (!sub) return sub.error();
-      if (auto st2 = RemoveContents(sub.value().get(), child); !st2) return st2;
+      if (auto st2 = RemoveContents(sub.value().get(), child, still_live); !st2) return st2;
+      if (!still_live()) return kRevoked;
       if (::unlinkat(dir, name.c_str(), AT_REMOVEDIR) != 0) return ErrnoError("rmdir", child, errno);
-    } else if (::unlinkat(dir, name.c_str(), 0) != 0) {
-      return ErrnoError("unlink", child, errno);
+    } else {
+      if (!still_live()) return kRevoked;
+      if (::unlinkat(dir, name.c_str(), 0) != 0) return ErrnoError("unlink", child, errno);
     }
   }
   return Ok{};
@@ -156,7 +160,7 @@ Result<BuildPath> ParseBuildPath(const std::string& uri, int depth) {
 }
 
 Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
-                     const std::vector<std::string>& dirs, mode_t mode) {
+                     const std::vector<std::string>& dirs, mode_t mode, const StillLive& still_live) {
   std::string path;
   auto fd = OpenBuild(artifacts_dir, scope, &path);
   if (!fd) return fd.error();
@@ -164,6 +168,7 @@ Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
   for (const auto& name : dirs) {
     if (!IsValidEntry(name)) return Error{ErrorCode::kBadRequest, "invalid name"};
     const std::string child = path + "/" + name;
+    if (!still_live()) return kRevoked;
     bool made = ::mkdirat(dir.get(), name.c_str(), mode) == 0;
     if (!made && errno != EEXIST) return StepError("mkdir", child, errno);
     auto next = OpenDirAt(dir.get(), name, child);
@@ -187,7 +192,7 @@ Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
 }
 
 Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope,
-                      const std::vector<std::string>& dir_entries) {
+                      const std::vector<std::string>& dir_entries, const StillLive& still_live) {
   if (dir_entries.empty()) return Error{ErrorCode::kForbidden, "the build directory itself is never deleted"};
   std::string path;
   auto fd = OpenBuild(artifacts_dir, scope, &path);
@@ -205,7 +210,8 @@ Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope
   path += "/" + name;
   auto target = OpenDirAt(parent.get(), name, path);
   if (!target) return target.error();
-  if (auto st = RemoveContents(target.value().get(), path); !st) return st;
+  if (auto st = RemoveContents(target.value().get(), path, still_live); !st) return st;
+  if (!still_live()) return kRevoked;
   if (::unlinkat(parent.get(), name.c_str(), AT_REMOVEDIR) != 0) return ErrnoError("rmdir", path, errno);
   if (::fsync(parent.get()) != 0) return ErrnoError("fsync", path, errno);
   return Ok{};

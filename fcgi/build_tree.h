@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ struct BuildPath {
 // 400 for anything else (the scope grammar, an invalid or hidden entry, "..").
 Result<BuildPath> ParseBuildPath(const std::string& uri, int depth);
 
+// Both operations ask `still_live` before each change (each mkdir, unlink and
+// rmdir): when the build's token is revoked meanwhile, the build is being
+// sealed, and the operation stops there with 409 instead of changing it.
+using StillLive = std::function<bool()>;
+
 // Makes every missing directory of `dirs` below the existing build directory
 // `scope` of `artifacts_dir`, each with the permission bits `mode` (widened by
 // fchmod only when the umask narrowed them, keeping an inherited setgid bit;
@@ -43,13 +49,13 @@ Result<BuildPath> ParseBuildPath(const std::string& uri, int depth);
 // symlink), 404 when the build directory is missing or is itself reached
 // through a symlink.
 Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
-                     const std::vector<std::string>& dirs, mode_t mode);
+                     const std::vector<std::string>& dirs, mode_t mode, const StillLive& still_live);
 
 // Deletes the directory `dir` below the build directory `scope`, with
 // everything in it; a symlink inside is unlinked, never followed. 404 when it
 // does not exist, 409 when it (or a directory on the way) is not a real
 // directory. Stops at the first failure: what was deleted stays deleted.
 Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope,
-                      const std::vector<std::string>& dir);
+                      const std::vector<std::string>& dir, const StillLive& still_live);
 
 }  // namespace artifact

@@ -17,6 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+bool Live() { return true; }
+
 // An artifacts root with the build a/b/c/d, and a directory outside it.
 struct Tree {
   std::string root, build, outside;
@@ -64,16 +66,16 @@ TEST_CASE("MakeBuildDirs makes the missing directories below a build only", "[bu
   Tree t;
   REQUIRE(::chmod(t.build.c_str(), 02775) == 0);  // a build directory under a setgid root
   const mode_t umask = ::umask(027);                // narrower than the mode asked for
-  auto made = MakeBuildDirs(t.root, "a/b/c/d", {"x", "y", "z"}, 0775);
+  auto made = MakeBuildDirs(t.root, "a/b/c/d", {"x", "y", "z"}, 0775, Live);
   ::umask(umask);
   REQUIRE(made);
   CHECK(fs::is_directory(t.build + "/x/y/z"));
   struct stat st{};
   REQUIRE(::stat((t.build + "/x/y/z").c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 02775);  // widened past the umask, setgid inherited
-  CHECK(MakeBuildDirs(t.root, "a/b/c/d", {"x", "y"}, 0775));  // existing: fine
+  CHECK(MakeBuildDirs(t.root, "a/b/c/d", {"x", "y"}, 0775, Live));  // existing: fine
   // A missing build is not made.
-  auto missing = MakeBuildDirs(t.root, "a/b/c/e", {"x"}, 0775);
+  auto missing = MakeBuildDirs(t.root, "a/b/c/e", {"x"}, 0775, Live);
   REQUIRE_FALSE(missing);
   CHECK(missing.error().code == ErrorCode::kNotFound);
   CHECK_FALSE(fs::exists(t.root + "/a/b/c/e"));
@@ -86,7 +88,7 @@ TEST_CASE("MakeBuildDirs never follows a symlink or passes a file", "[build_tree
   const size_t outside = t.OutsideCount();
   for (const auto& dirs : std::vector<std::vector<std::string>>{
            {"link"}, {"link", "new"}, {"link", "sub", "new"}, {"file"}, {"file", "new"}}) {
-    auto r = MakeBuildDirs(t.root, "a/b/c/d", dirs, 0775);
+    auto r = MakeBuildDirs(t.root, "a/b/c/d", dirs, 0775, Live);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == ErrorCode::kConflict);
   }
@@ -94,13 +96,13 @@ TEST_CASE("MakeBuildDirs never follows a symlink or passes a file", "[build_tree
   // The build directory itself replaced by a link: no build.
   fs::rename(t.build, t.build + "-real");
   fs::create_directory_symlink(t.outside, t.build);
-  auto r = MakeBuildDirs(t.root, "a/b/c/d", {"new"}, 0775);
+  auto r = MakeBuildDirs(t.root, "a/b/c/d", {"new"}, 0775, Live);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ErrorCode::kNotFound);
   CHECK(t.OutsideCount() == outside);
   // Names are checked here too, not only by nginx.
-  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {".."}, 0775));
-  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {"x/../../y"}, 0775));
+  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {".."}, 0775, Live));
+  CHECK_FALSE(MakeBuildDirs(t.root, "a/b/c/d-real", {"x/../../y"}, 0775, Live));
 }
 
 TEST_CASE("RemoveBuildDir deletes a tree and unlinks, never follows, its symlinks", "[build_tree]") {
@@ -111,7 +113,7 @@ TEST_CASE("RemoveBuildDir deletes a tree and unlinks, never follows, its symlink
   fs::create_directory_symlink(t.outside, t.build + "/made/deeper/link-dir");
   fs::create_symlink(t.outside + "/victim", t.build + "/made/link-file");
   const size_t outside = t.OutsideCount();
-  REQUIRE(RemoveBuildDir(t.root, "a/b/c/d", {"made"}));
+  REQUIRE(RemoveBuildDir(t.root, "a/b/c/d", {"made"}, Live));
   CHECK_FALSE(fs::exists(fs::symlink_status(t.build + "/made")));
   CHECK(fs::exists(t.build + "/keep"));
   CHECK(t.OutsideCount() == outside);
@@ -127,17 +129,34 @@ TEST_CASE("RemoveBuildDir refuses a link, a file, the build itself and a missing
   std::ofstream(t.build + "/file") << "f";
   const size_t outside = t.OutsideCount();
   for (const auto& dir : std::vector<std::vector<std::string>>{{"link"}, {"link", "sub"}, {"file"}}) {
-    auto r = RemoveBuildDir(t.root, "a/b/c/d", dir);
+    auto r = RemoveBuildDir(t.root, "a/b/c/d", dir, Live);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == ErrorCode::kConflict);
   }
-  auto missing = RemoveBuildDir(t.root, "a/b/c/d", {"none"});
+  auto missing = RemoveBuildDir(t.root, "a/b/c/d", {"none"}, Live);
   REQUIRE_FALSE(missing);
   CHECK(missing.error().code == ErrorCode::kNotFound);
-  auto build = RemoveBuildDir(t.root, "a/b/c/d", {});
+  auto build = RemoveBuildDir(t.root, "a/b/c/d", {}, Live);
   REQUIRE_FALSE(build);
   CHECK(build.error().code == ErrorCode::kForbidden);
   CHECK(fs::is_directory(t.build));
   CHECK(fs::is_symlink(t.build + "/link"));
   CHECK(t.OutsideCount() == outside);
+}
+
+TEST_CASE("a revoke during a directory operation stops it where it is", "[build_tree]") {
+  Tree t;
+  fs::create_directories(t.build + "/made");
+  for (int i = 0; i < 5; ++i) std::ofstream(t.build + "/made/f" + std::to_string(i)) << i;
+  int allowed = 2;  // the token is revoked after two removals
+  auto r = RemoveBuildDir(t.root, "a/b/c/d", {"made"}, [&] { return allowed-- > 0; });
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::kConflict);
+  size_t left = 0;
+  for (auto it = fs::directory_iterator(t.build + "/made"); it != fs::directory_iterator(); ++it) ++left;
+  CHECK(left == 3);
+  auto made = MakeBuildDirs(t.root, "a/b/c/d", {"new"}, 0775, [] { return false; });
+  REQUIRE_FALSE(made);
+  CHECK(made.error().code == ErrorCode::kConflict);
+  CHECK_FALSE(fs::exists(t.build + "/new"));
 }
