@@ -5,14 +5,18 @@
 #include <Poco/JSON/Stringifier.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <ctime>
 #include <map>
 #include <sstream>
 
+#include "build_tree.h"
 #include "expiry_timer.h"
 #include "issue_body.h"
 #include "metrics.h"
+#include "password_file.h"
+#include "posix_file.h"
 #include "sealer.h"
 #include "split.h"
 
@@ -22,7 +26,9 @@ namespace {
 constexpr const char* kJson = "application/json";
 
 // Usernames that are API routes, so never token names.
-bool IsReservedUsername(const std::string& u) { return u == "healthz" || u == "metrics" || u == "latest"; }
+bool IsReservedUsername(const std::string& u) {
+  return u == "healthz" || u == "metrics" || u == "latest" || u == "tree";
+}
 
 // "a=1&b=2" -> {a: 1, b: 2}; the last of repeated keys wins.
 std::map<std::string, std::string> ParseQuery(const std::string& query) {
@@ -172,12 +178,18 @@ std::string Api::BaseUrl(const Request& req) const {
   return IsPlainHost(req.host) ? scheme + "://" + req.host : "";
 }
 
-Result<Master> Api::Authenticate(const Request& req) {
+namespace {
+
+// The user name and password of an "Authorization: Basic ..." header.
+struct BasicCredentials {
+  std::string user, password;
+  ~BasicCredentials() { OPENSSL_cleanse(password.data(), password.size()); }
+};
+
+Result<BasicCredentials> DecodeBasic(const std::string& authorization, const char* missing) {
   const std::string prefix = "Basic ";
-  if (req.authorization.compare(0, prefix.size(), prefix) != 0) {
-    return Error{ErrorCode::kUnauthorized, "master credentials required (HTTP basic auth)"};
-  }
-  std::string b64 = req.authorization.substr(prefix.size());
+  if (authorization.compare(0, prefix.size(), prefix) != 0) return Error{ErrorCode::kUnauthorized, missing};
+  std::string b64 = authorization.substr(prefix.size());
   if (b64.empty() || b64.size() > 1024 || b64.size() % 4 != 0) {
     return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
   }
@@ -192,11 +204,67 @@ Result<Master> Api::Authenticate(const Request& req) {
     OPENSSL_cleanse(raw.data(), raw.size());
     return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
   }
-  std::string user = raw.substr(0, colon), password = raw.substr(colon + 1);
+  BasicCredentials out;
+  out.user = raw.substr(0, colon);
+  out.password = raw.substr(colon + 1);
   OPENSSL_cleanse(raw.data(), raw.size());
-  auto master = masters_.Verify(user, password);
-  OPENSSL_cleanse(password.data(), password.size());
-  return master;
+  return out;
+}
+
+}  // namespace
+
+Result<Master> Api::Authenticate(const Request& req) {
+  auto creds = DecodeBasic(req.authorization, "master credentials required (HTTP basic auth)");
+  if (!creds) return creds.error();
+  return masters_.Verify(creds->user, creds->password);
+}
+
+Result<std::string> Api::AuthenticateBuildToken(const Request& req, const std::string& scope) {
+  auto creds = DecodeBasic(req.authorization, "this build's token is required (HTTP basic auth)");
+  if (!creds) return creds.error();
+  const Error refused{ErrorCode::kUnauthorized, "not a live token of " + scope};
+  auto text = ReadSmallFile(store_.ScopeFilePath(scope));
+  if (!text) return text.error().code == ErrorCode::kNotFound ? refused : text.error();
+  std::string line = text.value();
+  if (!line.empty() && line.back() == '\n') line.pop_back();
+  auto parsed = PasswordLine::Parse(line);
+  if (!parsed || parsed->info.username != creds->user || parsed->info.expires <= clock_.Now() ||
+      !SshaVerify(creds->password, parsed->hash)) {
+    return refused;
+  }
+  return parsed->info.username;
+}
+
+Response Api::BuildTree(const Request& req, const std::string& op) {
+  // nginx's internal locations only: "mkdirs" from the auth_request of a PUT
+  // whose directory is missing, "delete" for a directory DELETE. nginx has
+  // checked the token; it is checked again here, against the same file.
+  const bool mkdirs = op == "mkdirs";
+  if (!mkdirs && op != "delete") return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  if (req.method != (mkdirs ? "GET" : "DELETE")) return MethodNotAllowed(mkdirs ? "GET" : "DELETE");
+  auto path = ParseBuildPath(req.tree_path, config_.scope_depth);
+  if (!path) return Fail(path.error(), op);
+  auto user = AuthenticateBuildToken(req, path->scope);
+  if (!user) return Fail(user.error(), op);
+  std::vector<std::string> dirs = path->entries;
+  if (mkdirs) dirs.pop_back();  // the file the PUT writes
+  // A revoke removes the scope file first, then seals: from then on no
+  // directory of the build may appear or go.
+  const std::string scope_file = store_.ScopeFilePath(path->scope);
+  const StillLive still_live = [&scope_file] { return ::access(scope_file.c_str(), F_OK) == 0; };
+  Status done = mkdirs ? MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live)
+                       : RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
+  if (!done) {
+    Response refused = Fail(done.error(), op);
+    // nginx's auth_request passes on 401 and 403 only (anything else is its
+    // 500); it answers this 403 as a 409 with its own reason.
+    if (mkdirs && refused.status != 401 && refused.status < 500) refused.status = 403;
+    return refused;
+  }
+  LogLine(op, "-", user.value(), path->scope, "204 path=" + req.tree_path);
+  Response r;
+  r.status = 204;
+  return r;
 }
 
 Response Api::Handle(const Request& req) {
@@ -213,6 +281,7 @@ Response Api::Handle(const Request& req) {
   if (rest == "healthz") return read ? Health() : MethodNotAllowed("GET, HEAD");
   if (rest == "metrics") return read ? MetricsText() : MethodNotAllowed("GET, HEAD");
   if (first == "latest" && !tail.empty()) return read ? Latest(tail) : MethodNotAllowed("GET, HEAD");
+  if (first == "tree") return BuildTree(req, tail);
 
   // Method before credentials: a wrong method is a client bug, say so.
   const char* allow = rest.empty()            ? "GET, POST"

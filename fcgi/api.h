@@ -31,6 +31,9 @@ struct Request {
   std::string scheme = "http";
   std::string body;
   bool body_too_large = false;  // the adapter stopped reading at kMaxBodyBytes
+  // ARTIFACT_TREE_PATH: the artifact URI of a /token/tree/ request (nginx's
+  // internal directory operations; see Api::BuildTree).
+  std::string tree_path;
 };
 
 struct Response {
@@ -71,7 +74,11 @@ class Api {
   Response Latest(const std::string& path);
   Response Renew(const Request& req, const Master& master, const std::string& username);
   Response Health();
+  Response BuildTree(const Request& req, const std::string& op);
   Result<Master> Authenticate(const Request& req);
+  // The username of the live token of `scope` that the request's basic
+  // credentials name (401 otherwise).
+  Result<std::string> AuthenticateBuildToken(const Request& req, const std::string& scope);
   Response Fail(const Error& e, const std::string& event, const std::string& master = "-");
   void LogLine(const std::string& event, const std::string& master, const std::string& username,
                const std::string& scopes, const std::string& outcome);

@@ -39,20 +39,19 @@ TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused",
   const std::string deb = RandomBytes(3 * 1024 * 1024 + 17);
   const std::string log = "build log\n";
   CHECK(s.Put(base + "/pkg_1.0+dfsg-1_amd64.deb", deb, t.username, t.password).status == 201);
-  // Directories first, as in RFC 4918: a PUT into a missing one is a 409 and
-  // creates nothing (nginx never creates directories on the way).
+  // A PUT makes the directories it needs; MKCOL makes one whose parent
+  // exists (RFC 4918 9.3.1: 409 otherwise, and nothing is made).
   const auto auth = Servers::Basic(t.username, t.password);
-  auto missing = s.Put(base + "/logs/nested/deeper/build.log", log, t.username, t.password);
-  CHECK(missing.status == 409);
-  CHECK(missing.body.find("MKCOL") != std::string::npos);
-  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/logs"));
   CHECK(s.Request("MKCOL", base + "/logs/nested/", "", {{"Authorization", auth}}).status == 409);
-  for (const char* dir : {"/logs/", "/logs/nested/", "/logs/nested/deeper/"}) {
-    CHECK(s.Request("MKCOL", base + dir, "", {{"Authorization", auth}}).status == 201);
-  }
-  CHECK(s.Request("MKCOL", base + "/logs/", "", {{"Authorization", auth}}).status == 405);  // exists
+  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/logs"));
   CHECK(s.Put(base + "/logs/nested/deeper/build.log", log, t.username, t.password).status == 201);
+  CHECK(std::filesystem::is_directory(s.artifacts_dir() + base + "/logs/nested/deeper"));
+  CHECK(s.Request("MKCOL", base + "/logs/", "", {{"Authorization", auth}}).status == 405);  // exists
   CHECK(s.Request("MKCOL", base + "/empty/", "", {{"Authorization", auth}}).status == 201);
+  // And deletes a directory it made, with what is in it.
+  CHECK(s.Put(base + "/scratch/a/b.txt", "b", t.username, t.password).status == 201);
+  CHECK(s.Request("DELETE", base + "/scratch/", "", {{"Authorization", auth}}).status == 204);
+  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/scratch"));
   // Overwrite and delete its own files.
   CHECK(s.Put(base + "/tmp.txt", "a", t.username, t.password).status == 201);
   CHECK(s.Put(base + "/tmp.txt", "b", t.username, t.password).status == 204);
@@ -121,10 +120,10 @@ TEST_CASE("a token writes only inside its own scope", "[integration]") {
 
 TEST_CASE("COPY and MOVE are 405 with Allow, hidden paths are never served", "[integration]") {
   Servers s;
-  for (const char* m : {"COPY", "MOVE", "PROPFIND", "LOCK", "POST"}) {
+  for (const char* m : {"COPY", "MOVE", "PROPPATCH", "LOCK", "POST"}) {
     auto r = s.Request(m, "/dpkg/p/linux/1/a");
     CHECK(r.status == 405);
-    CHECK(r.headers["allow"] == "GET, HEAD, PUT, MKCOL, DELETE");
+    CHECK(r.headers["allow"] == "OPTIONS, GET, HEAD, PROPFIND, PUT, MKCOL, DELETE");
   }
   CHECK(s.Get("/.incoming/").status == 404);
 }

@@ -86,6 +86,8 @@ class Servers {
   // Every path below tokens/ and artifacts/ (the trees a request may change).
   std::vector<std::string> Snapshot() const;
 
+  // http://127.0.0.1:<port>, for clients run as commands (rclone, litmus).
+  std::string BaseUrl() const { return "http://127.0.0.1:" + std::to_string(port_); }
   const std::string& state_dir() const { return state_; }
   std::string tokens_dir() const { return state_ + "/tokens"; }
   std::string artifacts_dir() const { return state_ + "/artifacts"; }
