@@ -33,7 +33,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SUCCESS, FAILURE, CANCELLED = 0, 2, 6
+SUCCESS, WARNINGS, FAILURE, SKIPPED, CANCELLED = 0, 1, 2, 3, 6
 RESULT_NAMES = {0: 'success', 1: 'warnings', 2: 'failure', 3: 'skipped', 4: 'exception',
                 5: 'retry', 6: 'cancelled'}
 
@@ -112,12 +112,16 @@ class Processes:
         self.procs = []
 
     def start(self, name, argv, log_path, env=None, cwd=None):
-        log = open(log_path, 'wb')
+        log = open(log_path, 'ab')
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True)
         log.close()
         self.procs.append((name, proc))
         return proc
+
+    def forget(self, proc):
+        """proc has exited: it is no longer this test's to stop."""
+        self.procs = [(n, p) for n, p in self.procs if p is not proc]
 
     def stop(self):
         for name, proc in reversed(self.procs):
@@ -158,7 +162,10 @@ class Harness:
                    ARTIFACT_MASTER_PASSWORD=self.master_password,
                    ARTIFACT_TOKEN_RATE='1000r/s', ARTIFACT_TOKEN_BURST='1000')
         log = os.path.join(self.tmp, 'run.log')  # holds the banner: outside master and worker
+        if os.path.exists(log):
+            os.unlink(log)
         proc = self.procs.start('run.sh', [os.path.join(ROOT, 'scripts', 'run.sh')], log, env=env)
+        self.repository = proc
 
         def ready():
             check(proc.poll() is None, f'scripts/run.sh exited with {proc.returncode}; '
@@ -188,27 +195,57 @@ class Harness:
                        'pb_port': self.pb_port, 'secrets_dir': secrets_dir,
                        'worker_password': worker_password, 'repo_url': self.repo,
                        'master_user': self.master_user}, f)
-        env = clean_env(PYTHONPATH=os.path.join(HERE, 'www_stub'))
-        run(['buildbot', 'checkconfig', self.master_dir], env=env)
-        master = self.procs.start('buildbot master', ['buildbot', 'start', '--nodaemon',
-                                                      self.master_dir],
-                                  os.path.join(self.tmp, 'master.out'), env=env)
+        run(['buildbot', 'checkconfig', self.master_dir], env=self.master_env())
+        self.start_master()
         run(['buildbot-worker', 'create-worker', '--quiet', self.worker_dir,
              f'127.0.0.1:{self.pb_port}', 'w1', worker_password], env=clean_env())
-        worker = self.procs.start('buildbot-worker', ['buildbot-worker', 'start', '--nodaemon',
-                                                      self.worker_dir],
-                                  os.path.join(self.tmp, 'worker.out'), env=clean_env())
+        self.start_worker()
+        self.wait_connected()
+        self.builders = {b['name']: b['builderid'] for b in self.get('/builders')['builders']}
+        ok(f'buildbot master (www {self.www_port}, pb {self.pb_port}) and worker running')
 
+    def master_env(self):
+        return clean_env(PYTHONPATH=os.path.join(HERE, 'www_stub'))
+
+    def start_master(self):
+        self.master = self.procs.start('buildbot master', ['buildbot', 'start', '--nodaemon',
+                                                           self.master_dir],
+                                       os.path.join(self.tmp, 'master.out'), env=self.master_env())
+
+    def start_worker(self):
+        self.worker = self.procs.start('buildbot-worker', ['buildbot-worker', 'start',
+                                                           '--nodaemon', self.worker_dir],
+                                       os.path.join(self.tmp, 'worker.out'), env=clean_env())
+
+    def wait_connected(self):
         def connected():
-            check(master.poll() is None, 'the buildbot master exited; see '
+            check(self.master.poll() is None, 'the buildbot master exited; see '
                   + os.path.join(self.master_dir, 'twistd.log'))
-            check(worker.poll() is None, 'the buildbot worker exited; see '
+            check(self.worker.poll() is None, 'the buildbot worker exited; see '
                   + os.path.join(self.worker_dir, 'twistd.log'))
             status, body = http('GET', self.api + '/workers')
             return status == 200 and any(w['connected_to'] for w in json.loads(body)['workers'])
-        wait_for('the buildbot worker to connect to the master', connected, 60, 0.2)
-        self.builders = {b['name']: b['builderid'] for b in self.get('/builders')['builders']}
-        ok(f'buildbot master (www {self.www_port}, pb {self.pb_port}) and worker running')
+        wait_for('the buildbot worker to connect to the master', connected, 60, 0.1)
+
+    def stop_master(self, limit):
+        """Stops the master as `buildbot stop` does (SIGTERM to its process) and
+        returns the seconds it took to exit; fails if it takes over ``limit``."""
+        started = time.monotonic()
+        self.master.send_signal(signal.SIGTERM)
+        try:
+            self.master.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise Fail(f'the buildbot master is still running {limit} s after SIGTERM '
+                       '(`buildbot stop` would hang)') from None
+        self.procs.forget(self.master)
+        return time.monotonic() - started
+
+    def stop_repository(self):
+        self.repository.send_signal(signal.SIGTERM)
+        self.repository.wait(timeout=30)
+        self.procs.forget(self.repository)
+        check(http('GET', self.repo + '/token/healthz')[0] is None,
+              'the artifact server still answers after it was stopped')
 
     def _run(self, argv, env=None):
         res = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
@@ -353,6 +390,8 @@ def expect_result(build, wanted, label):
 
 
 def scenario(h):
+    """The everyday path: publish, intrude, fail, stop, refuse. Returns the
+    build passwords it saw, for the final scan."""
     # A: a good build, held so that its token is live while B tries to intrude.
     a, a_props = h.hold('toy')
     a_user = a_props['artifact_username'][0]
@@ -439,9 +478,12 @@ def scenario(h):
     check('failed: HTTP 409' in line, f'build E: the issue log has no "HTTP 409" line: {line!r}')
     ok('a token-service error shows in the step log as one line with HTTP 409')
 
-    # No password, master or per-build, in any file of the master or the worker.
-    needles = {'build A password': a_password, 'build D password': d_password,
-               'master password': h.master_password}
+    return {'build A password': a_password, 'build D password': d_password}
+
+
+def no_password_anywhere(h, needles):
+    """No password, master or per-build, in any file of the master or the worker."""
+    needles = dict(needles, **{'master password': h.master_password})
     scanned = 0
     for top in (h.master_dir, h.worker_dir):
         for base, _, files in os.walk(top):
@@ -456,6 +498,94 @@ def scenario(h):
     check(any(n.startswith('state.sqlite') for n in os.listdir(h.master_dir)),
           'no sqlite database in the master directory')
     ok(f'no password in any of {scanned} files under the master and worker directories')
+
+
+def timed(label, case, *args):
+    started = time.monotonic()
+    value = case(*args)
+    print(f'case: {label}: {time.monotonic() - started:.1f} s', flush=True)
+    return value
+
+
+def case_big_build(h):
+    """A build over 16 MiB is sealed in the background (the revoke answers 202):
+    the revoke step waits for the seal and names the file whose sidecar lies."""
+    b = h.wait_done(h.force('toy', mode='big'))
+    check(b['results'] != SUCCESS, f"the build with a wrong .sha256 sidecar ended "
+          f"{RESULT_NAMES.get(b['results'])} ({b['state_string']})")
+    revoke = h.step(b['buildid'], 'revoke artifact token')
+    text = h.log_text(b['buildid'], 'revoke artifact token', 'token')
+    check('background' in text, f'the revoke of a 17 MB build was not answered 202: {text!r}')
+    check('checksum mismatch' in text and 'big.bin' in text,
+          f'the revoke step does not name big.bin as a checksum mismatch: {text!r}')
+    check('big.bin' in revoke['state_string'], 'the revoke step summary does not name big.bin: '
+          f"{revoke['state_string']!r}")
+    props = h.build(b['buildid'])['properties']
+    h.assert_revoked('build over 16 MiB', props)
+    status, sums = http('GET', props['artifact_url'][0] + 'SHA256SUMS')
+    check(status == 200 and b'  big.bin\n' in sums, 'the 17 MB build has no SHA256SUMS listing '
+          'big.bin after the revoke step')
+    ok(f"build over 16 MiB: the step waited for the background seal, ended "
+       f"{RESULT_NAMES[b['results']]} naming big.bin ({revoke['state_string']})")
+
+
+def case_master_stop(h):
+    """`buildbot stop` (SIGTERM) while a build holds a live token: the master
+    is gone within 15 s and the token is revoked on the way out."""
+    build, props = h.hold('toy')
+    password = h.read_password('toy', props)
+    seconds = h.stop_master(15)
+    h.assert_revoked('build stopped by `buildbot stop`', props)
+    ok(f'`buildbot stop` with a running build: the master exited in {seconds:.1f} s '
+       'and revoked the token')
+    h.start_master()
+    h.wait_connected()
+    return {'build stopped by `buildbot stop`': password}
+
+
+def case_server_lost(h):
+    """The artifact server dies during a build: the upload fails fast with one
+    message, later uploads are not tried, the revoke stays owed across a
+    master restart and is done once the server is back."""
+    build, props = h.hold('toy')
+    username = props['artifact_username'][0]
+    password = h.read_password('toy', props)
+    h.stop_repository()
+    released = time.monotonic()
+    open(h.worker_file('toy', f"release-{build['number']}"), 'w').close()
+    build = h.wait_done(build, timeout=60)
+    took = time.monotonic() - released
+    expect_result(build, FAILURE, 'the build whose artifact server died')
+    check(took < 20, f'the build took {took:.0f} s to fail against a dead artifact server')
+    upload = h.log_text(build['buildid'], 'upload artifacts', 'files')
+    check('cannot reach' in upload, f'the upload step does not say it cannot reach the server: '
+          f'{upload!r}')
+    again = h.step(build['buildid'], 'upload again')
+    check(again['results'] == SKIPPED, 'the second upload step ran against the dead server '
+          f"({RESULT_NAMES.get(again['results'])}: {again['state_string']})")
+    revoke = h.log_text(build['buildid'], 'revoke artifact token', 'token')
+    check('retries this revoke' in revoke, f'the revoke step does not say it will retry: {revoke!r}')
+    journal = os.path.join(h.master_dir, 'artifact-repository.pending-revokes.json')
+    check(username in open(journal).read(), f'{journal} does not hold the owed revoke')
+    ok(f'dead artifact server: the build failed in {took:.1f} s, the second upload was not '
+       'tried, the revoke is journaled')
+    seconds = h.stop_master(15)
+    h.start_repository()
+    back = time.monotonic()
+    h.start_master()
+    h.wait_connected()
+    wait_for(f'token {username} to be revoked after the server came back',
+             lambda: http('GET', f'{h.repo}/token/{username}',
+                          auth=(h.master_user, h.master_password))[0] == 404, 60, 0.2)
+    revoked_after = time.monotonic() - back
+    h.assert_revoked('the build whose server died', props)
+    leaked = f"{props['artifact_url'][0]}evil.txt"
+    status, _ = http('PUT', leaked, body={'x': 1}, auth=(username, password))
+    check(status in (401, 403), f'the leaked token still uploads after its revoke: PUT {status}')
+    check(username not in open(journal).read(), f'{journal} still lists {username}')
+    ok(f'owed revoke survived a master stop ({seconds:.1f} s) and restart: token revoked '
+       f'{revoked_after:.1f} s after the server came back; a leaked copy gets {status}')
+    return {'build whose server died': password}
 
 
 def main(argv):
@@ -477,7 +607,11 @@ def main(argv):
         h.start_repository()
         h.start_buildbot()
         h.checkconfig_example()
-        scenario(h)
+        needles = timed('everyday builds', scenario, h)
+        timed('a build over 16 MiB with a wrong sidecar', case_big_build, h)
+        needles.update(timed('`buildbot stop` during a build', case_master_stop, h))
+        needles.update(timed('artifact server lost during a build', case_server_lost, h))
+        timed('no password in any file', no_password_anywhere, h, needles)
         print(f'PASS: buildbot end-to-end in {time.monotonic() - started:.0f} s', flush=True)
         status = 0
     except (Fail, Exception) as e:  # anything unexpected is a failure with its reason too
