@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -149,6 +150,8 @@ class Harness:
         self.state = os.path.join(tmp, 'state')
         self.master_dir = os.path.join(tmp, 'master')
         self.worker_dir = os.path.join(tmp, 'worker')
+        self.example_master = os.path.join(tmp, 'example-master')
+        self.example_worker = os.path.join(tmp, 'example-worker')
         self.master_user = 'ci'
         self.master_password = secrets.token_urlsafe(24)
         self.secrets_to_hide.append(self.master_password)
@@ -252,17 +255,6 @@ class Harness:
                              timeout=120, check=False)
         check(res.returncode == 0, f"{' '.join(argv[:2])} failed ({res.returncode}):\n"
               + self.hide(res.stdout.decode(errors='replace')[-3000:]))
-
-    def checkconfig_example(self):
-        env = clean_env(ARTIFACT_REPOSITORY_URL=self.repo,
-                   ARTIFACT_REPOSITORY_PACKAGE=os.path.join(ROOT, 'buildbot'),
-                   ARTIFACT_MASTER_SECRETS=os.path.join(self.tmp, 'secrets'))
-        example = os.path.join(self.tmp, 'example-master')
-        os.mkdir(example)
-        shutil.copy(os.path.join(ROOT, 'buildbot', 'master.cfg.example'),
-                    os.path.join(example, 'master.cfg'))
-        self._run(['buildbot', 'checkconfig', example], env=env)
-        ok('buildbot/master.cfg.example passes buildbot checkconfig')
 
     def hide(self, text):
         for s in self.secrets_to_hide:
@@ -485,7 +477,7 @@ def no_password_anywhere(h, needles):
     """No password, master or per-build, in any file of the master or the worker."""
     needles = dict(needles, **{'master password': h.master_password})
     scanned = 0
-    for top in (h.master_dir, h.worker_dir):
+    for top in (h.master_dir, h.worker_dir, h.example_master, h.example_worker):
         for base, _, files in os.walk(top):
             for name in files:
                 path = os.path.join(base, name)
@@ -588,6 +580,71 @@ def case_server_lost(h):
     return {'build whose server died': password}
 
 
+def example_config(values):
+    """buildbot/master.cfg.example with only its settings replaced: each
+    ``NAME = ...`` line of ``values`` must occur exactly once."""
+    with open(os.path.join(ROOT, 'buildbot', 'master.cfg.example')) as f:
+        text = f.read()
+    for name, value in values.items():
+        text, count = re.subn(rf'^{name} = .*$', f'{name} = {value!r}', text, flags=re.M)
+        check(count == 1, f'master.cfg.example has {count} settings {name}, expected one')
+    return text
+
+
+def case_example(h):
+    """buildbot/master.cfg.example, copied as a user would (only URL,
+    credentials, address and paths replaced), runs a build on Debian's
+    buildbot without a web UI, started by `buildbot sendchange`."""
+    port = free_ports(1)[0]
+    worker_password, change_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    h.secrets_to_hide += [worker_password, change_password]
+    h._run(['buildbot', 'create-master', '--quiet', h.example_master], env=clean_env())
+    with open(os.path.join(h.example_master, 'master.cfg'), 'w') as f:
+        f.write(example_config({
+            'REPOSITORY_URL': h.repo, 'MASTER_USER': h.master_user,
+            'SECRETS_DIR': os.path.join(h.tmp, 'secrets'),
+            'PB_PORT': f'tcp:{port}:interface=127.0.0.1',
+            'WORKER_PASSWORD': worker_password, 'CHANGE_PASSWORD': change_password,
+            'PACKAGE_DIR': os.path.join(ROOT, 'buildbot')}))
+    h._run(['buildbot', 'checkconfig', h.example_master], env=clean_env())
+    master = h.procs.start('example master', ['buildbot', 'start', '--nodaemon',
+                                              h.example_master],
+                           os.path.join(h.tmp, 'example-master.out'), env=clean_env())
+    h._run(['buildbot-worker', 'create-worker', '--quiet', h.example_worker,
+            f'127.0.0.1:{port}', 'worker1', worker_password], env=clean_env())
+    worker = h.procs.start('example worker', ['buildbot-worker', 'start', '--nodaemon',
+                                              h.example_worker],
+                           os.path.join(h.tmp, 'example-worker.out'), env=clean_env())
+    twistd = os.path.join(h.example_master, 'twistd.log')
+
+    def attached():
+        check(master.poll() is None, f'the example master exited; see {twistd}')
+        check(worker.poll() is None, 'the example worker exited')
+        return os.path.exists(twistd) and 'Worker worker1 attached to hello' in open(twistd).read()
+    wait_for('the example master to run with its worker', attached, 60, 0.1)
+    h._run(['buildbot', 'sendchange', '--master', f'127.0.0.1:{port}',
+            '--auth', f'change:{change_password}', '--who', 'e2e', '--branch', 'main',
+            '--comments', 'e2e', 'README'], env=clean_env())
+    build = f'{h.repo}/tgz/hello/hello/1/'
+    sums = wait_for('the example build to be published and sealed',
+                    lambda: (lambda r: r[1] if r[0] == 200 else None)(
+                        http('GET', build + 'SHA256SUMS')), 60, 0.2)
+    listed = sorted(line.split('  ', 1)[1] for line in sums.decode().splitlines())
+    check(listed == ['hello-1.1.tar.gz', 'hello-1.1.tar.gz.sha256'],
+          f'the example build published {listed}')
+    check(http('GET', f'{h.repo}/tgz/hello/hello/latest/SHA256SUMS')[0] == 200,
+          'the example build (sidecar verified) did not become latest')
+    status, body = http('GET', f'{h.repo}/token', auth=(h.master_user, h.master_password))
+    check(status == 200 and json.loads(body)['tokens'] == [],
+          f'a token is still live after the example build: {body[:200]!r}')
+    for proc in (worker, master):
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        h.procs.forget(proc)
+    ok(f'master.cfg.example ran a build started by `buildbot sendchange`: {build} sealed with '
+       f'{", ".join(listed)}, latest, no live token')
+
+
 def main(argv):
     binary = os.path.abspath(argv[1] if len(argv) > 1 else
                              os.environ.get('ARTIFACT_BIN', os.path.join(ROOT, 'build',
@@ -606,11 +663,11 @@ def main(argv):
     try:
         h.start_repository()
         h.start_buildbot()
-        h.checkconfig_example()
         needles = timed('everyday builds', scenario, h)
         timed('a build over 16 MiB with a wrong sidecar', case_big_build, h)
         needles.update(timed('`buildbot stop` during a build', case_master_stop, h))
         needles.update(timed('artifact server lost during a build', case_server_lost, h))
+        timed('master.cfg.example as a user copies it', case_example, h)
         timed('no password in any file', no_password_anywhere, h, needles)
         print(f'PASS: buildbot end-to-end in {time.monotonic() - started:.0f} s', flush=True)
         status = 0
