@@ -12,10 +12,13 @@ the standard library only, as any buildbot worker has it, and curl:
    check: a dead or refusing server ends the upload here, with no retries),
    then a MKCOL per directory, parents first (405: it exists already);
 3. one curl run that PUTs every file, ``parallel`` at a time, ``--fail-early``
-   (the first failure stops the rest), retrying transient errors only.
+   (the first failure stops the rest), retrying transient errors only. A
+   small job (one file, or a few small ones) PUTs in the run of step 2,
+   one after the other on its connection: a second curl costs more than
+   parallel uploads gain there.
 
-It prints one JSON line for the master (see ``main``) and exits 0; the master
-decides what the outcome means. The credential stays in the .netrc: neither a
+It prints its outcome as JSON lines for the master (see ``main``) and exits 0;
+the master decides what the outcome means. The credential stays in the .netrc: neither a
 command line nor this program's output holds it.
 """
 
@@ -33,6 +36,9 @@ GLOB_CHARS = set('*?[')
 # curl exit codes that mean "no server there": could not resolve, connect,
 # timed out, empty reply, send/receive failure.
 UNREACHABLE_EXITS = {5, 6, 7, 28, 52, 55, 56}
+# A job this small is uploaded in the same curl run as the check and MKCOLs.
+SMALL_JOB_FILES = 32
+SMALL_JOB_BYTES = 16 << 20
 
 
 class Refusal(Exception):
@@ -184,13 +190,18 @@ def _curl(curl, config):
 
 
 def main(job):
-    """Runs ``job`` and prints one JSON object:
+    """Runs ``job`` and prints, one JSON value a line, each file as
+    ``[local, url, status]`` in remote-path order (status 0: not sent), then
+    an object:
 
-    ``files``        [[local, url, status]] in remote-path order (status 0: not sent)
+    ``files``        how many file lines came before it
     ``error``        None, or one line saying why the upload failed
     ``unreachable``  True when the server could not be reached or refused the check
     ``curl_errors``  curl's own error lines (at most 20)
     ``seconds``      {find, check_mkcol, put}: where the time went
+
+    One short line per file, not one document: buildbot-worker 3.7 cuts
+    output lines longer than 4096 characters and loses text doing so.
     """
     out = {'files': [], 'error': None, 'unreachable': False, 'curl_errors': [], 'seconds': {}}
     clock = time.monotonic()
@@ -214,16 +225,24 @@ def main(job):
         directories = [base + d for d in collections([r for _, r in transfers])]
         config = check_and_mkcol_config(job['netrc'], base, directories,
                                         job.get('connect_timeout', 10))
-        upload = upload_config(job['netrc'], pairs, job.get('parallel', 4),
+        small = len(pairs) == 1 or (
+            len(pairs) <= SMALL_JOB_FILES
+            and sum(os.path.getsize(local) for local, _ in pairs) <= SMALL_JOB_BYTES)
+        upload = upload_config(job['netrc'], pairs, 1 if small else job.get('parallel', 4),
                                job.get('retries', 3), job.get('connect_timeout', 10))
-    except Refusal as e:
+        if small:  # 'fail-early' is global: said once, in the first group
+            config += 'next\n' + ''.join(line + '\n' for line in upload.splitlines()
+                                          if line != 'fail-early')
+    except (Refusal, OSError) as e:
         out['error'] = str(e)
-        print(json.dumps(out))
+        _print(out)
         return 0
 
     rc, results, errors = _curl(job['curl'], config)
     lap('check_mkcol')
     out['curl_errors'] += errors
+    put_results = results[1 + len(directories):]
+    results = results[:1 + len(directories)]
     check = results[0][0] if results else 0
     bad_dirs = [f'HTTP {code} {url}' for code, url in results[1:] if code not in (201, 405)]
     if check == 0 or check >= 500 or rc in UNREACHABLE_EXITS:
@@ -236,9 +255,13 @@ def main(job):
         out['error'] = (f'creating {len(directories)} directories failed (curl exit {rc}): '
                         + ('; '.join(bad_dirs[:5]) or 'no answer'))
     if out['error'] is None:
-        rc, results, errors = _curl(job['curl'], upload)
-        lap('put')
-        out['curl_errors'] += errors
+        if small:
+            results = put_results
+            out['seconds']['put'] = 0.0  # in the run above
+        else:
+            rc, results, errors = _curl(job['curl'], upload)
+            lap('put')
+            out['curl_errors'] += errors
         for code, url in results:
             if url in status:
                 status[url] = code
@@ -249,9 +272,18 @@ def main(job):
             out['unreachable'] = gone
             out['error'] = (f'{"lost the artifact server: " if gone else ""}{sent} of '
                             f'{len(pairs)} files uploaded (curl exit {rc})')
-    out['curl_errors'] = out['curl_errors'][:20]
-    print(json.dumps(out))
+    out['curl_errors'] = [line[:500] for line in out['curl_errors'][:20]]
+    _print(out)
     return 0
+
+
+def _print(out):
+    files = out.pop('files')
+    lines = [json.dumps(f) for f in files]
+    out['files'] = len(files)
+    lines.append(json.dumps(out))
+    sys.stdout.write('\n'.join(lines) + '\n')
+    sys.stdout.flush()
 
 
 def run(job):

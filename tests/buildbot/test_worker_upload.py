@@ -99,5 +99,23 @@ class FindTransfers(unittest.TestCase):
         self.assertIn('would both be', str(cm.exception))
 
 
+class Output(unittest.TestCase):
+    def test_one_short_line_per_file_then_the_outcome(self):
+        # buildbot-worker 3.7 cuts lines over 4096 characters and loses text.
+        import contextlib
+        import io
+        import json
+        out = {'files': [[f'/w/{i:03d}.bin', f'http://h/s/{i:03d}.bin', 201] for i in range(300)],
+               'error': None}
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            wu._print(out)
+        lines = buf.getvalue().splitlines()
+        self.assertEqual(len(lines), 301)
+        self.assertLess(max(len(line) for line in lines), 200)
+        self.assertEqual(json.loads(lines[0]), ['/w/000.bin', 'http://h/s/000.bin', 201])
+        self.assertEqual(json.loads(lines[-1]), {'files': 300, 'error': None})
+
+
 if __name__ == '__main__':
     unittest.main()
