@@ -87,9 +87,10 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
                                      self.build.builder.name, self.build.number)]
 
     def _netrc_path(self):
-        builddir = self.getProperty('builddir')
-        return self.build.path_module.join(
-            builddir, f'.artifact-token-{self.build.number}.netrc')
+        # One name per builder directory: a worker runs one build of a builder
+        # at a time, and the next build replaces a .netrc that a lost worker
+        # could not delete (its token was revoked by the master meanwhile).
+        return self.build.path_module.join(self.getProperty('builddir'), '.artifact-token.netrc')
 
     @defer.inlineCallbacks
     def run(self):
