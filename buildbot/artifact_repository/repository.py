@@ -10,6 +10,7 @@ what is owed stays in the journal for the next start.
 """
 
 import os
+import re
 import time
 
 from twisted.internet import defer
@@ -53,6 +54,10 @@ class ArtifactRepository(service.BuildbotService):
 
     def checkConfig(self, url, master_user, master_password, http_timeout=30,
                     retry_max_interval=30):
+        # The name is part of the journal's file name in the master's basedir.
+        if not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9._-]{0,100}', self.name or ''):
+            config.error(f'ArtifactRepository: name {self.name!r} must match '
+                         '[A-Za-z0-9_][A-Za-z0-9._-]{0,100}')
         if isinstance(url, str) and not url.startswith(('http://', 'https://')):
             config.error(f'ArtifactRepository: url must be http:// or https://, got {url!r}')
         for label, value in (('http_timeout', http_timeout),
