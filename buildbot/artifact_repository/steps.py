@@ -178,8 +178,8 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     be reached fails the step at once, and the build's later upload steps
     are skipped with one line. Up to ``max_links`` files each get a link on
     the build page (in name order); more get one link to their directory, as
-    each link is a database write on the master (about as slow as uploading
-    a hundred small files, measured in bench/RESULTS-buildbot.md).
+    each link is a database write on the master (issue 17: 21 links made a
+    32-file upload take 1.1 s, of which curl 0.13 s).
     """
 
     name = 'upload artifacts'
