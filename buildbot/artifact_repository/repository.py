@@ -26,6 +26,9 @@ from .journal import Journal, backoff
 
 # A token the server already expired needs no revoke; allow its expiry timer a margin.
 EXPIRY_MARGIN = 120
+# While the master shuts down a revoke waits at most this long (seconds): what
+# does not get through stays in the journal, and `buildbot stop` stays prompt.
+SHUTDOWN_HTTP_TIMEOUT = 5
 
 
 class ArtifactRepository(service.BuildbotService):
@@ -132,14 +135,15 @@ class ArtifactRepository(service.BuildbotService):
         yield super().stopService()
 
     @defer.inlineCallbacks
-    def client(self, url=None):
+    def client(self, url=None, timeout=None):
         """A TokenServiceClient with the master credentials rendered now."""
         props = Properties()
         props.master = self.master
         user, password = yield defer.gatherResults(
             [props.render(self.master_user), props.render(self.master_password)],
             consumeErrors=True)
-        return TokenServiceClient(url or self.url, user, password, timeout=self.http_timeout)
+        return TokenServiceClient(url or self.url, user, password,
+                                  timeout=timeout or self.http_timeout)
 
     def track(self, username, scopes, buildid, expires_in=None, url=None):
         """Journals a newly issued token; raises OSError if it cannot be written."""
@@ -204,7 +208,9 @@ class ArtifactRepository(service.BuildbotService):
             self._forget(username)
             return None
         try:
-            client = yield self.client(entry['url'])
+            shutting_down = getattr(self.master.botmaster, 'shuttingDown', False)
+            client = yield self.client(entry['url'], timeout=min(
+                self.http_timeout, SHUTDOWN_HTTP_TIMEOUT) if shutting_down else None)
             answer = yield client.revoke(username, success=entry['result'] == 'success')
         except TokenServiceError as e:
             entry['attempts'] += 1

@@ -376,6 +376,10 @@ class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         if answer.status == 204:
             return SUCCESS, 'token revoked'
         seal = answer.seal
+        if answer.status == 202 and getattr(self.master.botmaster, 'shuttingDown', False):
+            yield log.addStdout('the server seals the build in the background; the master is '
+                                'shutting down and does not wait for it\n')
+            return WARNINGS, 'seal not awaited (master shutdown)'
         if answer.status == 202:
             yield log.addStdout(f'the server seals the build in the background; waiting for it '
                                 f'(at most {self.seal_timeout:g} s)\n')
