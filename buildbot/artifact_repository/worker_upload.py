@@ -129,8 +129,11 @@ def check_and_mkcol_config(netrc_path, base, directories, connect_timeout):
     """One sequential curl run: HEAD of ``base`` (``--fail``: a refusal ends the
     run, as does a connection failure, with ``--fail-early``), then a MKCOL
     per directory URL without ``--fail`` (405, it exists, is an answer)."""
+    # max-time: a server that accepts connections and never answers must not
+    # hang the build until buildbot's own no-output timeout.
     common = ['no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
-              f'connect-timeout = {int(connect_timeout)}', f'write-out = "{WRITE_OUT}"']
+              f'connect-timeout = {int(connect_timeout)}',
+              f'max-time = {2 * int(connect_timeout)}', f'write-out = "{WRITE_OUT}"']
     lines = ['fail-early', 'head', 'fail'] + common
     lines += [f'url = {quote(base)}', 'output = "/dev/null"']
     if directories:
@@ -159,6 +162,10 @@ def upload_config(netrc_path, transfers, parallel=4, retries=3, connect_timeout=
         f'netrc-file = {quote(netrc_path)}',
         f'retry = {int(retries)}',
         f'connect-timeout = {int(connect_timeout)}',
+        # A transfer stalled below 1 byte/s for a minute is a dead server (a
+        # large upload has no max-time that would fit every file size).
+        'speed-limit = 1',
+        'speed-time = 60',
         f'write-out = "{WRITE_OUT}"',
     ]
     if int(parallel) > 1 and len(transfers) > 1:

@@ -35,6 +35,8 @@ class CurlConfig(unittest.TestCase):
         self.assertNotIn('fail', lines[nxt:])  # 405 (exists) is an answer, not an error
         self.assertLess(lines.index('url = "http://h/s/a/"'), lines.index('url = "http://h/s/a/b/"'))
         self.assertNotIn('next', wu.check_and_mkcol_config('/n', 'http://h/s/', [], 5).splitlines())
+        # A server that accepts and never answers cannot hang the build.
+        self.assertEqual(lines.count('max-time = 10'), 2)
 
     def test_upload_config_pairs_files_and_urls_and_never_retries_refusals(self):
         text = wu.upload_config('/w/.netrc', [('/w/a', 'http://h/s/a'),
@@ -43,6 +45,7 @@ class CurlConfig(unittest.TestCase):
         for option in ('fail', 'fail-early', 'netrc-file = "/w/.netrc"', 'parallel-max = 2'):
             self.assertIn(option, lines)
         self.assertNotIn('retry-connrefused', lines)
+        self.assertIn('speed-time = 60', lines)
         i = lines.index('upload-file = "/w/a"')
         self.assertEqual(lines[i + 1:i + 4],
                          ['url = "http://h/s/a"', 'output = "/dev/null"', 'upload-file = "/w/b"'])
