@@ -212,7 +212,11 @@ class ArtifactRepository(service.BuildbotService):
             client = yield self.client(entry['url'], timeout=min(
                 self.http_timeout, SHUTDOWN_HTTP_TIMEOUT) if shutting_down else None)
             answer = yield client.revoke(username, success=entry['result'] == 'success')
-        except TokenServiceError as e:
+        except Exception as e:  # not only TokenServiceError: a secret that does not
+            # render must back off too, never spin the reactor on an immediate retry
+            if not isinstance(e, TokenServiceError):
+                e = TokenServiceError('DELETE', entry['url'] + '/token/' + username, None,
+                                      f'{type(e).__name__}: {e}')
             entry['attempts'] += 1
             delay = backoff(entry['attempts'], self.retry_max_interval)
             entry['next_try'] = time.time() + delay
@@ -220,7 +224,7 @@ class ArtifactRepository(service.BuildbotService):
             self._save()
             twlog.msg(f'artifact-repository: revoke of token {username} failed (try '
                       f'{entry["attempts"]}), next try in {delay:g} s: {e}')
-            raise
+            raise e from None
         if entry['attempts']:
             twlog.msg(f'artifact-repository: token {username} revoked after '
                       f'{entry["attempts"]} failed tries (HTTP {answer.status})')

@@ -359,8 +359,10 @@ class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):
             yield log.addStderr(f'{e}\nthe master retries this revoke in the background '
                                 f'(journal {repo.journal.path}) until the server confirms it '
                                 'or the token expires\n')
-            result, summary = FAILURE, ('revoke pending (server unreachable)' if e.status is None
-                                        else f'revoke pending (HTTP {e.status})')
+            result, summary = FAILURE, (
+                f'revoke pending (HTTP {e.status})' if e.status is not None else
+                'revoke pending (server unreachable)' if e.reason.startswith('cannot reach')
+                else 'revoke pending')
         else:
             result, summary = yield self._report(repo, answer, success, log)
         result = yield self._remove_netrc(log, result)
