@@ -188,6 +188,12 @@ def parse_write_out(stdout):
     return results
 
 
+def _same_url(url):
+    """The URL as curl reports it in %{url_effective}: it lowercases the scheme."""
+    scheme, sep, rest = url.partition('://')
+    return scheme.lower() + sep + rest
+
+
 def _curl(curl, config):
     """(exit code, [(status, url)], stderr lines) of one ``curl --config -``."""
     proc = subprocess.run([curl, '--config', '-'], input=config.encode('utf-8'),
@@ -227,7 +233,7 @@ def main(job):
         if not transfers:
             raise Refusal('no files to upload')
         pairs = [(local, base + remote) for local, remote in transfers]
-        status = {url: 0 for _, url in pairs}
+        status = {_same_url(url): 0 for _, url in pairs}
         out['files'] = [[local, url, 0] for local, url in pairs]
         directories = [base + d for d in collections([r for _, r in transfers])]
         config = check_and_mkcol_config(job['netrc'], base, directories,
@@ -270,9 +276,9 @@ def main(job):
             lap('put')
             out['curl_errors'] += errors
         for code, url in results:
-            if url in status:
-                status[url] = code
-        out['files'] = [[local, url, status[url]] for local, url in pairs]
+            if _same_url(url) in status:
+                status[_same_url(url)] = code
+        out['files'] = [[local, url, status[_same_url(url)]] for local, url in pairs]
         sent = sum(1 for code in status.values() if 200 <= code < 300)
         if rc != 0 or sent != len(pairs):
             gone = rc in UNREACHABLE_EXITS or any(code == 0 for code, _ in results)
