@@ -102,11 +102,13 @@ class ArtifactRepository(service.BuildbotService):
                                             f'{self.name}.pending-revokes.json'))
         for problem in self.journal.load():
             twlog.msg(f'artifact-repository: {problem}')
-        # Builds of an earlier run of this master are over: revoke their tokens.
-        orphans = [e for e in self.journal.entries.values() if e['result'] is None]
-        for entry in orphans:
-            entry['result'] = 'failure'
-        if orphans:
+        # Builds of an earlier run of this master are over: revoke their tokens,
+        # and try what was owed at once (the server may well be back).
+        for entry in self.journal.entries.values():
+            if entry['result'] is None:
+                entry['result'] = 'failure'
+            entry['next_try'] = time.time()
+        if self.journal.entries:
             self._save()
         if self.journal.entries:
             twlog.msg(f'artifact-repository: {len(self.journal.entries)} token(s) from an '
