@@ -603,7 +603,15 @@ def case_example(h):
     port = free_ports(1)[0]
     worker_password, change_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     h.secrets_to_hide += [worker_password, change_password]
-    h._run(['buildbot', 'create-master', '--quiet', h.example_master], env=clean_env())
+    # Both create commands at once: each is seconds of python start-up.
+    creating = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 env=clean_env()) for argv in (
+        ['buildbot', 'create-master', '--quiet', h.example_master],
+        ['buildbot-worker', 'create-worker', '--quiet', h.example_worker,
+         f'127.0.0.1:{port}', 'worker1', worker_password])]
+    for proc in creating:
+        out, _ = proc.communicate(timeout=120)
+        check(proc.returncode == 0, f'{proc.args[:2]} failed: {h.hide(out.decode()[-2000:])}')
     with open(os.path.join(h.example_master, 'master.cfg'), 'w') as f:
         f.write(example_config({
             'REPOSITORY_URL': h.repo, 'MASTER_USER': h.master_user,
@@ -611,12 +619,9 @@ def case_example(h):
             'PB_PORT': f'tcp:{port}:interface=127.0.0.1',
             'WORKER_PASSWORD': worker_password, 'CHANGE_PASSWORD': change_password,
             'PACKAGE_DIR': os.path.join(ROOT, 'buildbot')}))
-    h._run(['buildbot', 'checkconfig', h.example_master], env=clean_env())
     master = h.procs.start('example master', ['buildbot', 'start', '--nodaemon',
                                               h.example_master],
                            os.path.join(h.tmp, 'example-master.out'), env=clean_env())
-    h._run(['buildbot-worker', 'create-worker', '--quiet', h.example_worker,
-            f'127.0.0.1:{port}', 'worker1', worker_password], env=clean_env())
     worker = h.procs.start('example worker', ['buildbot-worker', 'start', '--nodaemon',
                                               h.example_worker],
                            os.path.join(h.tmp, 'example-worker.out'), env=clean_env())
@@ -642,7 +647,10 @@ def case_example(h):
     status, body = http('GET', f'{h.repo}/token', auth=(h.master_user, h.master_password))
     check(status == 200 and json.loads(body)['tokens'] == [],
           f'a token is still live after the example build: {body[:200]!r}')
-    for proc in (worker, master):
+    wait_for('the example build to finish', lambda: 'build finished' in open(twistd).read(), 30)
+    check(' <Build hello number:1 results:success>: build finished' in open(twistd).read(),
+          f'the example build did not end success; see {twistd}')
+    for proc in (master, worker):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
         h.procs.forget(proc)
