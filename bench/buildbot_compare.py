@@ -67,6 +67,8 @@ CASES = (('big', f'one {BIG_BYTES // 10**6} MB file', BIG_BYTES),
           COUNTS['tree32'] * SMALL_BYTES),
          ('tree', f'{SMALL_COUNT} files of {SMALL_BYTES // 1024} KiB (tree)',
           SMALL_COUNT * SMALL_BYTES))
+FLOOR = {'true': 'ShellCommand `true`',
+         'python': 'ShellCommand `python3 -I -S -c "import <what worker_upload.py imports>"`'}
 # DESIGN.md's targets for the ratio buildbot time / our time.
 TARGETS = {'big': 3.0, 'tree32': 1.0, 'tree': 2.0}
 
@@ -141,9 +143,19 @@ for case in ('tree32', 'tree'):
         workersrc=cfg[case], haltOnFailure=True, name=f'upload {case} (buildbot)',
         masterdest=util.Interpolate(cfg['upload_dir'] + '/%(prop:buildnumber)s/' + case)))
 
+# The floor of any step that runs a program on the worker: a ShellCommand
+# of `true`, and python starting with what worker_upload.py imports.
+floor = util.BuildFactory()
+floor.addStep(timed(steps.ShellCommand, 'true')(command=['true'], name='true',
+                                                logEnviron=False))
+floor.addStep(timed(steps.ShellCommand, 'python')(
+    command=['python3', '-I', '-S', '-c', 'import glob, json, os, re, stat, subprocess, sys, time'],
+    name='python', logEnviron=False))
+
 c['builders'] = [util.BuilderConfig(name='ours', workernames=['w1'], factory=ours),
-                 util.BuilderConfig(name='buildbot', workernames=['w1'], factory=theirs)]
-c['schedulers'] = [ForceScheduler(name='force', builderNames=['ours', 'buildbot'])]
+                 util.BuilderConfig(name='buildbot', workernames=['w1'], factory=theirs),
+                 util.BuilderConfig(name='floor', workernames=['w1'], factory=floor)]
+c['schedulers'] = [ForceScheduler(name='force', builderNames=['ours', 'buildbot', 'floor'])]
 '''
 
 STEP_NAMES = {(side, case): f'upload {case} ({side})'
@@ -283,6 +295,13 @@ class Bench(e2e.Harness):
             out[case] = (rest, precise, curl)
         self.verify(builder, build, props)
         return out
+
+    def run_floor(self):
+        """{'true': s, 'python': s}: run() of the floor builder's two steps."""
+        build = self.wait_done(self.force('floor'), timeout=BUILD_TIMEOUT)
+        e2e.expect_result(build, e2e.SUCCESS, 'floor build')
+        props = self.build(build['buildid'])['properties']
+        return {name: float(props[f'bench_{name}'][0]) for name in FLOOR}
 
     def verify(self, builder, build, props):
         if builder == 'ours':
@@ -439,6 +458,22 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
                      f'| {files_s} |')
     lines += [
         '',
+        '## The floor of a step that runs a program on the worker',
+        '',
+        'A third builder, in the same rounds: its steps only start a program on the worker. '
+        'Any upload that runs curl (or anything) on the worker pays at least this; '
+        '`DirectoryUpload` pays none of it, as the worker process itself reads the files. '
+        'Medians, seconds of run().',
+        '',
+        '| step | s | DirectoryUpload of 32 files, same rounds, s |',
+        '|---|---|---|',
+    ]
+    theirs32 = statistics.median(r['buildbot']['tree32'][1] for r in rounds)
+    for name, label in FLOOR.items():
+        lines.append(f"| {label} | {fmt(statistics.median(r['floor'][name] for r in rounds))} "
+                     f'| {fmt(theirs32)} |')
+    lines += [
+        '',
         '## Raw data (seconds: REST step time / run() time; ours also: curl time)',
         '',
         '| round | ' + ' | '.join(f'{side}, {case}' for case, _, _ in CASES
@@ -509,6 +544,8 @@ def main():
                     f'{case} {rest} s REST / {precise:.3f} s run()'
                     + (f' / {curl:.3f} s curl' if curl is not None else '')
                     for case, (rest, precise, curl) in r[builder].items()))
+            r['floor'] = h.run_floor()
+            log(f'{label} floor: ' + ', '.join(f'{k} {v:.3f} s' for k, v in r['floor'].items()))
             if i >= args.warmup:
                 rounds.append(r)
         elapsed = time.monotonic() - started
