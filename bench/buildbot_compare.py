@@ -346,6 +346,8 @@ def machine(tmp):
         ('date (UTC)', datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S')),
         ('product commit', cmd(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])),
         ('nproc', str(os.cpu_count())),
+        ('load average (1, 5, 15 min) at the end: other work on the machine',
+         ', '.join(f'{x:.1f}' for x in os.getloadavg())),
         ('CPU', cpu),
         ('memory', f'{mem_kib / 1024 / 1024:.1f} GiB'),
         ('kernel', platform.release()),
