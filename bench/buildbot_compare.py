@@ -383,8 +383,9 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
                     f'directories' for n, (a, b, _) in TREE_SHAPES.items()) + '.',
         f'- **ours**: `IssueArtifactToken`, then `UploadArtifacts` (what `repo.upload(...)` '
         f'returns) for the file, then for each tree (parallel={PARALLEL}, the default), then '
-        '`RevokeArtifactToken`: each upload is one command on the worker (find, one HEAD '
-        'check and the MKCOLs in one curl run, the PUTs in another) through nginx with the '
+        '`RevokeArtifactToken`: each upload is one command on the worker (python finds the '
+        'files; one HEAD check and the MKCOLs in one curl run, the PUTs in another, or in '
+        'the same run for a job of up to 32 files and 16 MiB) through nginx with the '
         'per-build token. **buildbot**: `steps.FileUpload` for the file and '
         '`steps.DirectoryUpload` for each tree, to the master\'s disk, default block sizes '
         '(256 KiB and 16 KiB), no compression.',
