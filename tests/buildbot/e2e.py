@@ -642,8 +642,9 @@ def case_example(h):
     listed = sorted(line.split('  ', 1)[1] for line in sums.decode().splitlines())
     check(listed == ['hello-1.1.tar.gz', 'hello-1.1.tar.gz.sha256'],
           f'the example build published {listed}')
-    check(http('GET', f'{h.repo}/tgz/hello/hello/latest/SHA256SUMS')[0] == 200,
-          'the example build (sidecar verified) did not become latest')
+    # The seal writes SHA256SUMS, then moves `latest`: wait for the second too.
+    wait_for('the example build (sidecar verified) to become latest',
+             lambda: http('GET', f'{h.repo}/tgz/hello/hello/latest/SHA256SUMS')[0] == 200, 10)
     status, body = http('GET', f'{h.repo}/token', auth=(h.master_user, h.master_password))
     check(status == 200 and json.loads(body)['tokens'] == [],
           f'a token is still live after the example build: {body[:200]!r}')
