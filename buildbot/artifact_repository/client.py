@@ -89,10 +89,13 @@ class TokenServiceClient:
         return url, response.code, content
 
     @defer.inlineCallbacks
-    def issue(self, scopes, ttl):
-        """POST /token: the JSON document of the new token (with its password)."""
-        url, status, content = yield self._call('POST', '/token',
-                                                {'scopes': list(scopes), 'ttl': int(ttl)})
+    def issue(self, scopes, ttl, username=None):
+        """POST /token: the JSON document of the new token (with its password).
+        ``username``, when given, is the token's name (the server checks it)."""
+        body = {'scopes': list(scopes), 'ttl': int(ttl)}
+        if username is not None:
+            body['username'] = username
+        url, status, content = yield self._call('POST', '/token', body)
         if status != 201:
             raise TokenServiceError('POST', url, status, _error_reason(status, content))
         try:

@@ -66,9 +66,14 @@ class Journal:
         return problems
 
     def add(self, username, url, scopes, buildid=None, expires=None):
+        """Adds an entry and saves; raises OSError (and keeps nothing) if it cannot."""
         self.entries[username] = _normalised(username, {
             'url': url, 'scopes': list(scopes), 'buildid': buildid, 'expires': expires})
-        self.save()
+        try:
+            self.save()
+        except OSError:
+            del self.entries[username]
+            raise
 
     def remove(self, username):
         if self.entries.pop(username, None) is not None:

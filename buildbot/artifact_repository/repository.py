@@ -147,8 +147,13 @@ class ArtifactRepository(service.BuildbotService):
         return TokenServiceClient(url or self.url, user, password,
                                   timeout=timeout or self.http_timeout)
 
+    def forget(self, username):
+        """Drops a journal entry whose token was never issued."""
+        self._forget(username)
+
     def track(self, username, scopes, buildid, expires_in=None, url=None):
-        """Journals a newly issued token; raises OSError if it cannot be written."""
+        """Journals a token about to be issued (or just issued): from now on its
+        revoke is owed once its build ends. Raises OSError if it cannot be written."""
         expires = time.time() + float(expires_in) if expires_in else None
         self.journal.add(username, url or self.url, scopes, buildid=buildid, expires=expires)
 

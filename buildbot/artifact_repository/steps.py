@@ -9,6 +9,7 @@ a log.
 """
 
 import json
+import secrets
 import stat
 import time
 
@@ -109,10 +110,31 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
             return FAILURE
         yield log.addStdout(f"issuing a token for {', '.join(scopes)} (ttl {ttl} s)\n")
         client = yield repo.client()
+        username = None
+        if self.revoke_when_build_finishes:
+            # Named and journaled before the POST: a master that dies between
+            # the server's answer and a journal write would leave a live token
+            # nobody owes a revoke. A name never issued is just a 404 later.
+            username = 't' + secrets.token_hex(10)
+            try:
+                repo.track(username, scopes, self.build.buildid, ttl, url=client.base_url)
+            except OSError as e:
+                yield log.addStderr(f'artifact-token: cannot write the journal: {e}\n')
+                _summary(self, 'journal not writable')
+                return FAILURE
         try:
-            doc = yield client.issue(scopes, ttl)
+            doc = yield client.issue(scopes, ttl, username=username)
+            if username is not None and doc['username'] != username:
+                raise TokenServiceError('POST', client.base_url + '/token', 201,
+                                        f"the server named the token {doc['username']!r}, "
+                                        f'not {username!r}')
         except TokenServiceError as e:
             yield log.addStderr(str(e) + '\n')
+            if username is not None:
+                if e.status is None or e.status == 201:  # it may exist: owe its revoke
+                    repo.revoke_token(username, success=False).addErrback(lambda _: None)
+                else:  # refused: nothing was issued
+                    repo.forget(username)
             _summary(self, f'token refused (HTTP {e.status})' if e.status
                      else 'token service unreachable')
             return FAILURE
@@ -122,18 +144,6 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         self.build.properties.useSecret(password, REDACTED_NAME)
         username = doc['username']
         scopes = list(doc.get('scopes', scopes))
-        if self.revoke_when_build_finishes:
-            try:
-                repo.track(username, scopes, self.build.buildid, doc.get('expires_in'),
-                           url=client.base_url)
-            except OSError as e:  # no journal, no promise: give the token back at once
-                yield log.addStderr(f'artifact-token: cannot journal token {username}: {e}\n')
-                try:
-                    yield client.revoke(username, success=False)
-                except TokenServiceError as revoke_error:
-                    yield log.addStderr(str(revoke_error) + '\n')
-                _summary(self, 'journal not writable')
-                return FAILURE
         urls = [u if u.endswith('/') else u + '/' for u in doc['urls']]
         if self.public_url:
             base = self.public_url.rstrip('/') + '/'

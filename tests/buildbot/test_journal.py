@@ -57,6 +57,12 @@ class JournalFile(unittest.TestCase):
         self.assertTrue(os.path.exists(self.path + '.corrupt'))
         self.assertEqual(j.entries, {})
 
+    def test_an_entry_that_cannot_be_saved_is_not_kept(self):
+        j = Journal(os.path.join(self.dir.name, 'missing', 'j.json'))
+        with self.assertRaises(OSError):
+            j.add('t1', 'http://h', [])
+        self.assertEqual(j.entries, {})
+
     def test_remove(self):
         j = Journal(self.path)
         j.add('t1', 'http://h', [])
