@@ -124,14 +124,10 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
                 return FAILURE
         try:
             doc = yield client.issue(scopes, ttl, username=username)
-            if username is not None and doc['username'] != username:
-                raise TokenServiceError('POST', client.base_url + '/token', 201,
-                                        f"the server named the token {doc['username']!r}, "
-                                        f'not {username!r}')
         except TokenServiceError as e:
             yield log.addStderr(str(e) + '\n')
             if username is not None:
-                if e.status is None or e.status == 201:  # it may exist: owe its revoke
+                if e.status is None:  # no answer: it may exist, so its revoke is owed
                     repo.revoke_token(username, success=False).addErrback(lambda _: None)
                 else:  # refused: nothing was issued
                     repo.forget(username)
@@ -142,8 +138,18 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         password = doc['password']
         # From here on any output that contains the password is redacted.
         self.build.properties.useSecret(password, REDACTED_NAME)
-        username = doc['username']
         scopes = list(doc.get('scopes', scopes))
+        if username is not None and doc['username'] != username:
+            # A server that names tokens itself: journal the name it chose.
+            repo.forget(username)
+            try:
+                repo.track(doc['username'], scopes, self.build.buildid, ttl, url=client.base_url)
+            except OSError as e:
+                yield log.addStderr(f'artifact-token: cannot write the journal: {e}\n')
+                yield client.revoke(doc['username'], success=False).addErrback(lambda _: None)
+                _summary(self, 'journal not writable')
+                return FAILURE
+        username = doc['username']
         urls = [u if u.endswith('/') else u + '/' for u in doc['urls']]
         if self.public_url:
             base = self.public_url.rstrip('/') + '/'
