@@ -195,36 +195,94 @@ Result<Master> Api::Authenticate(const Request& req) {
   return master;
 }
 
-Response Api::Handle(const Request& req) {
-  const std::string root = "/token";
-  if (req.path != root && req.path.compare(0, root.size() + 1, root + "/") != 0) {
-    return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+// The routes of /token. A path is matched against the patterns in table
+// order and the first pattern that matches decides: its routes are tried by
+// exact method, and a method none of them has is 405 with their methods as
+// Allow. ":user" matches one non-empty segment, "*" one or more segments.
+// The literal routes come before ":user", so healthz, metrics and latest are
+// never token names (IsReservedUsername keeps it so).
+const std::vector<Api::Route>& Api::Routes() {
+  using Req = const Request&;
+  using Who = const Master&;
+  using Arg = const std::string&;
+  static const std::vector<Route> routes = {
+      {"GET", "/token", true, [](Api& a, Req, Who m, Arg) { return a.ListTokens(m); }},
+      {"POST", "/token", true, [](Api& a, Req r, Who m, Arg) { return a.Issue(r, m); }},
+      {"GET", "/token/healthz", false, [](Api& a, Req, Who, Arg) { return a.Health(); }},
+      {"HEAD", "/token/healthz", false, [](Api& a, Req, Who, Arg) { return a.Health(); }},
+      {"GET", "/token/metrics", false, [](Api& a, Req, Who, Arg) { return a.MetricsText(); }},
+      {"HEAD", "/token/metrics", false, [](Api& a, Req, Who, Arg) { return a.MetricsText(); }},
+      {"GET", "/token/latest/*", false, [](Api& a, Req, Who, Arg rest) { return a.Latest(rest); }},
+      {"HEAD", "/token/latest/*", false, [](Api& a, Req, Who, Arg rest) { return a.Latest(rest); }},
+      {"GET", "/token/:user", true, [](Api& a, Req, Who m, Arg u) { return a.GetToken(m, u); }},
+      {"DELETE", "/token/:user", true, [](Api& a, Req r, Who m, Arg u) { return a.Revoke(r, m, u); }},
+      {"POST", "/token/:user/renew", true, [](Api& a, Req r, Who m, Arg u) { return a.Renew(r, m, u); }},
+      {"GET", "/token/:user/seal", true, [](Api& a, Req, Who m, Arg u) { return a.SealStatusOf(m, u); }},
+  };
+  return routes;
+}
+
+namespace {
+
+// Splits "/token/u/renew" into {"token", "u", "renew"}; one trailing slash is
+// ignored ("/token/" is "/token"), other empty segments are kept (and match
+// nothing).
+std::vector<std::string> PathSegments(const std::string& path) {
+  if (path.empty() || path[0] != '/') return {};
+  std::string trimmed = path.substr(1);
+  if (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
+  return SplitFields(trimmed, '/');
+}
+
+// True when `segments` match `pattern`; `arg` gets what ":user" or "*" matched.
+bool MatchPattern(const std::string& pattern, const std::vector<std::string>& segments, std::string* arg) {
+  const std::vector<std::string> parts = PathSegments(pattern);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i] == "*") {
+      if (i >= segments.size()) return false;
+      std::string rest;
+      for (size_t j = i; j < segments.size(); ++j) rest += (j == i ? "" : "/") + segments[j];
+      *arg = rest;
+      return true;
+    }
+    if (i >= segments.size()) return false;
+    if (parts[i] == ":user") {
+      if (segments[i].empty()) return false;
+      *arg = segments[i];
+    } else if (parts[i] != segments[i]) {
+      return false;
+    }
   }
-  const std::string rest = req.path.size() > root.size() + 1 ? req.path.substr(root.size() + 1) : "";
-  const std::string first = rest.substr(0, rest.find('/'));
-  const std::string tail = rest.find('/') == std::string::npos ? "" : rest.substr(rest.find('/') + 1);
-  const bool read = req.method == "GET" || req.method == "HEAD";
+  return parts.size() == segments.size();
+}
 
-  // Routes without master credentials.
-  if (rest == "healthz") return read ? Health() : MethodNotAllowed("GET, HEAD");
-  if (rest == "metrics") return read ? MetricsText() : MethodNotAllowed("GET, HEAD");
-  if (first == "latest" && !tail.empty()) return read ? Latest(tail) : MethodNotAllowed("GET, HEAD");
+}  // namespace
 
+Response Api::Handle(const Request& req) {
+  const std::vector<std::string> segments = PathSegments(req.path);
+  const std::vector<Route>& routes = Routes();
+  const Route* matched = nullptr;  // the first route of the pattern that matched
+  std::string arg;
+  for (const auto& route : routes) {
+    if (MatchPattern(route.pattern, segments, &arg)) {
+      matched = &route;
+      break;
+    }
+  }
+  if (matched == nullptr) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  const Route* route = nullptr;
+  std::string allow;
+  for (const auto& r : routes) {
+    if (r.pattern != matched->pattern) continue;
+    allow += (allow.empty() ? "" : ", ") + r.method;
+    if (r.method == req.method) route = &r;  // compared exactly: "GE" is not "GET"
+  }
   // Method before credentials: a wrong method is a client bug, say so.
-  const char* allow = rest.empty()            ? "GET, POST"
-                      : tail.empty()          ? "GET, DELETE"
-                      : tail == "renew"       ? "POST"
-                      : tail == "seal"        ? "GET"
-                                              : nullptr;
-  if (allow == nullptr) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
-  if (std::string(allow).find(req.method) == std::string::npos || req.method.empty()) return MethodNotAllowed(allow);
-
+  if (route == nullptr) return MethodNotAllowed(allow);
+  if (!route->needs_master) return route->handle(*this, req, Master{}, arg);
   auto master = Authenticate(req);
   if (!master) return Fail(master.error(), "auth");
-  if (rest.empty()) return req.method == "POST" ? Issue(req, master.value()) : ListTokens(master.value());
-  if (tail == "renew") return Renew(req, master.value(), first);
-  if (tail == "seal") return SealStatusOf(master.value(), first);
-  return req.method == "GET" ? GetToken(master.value(), first) : Revoke(req, master.value(), first);
+  return route->handle(*this, req, master.value(), arg);
 }
 
 Response Api::Issue(const Request& req, const Master& master) {

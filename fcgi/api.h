@@ -5,6 +5,7 @@
 
 #include <Poco/JSON/Object.h>
 
+#include <functional>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -60,6 +61,17 @@ class Api {
       ApiServices services = {});
 
   Response Handle(const Request& req);
+
+  // One route of /token: a method compared exactly, a path pattern, and
+  // whether master credentials are checked before the handler runs.
+  struct Route {
+    std::string method;
+    std::string pattern;
+    bool needs_master;
+    std::function<Response(Api&, const Request&, const Master&, const std::string& arg)> handle;
+  };
+  // The route table, in matching order (api.cc says how a path matches).
+  static const std::vector<Route>& Routes();
 
  private:
   Response Issue(const Request& req, const Master& master);

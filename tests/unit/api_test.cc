@@ -193,6 +193,32 @@ TEST_CASE_METHOD(ApiFixture, "routes and methods", "[api]") {
   CHECK(Json(h)->getValue<std::string>("status") == "ok");
 }
 
+TEST_CASE_METHOD(ApiFixture, "methods are compared exactly: a part of a method is 405 on every route", "[api]") {
+  // Found by an attack run: "LETE" revoked a token and "T" listed them,
+  // because the method was looked up as a substring of the allowed list.
+  auto issued = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})");
+  REQUIRE(issued.status == 201);
+  const std::string user = Json(issued)->getValue<std::string>("username");
+  const std::vector<std::pair<std::string, std::string>> routes = {
+      {"/token", "GET, POST"},           {"/token/" + user, "GET, DELETE"},
+      {"/token/" + user + "/renew", "POST"}, {"/token/" + user + "/seal", "GET"},
+      {"/token/healthz", "GET, HEAD"},   {"/token/metrics", "GET, HEAD"},
+      {"/token/latest/dpkg/p/linux/latest", "GET, HEAD"}};
+  for (const auto& [path, allow] : routes) {
+    for (const std::string method : {"LETE", "GE", "T", "E", "ET", "POS", "OST", "DELET", "GETS", "get", "Delete", "",
+                                     "GET, POST", "PUT"}) {
+      INFO(method << " " << path);
+      auto r = Call(method, path, R"({"ttl": 60})");
+      CHECK(r.status == 405);
+      CHECK(r.Header("Allow") == allow);
+    }
+  }
+  // Nothing happened to the token on the way.
+  CHECK(Call("GET", "/token/" + user).status == 200);
+  CHECK(log.str().find("revoke master=") == std::string::npos);
+  CHECK(log.str().find("renew master=") == std::string::npos);
+}
+
 TEST_CASE_METHOD(ApiFixture, "an unreadable masters file is 503 for everyone, not 401", "[api]") {
   std::remove(config.masters_file.c_str());
   auto r = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})");
