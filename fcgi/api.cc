@@ -380,11 +380,9 @@ Response Api::Revoke(const Request& req, const Master& master, const std::string
     return Fail(Error{ErrorCode::kBadRequest, "use ?seal=true|false and ?result=success|failure"}, "revoke",
                 master.name);
   }
-  auto t = store_.Get(username);
-  if (!t || t->issued_by != master.name) {
-    return Fail(t ? Error{ErrorCode::kNotFound, "no such token"} : t.error(), "revoke", master.name);
-  }
-  if (auto st = store_.Revoke(username); !st) return Fail(st.error(), "revoke", master.name);
+  // The owner is checked under the token's lock, with the removal.
+  auto t = store_.Revoke(username, master.name);
+  if (!t) return Fail(t.error(), "revoke", master.name);
   LogLine("revoke", master.name, username, JoinScopes(t->scopes), "ok");
   if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kRevoked);
   if (seal == "false" || services_.sealer == nullptr) {
@@ -468,7 +466,7 @@ Response Api::Renew(const Request& req, const Master& master, const std::string&
   // max_ttl counts from the issue: renewing cannot make a token immortal.
   const int64_t expires =
       std::min(clock_.Now() + ttl.value().value_or(config_.default_ttl), t->issued + config_.max_ttl);
-  auto renewed = store_.Renew(username, expires);
+  auto renewed = store_.Renew(username, expires, master.name);
   if (!renewed) return Fail(renewed.error(), "renew", master.name);
   LogLine("renew", master.name, username, JoinScopes(renewed->scopes), "200");
   if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kRenewed);

@@ -294,7 +294,7 @@ int RunRevoke(const std::vector<std::string>& args) {
   if (admin.loaded.rest.empty()) return Usage("revoke", "name at least one token username");
   int rc = 0;
   for (const auto& name : admin.loaded.rest) {
-    auto st = admin.store->Revoke(name);
+    auto st = admin.store->Revoke(name);  // any master's
     if (st) {
       std::cout << "revoked " << name << "\n";
     } else {

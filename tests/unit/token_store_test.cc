@@ -7,6 +7,7 @@
 
 #include "posix_file.h"
 #include "token_store.h"
+#include "unit/hooked_disk.h"
 #include "unit/test_support.h"
 
 using artifact::ErrorCode;
@@ -243,4 +244,64 @@ TEST_CASE_METHOD(StoreFixture, "a scope file that cannot be read fails the revok
   std::filesystem::rename(saved, path);
   CHECK(store.Revoke(t->info.username));
   CHECK(TokenFiles().empty());
+}
+
+namespace {
+
+// A store whose disk calls a test can pause (hooked_disk.h).
+struct RaceFixture : StoreFixture {
+  HookedDisk disk;
+  TokenStore raced{tokens, artifacts, clock, random, disk};
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(RaceFixture, "a revoke racing a renew leaves the token revoked", "[store][race]") {
+  // Found on main: a revoke that ran while a renew was between reading the
+  // token and renaming its new files over the old ones answered 204, and
+  // the renew then brought the token (record and scope file) back.
+  auto t = raced.Issue(Request({"dpkg/p/linux/1"}, 10));
+  REQUIRE(t);
+  const std::string user = t->info.username;
+  artifact::Result<artifact::TokenInfo> revoked = artifact::Error{ErrorCode::kInternal, "not run"};
+  disk.CompeteAt("rename", "/dpkg/p/linux/1.htpasswd", "/.locks/" + user,
+                 [&] { revoked = raced.Revoke(user); });
+  auto renewed = raced.Renew(user, clock.Now() + 100);
+  disk.Join();
+  REQUIRE(disk.competed());
+  CHECK(renewed);  // the renew went first ...
+  REQUIRE(revoked);  // ... and the revoke, which waited for it, removed the renewed token
+  CHECK(raced.Get(user).error().code == ErrorCode::kNotFound);
+  CHECK(TokenFiles().empty());
+}
+
+TEST_CASE_METHOD(RaceFixture, "removing an expired token never removes the next token's scope file",
+                 "[store][race]") {
+  // Check-then-unlink: the expiry of X has read that the scope file is X's;
+  // before it unlinks it, an issue for the same scope removes the expired X
+  // itself and publishes Y there. The unlink must not take Y's file.
+  auto x = raced.Issue(Request({"dpkg/p/linux/1"}, 5));
+  REQUIRE(x);
+  clock.Advance(5);
+  artifact::Result<artifact::IssuedToken> y = artifact::Error{ErrorCode::kInternal, "not run"};
+  disk.CompeteAt("unlink", "/dpkg/p/linux/1.htpasswd", "/.locks/" + x->info.username,
+                 [&] { y = raced.Issue(Request({"dpkg/p/linux/1"})); });
+  auto expired = raced.ExpireIfDue(x->info.username, nullptr);
+  disk.Join();
+  REQUIRE(disk.competed());
+  REQUIRE(expired);
+  CHECK(expired.value());  // X is gone, removed by the expiry
+  CHECK(raced.Get(x->info.username).error().code == ErrorCode::kNotFound);
+  // Y either found X busy (409, try again) or was issued after X was gone;
+  // an issued Y always has its scope file.
+  if (y) {
+    auto data = artifact::ReadSmallFile(store.ScopeFilePath("dpkg/p/linux/1"));
+    REQUIRE(data);  // on main: gone, unlinked by X's expiry
+    auto line = PasswordLine::Parse(data.value());
+    REQUIRE(line);
+    CHECK(line->info.username == y->info.username);
+  } else {
+    CHECK(y.error().code == ErrorCode::kConflict);
+    CHECK(TokenFiles().empty());
+  }
 }
