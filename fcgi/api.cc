@@ -136,9 +136,37 @@ Poco::JSON::Object TokenJson(const TokenInfo& t, int64_t now) {
   return obj;
 }
 
-Api::Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
-         ApiServices services)
-    : config_(config), store_(store), masters_(masters), clock_(clock), log_(log), services_(services) {}
+Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueRequest& req) {
+  if (!req.reopen) {
+    for (const auto& s : req.scopes) {
+      auto published = builds.IsPublished(s.str());
+      if (!published) return published.error();
+      if (published.value()) {
+        return Error{ErrorCode::kConflict, "scope " + s.str() + " is published (its directory holds files)"};
+      }
+    }
+  }
+  auto token = store.Issue(req);
+  if (!token) return token;
+  for (const auto& s : req.scopes) {
+    if (auto st = builds.Open(s.str()); !st) {
+      (void)store.Revoke(token->info.username);
+      OPENSSL_cleanse(token->password.data(), token->password.size());
+      return st.error();
+    }
+  }
+  return token;
+}
+
+Api::Api(const Config& config, TokenStore& store, Builds& builds, MastersFile& masters, const Clock& clock,
+         EventLog& log, ApiServices services)
+    : config_(config),
+      store_(store),
+      builds_(builds),
+      masters_(masters),
+      clock_(clock),
+      log_(log),
+      services_(services) {}
 
 void Api::LogLine(const std::string& event, const std::string& master, const std::string& username,
                   const std::string& scopes, const std::string& outcome) {
@@ -315,7 +343,7 @@ Response Api::Issue(const Request& req, const Master& master) {
                 "issue", master.name);
   }
 
-  auto token = store_.Issue(ir);
+  auto token = IssueToken(store_, builds_, ir);
   if (!token) return Fail(token.error(), "issue", master.name);
   const TokenInfo& t = token->info;
   LogLine("issue", master.name, t.username, JoinScopes(t.scopes), "201");
@@ -438,7 +466,7 @@ Response Api::Latest(const std::string& path) {
     if (!IsValidSegment(parts[i])) return Fail(Error{ErrorCode::kNotFound, "no such builder"}, "latest");
     builder += (i == 0 ? "" : "/") + parts[i];
   }
-  auto build = ResolveLatest(config_.artifacts_dir, builder);
+  auto build = builds_.ResolveLatest(builder);
   if (!build) return Fail(build.error(), "latest");
   std::string location = "/" + builder + "/" + build.value() + "/";
   for (size_t i = builder_depth + 1; i < parts.size(); ++i) {

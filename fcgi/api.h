@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "builds.h"
 #include "clock.h"
 #include "config.h"
 #include "event_log.h"
@@ -57,8 +58,8 @@ class Api {
  public:
   // `log` receives one line per issue, revoke, renew and refusal; never a
   // secret.
-  Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
-      ApiServices services = {});
+  Api(const Config& config, TokenStore& store, Builds& builds, MastersFile& masters, const Clock& clock,
+      EventLog& log, ApiServices services = {});
 
   Response Handle(const Request& req);
 
@@ -91,11 +92,17 @@ class Api {
 
   const Config& config_;
   TokenStore& store_;
+  Builds& builds_;
   MastersFile& masters_;
   const Clock& clock_;
   EventLog& log_;
   ApiServices services_;
 };
+
+// Issues a token and opens its builds: 409 for a published scope unless
+// `req.reopen` (whether the master may is the caller's check). When a build
+// directory cannot be made, the token is revoked again.
+Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueRequest& req);
 
 // The JSON error body and status of `e` (401 adds WWW-Authenticate).
 Response ErrorResponse(const Error& e);

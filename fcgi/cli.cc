@@ -120,11 +120,13 @@ struct Admin {
   SystemClock clock;
   OpenSslRandom random;
   std::unique_ptr<TokenStore> store;
+  std::unique_ptr<Builds> builds;
 
   bool Init(const std::string& cmd, const std::vector<std::string>& args) {
     if (!Load(cmd, args, &loaded)) return false;
     if (!DropToStoreOwner(cmd, loaded.config.tokens_dir)) return false;
-    store = std::make_unique<TokenStore>(loaded.config.tokens_dir, loaded.config.artifacts_dir, clock, random);
+    store = std::make_unique<TokenStore>(loaded.config.tokens_dir, clock, random);
+    builds = std::make_unique<Builds>(loaded.config.artifacts_dir, clock);
     return true;
   }
 };
@@ -164,7 +166,8 @@ int ServeOne(const Config& config, int index) {
   SystemClock clock;
   OpenSslRandom random;
   EventLog log(std::cerr);
-  TokenStore store(config.tokens_dir, config.artifacts_dir, clock, random);
+  TokenStore store(config.tokens_dir, clock, random);
+  Builds builds(config.artifacts_dir, clock);
   MastersFile masters(config.masters_file, &std::cerr);
   // Counters shared by this host's serve processes, on the tokens volume
   // (private to nginx and the app) so they survive restarts.
@@ -182,7 +185,7 @@ int ServeOne(const Config& config, int index) {
   // The processes of a host take turns at the full sweep: together they
   // sweep once a minute, not once a minute each (10,000 records each time).
   ExpiryTimer timer(store, clock, log, 60 * config.processes, metrics.get(), 60 * index);
-  Sealer sealer(config.tokens_dir, config.artifacts_dir, clock, log, metrics.get());
+  Sealer sealer(config.tokens_dir, builds, clock, log, metrics.get());
 
   // The timer thread starts with the stop signals blocked, so they are
   // delivered to the accept loop, which installs their handlers.
@@ -194,7 +197,7 @@ int ServeOne(const Config& config, int index) {
   sealer.Start();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
-  Api api(config, store, masters, clock, log, ApiServices{&timer, &sealer, metrics.get()});
+  Api api(config, store, builds, masters, clock, log, ApiServices{&timer, &sealer, metrics.get()});
   log.Write("artifact-token serve: tokens in " + config.tokens_dir + ", artifacts in " + config.artifacts_dir +
             ", scope_depth " + std::to_string(config.scope_depth));
   int rc = RunFastCgiLoop(api);
@@ -270,7 +273,7 @@ int RunIssue(const std::vector<std::string>& args) {
     if (!scope) return Usage("issue", "scope " + text + ": " + scope.error().message);
     req.scopes.push_back(scope.value());
   }
-  auto token = admin.store->Issue(req);
+  auto token = IssueToken(*admin.store, *admin.builds, req);
   if (!token) {
     std::cerr << "artifact-token issue: " << token.error().message << "\n";
     return 1;
@@ -398,7 +401,9 @@ int RunRetention(const std::vector<std::string>& args) {
     std::cout << "no retention rules configured: every build is kept\n";
     return 0;
   }
-  auto report = ApplyRetention(c.artifacts_dir, c.tokens_dir, c.scope_depth, rules.value(), admin.clock.Now(), dry_run);
+  const TokenStore& store = *admin.store;
+  auto report = ApplyRetention(*admin.builds, c.scope_depth, rules.value(), admin.clock.Now(), dry_run,
+                               [&store](const std::string& scope) { return store.HoldsScope(scope); });
   if (!report) {
     std::cerr << "artifact-token retention: " << report.error().message << "\n";
     return 1;

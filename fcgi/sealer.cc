@@ -48,10 +48,9 @@ std::string SealStatus::ToJson() const {
   return out.str();
 }
 
-Sealer::Sealer(std::string tokens_dir, std::string artifacts_dir, const Clock& clock, EventLog& log,
-               Metrics* metrics)
+Sealer::Sealer(std::string tokens_dir, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics)
     : tokens_dir_(std::move(tokens_dir)),
-      artifacts_dir_(std::move(artifacts_dir)),
+      builds_(builds),
       status_dir_(tokens_dir_ + "/.seals"),
       clock_(clock),
       log_(log),
@@ -87,7 +86,7 @@ void Sealer::WriteStatus(const SealStatus& status) {
 void Sealer::Run(SealStatus* status) {
   const auto start = std::chrono::steady_clock::now();
   for (auto& s : status->scopes) {
-    auto report = SealDirectory(artifacts_dir_ + "/" + s.scope);
+    auto report = builds_.Seal(s.scope);
     if (!report) {
       status->state = "failed";
       status->error = "sealing " + s.scope + " failed: " + report.error().message;
@@ -96,7 +95,7 @@ void Sealer::Run(SealStatus* status) {
     s.report = report.value();
     // Only a build that published something can become latest.
     if (status->success && report->mismatches.empty() && report->files > 0) {
-      if (auto st = UpdateLatest(artifacts_dir_, s.scope); !st) {
+      if (auto st = builds_.UpdateLatest(s.scope); !st) {
         log_.Write(Rfc3339(clock_.Now()) + " latest scope=" + s.scope + " failed: " + st.error().message);
       }
     }
@@ -132,7 +131,7 @@ SealStatus Sealer::Seal(const TokenInfo& token, bool success) {
   int64_t total = 0;
   for (const auto& scope : token.scopes) {
     status.scopes.push_back({scope, {}});
-    auto bytes = TreeBytes(artifacts_dir_ + "/" + scope);
+    auto bytes = builds_.Bytes(scope);
     if (bytes) total += bytes.value();
   }
   if (!started_ || total <= kInlineSealBytes) {

@@ -16,7 +16,6 @@ namespace {
 constexpr mode_t kFileMode = 0640;         // never world-readable
 constexpr int64_t kSealStatusDays = 7;      // how long prune keeps a seal status
 constexpr mode_t kTokenDirMode = 0750;
-constexpr mode_t kArtifactDirMode = 02775;  // nginx workers (group) write; setgid keeps the group
 
 std::string Parent(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
@@ -31,10 +30,8 @@ bool StartsWith(const std::string& s, const std::string& prefix) { return s.comp
 
 }  // namespace
 
-TokenStore::TokenStore(std::string tokens_dir, std::string artifacts_dir, const Clock& clock,
-                       RandomSource& random, Disk& disk)
+TokenStore::TokenStore(std::string tokens_dir, const Clock& clock, RandomSource& random, Disk& disk)
     : tokens_dir_(std::move(tokens_dir)),
-      artifacts_dir_(std::move(artifacts_dir)),
       records_dir_(tokens_dir_ + "/.by-user"),
       locks_dir_(tokens_dir_ + "/.locks"),
       clock_(clock),
@@ -95,13 +92,6 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   std::set<std::string> seen;
   for (const auto& s : req.scopes) {
     if (!seen.insert(s.str()).second) return Error{ErrorCode::kBadRequest, "scope " + s.str() + " given twice"};
-    if (!req.reopen) {
-      auto published = DirHasEntries(artifacts_dir_ + "/" + s.str());
-      if (!published) return published.error();
-      if (published.value()) {
-        return Error{ErrorCode::kConflict, "scope " + s.str() + " is published (its directory holds files)"};
-      }
-    }
   }
 
   IssuedToken token;
@@ -171,9 +161,6 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   if (auto st = FsyncDir(records_dir_); !st) return roll_back(st.error());
   for (const auto& path : linked) {
     if (auto st = FsyncDir(Parent(path)); !st) return roll_back(st.error());
-  }
-  for (const auto& s : token.info.scopes) {
-    if (auto st = MakeDirs(artifacts_dir_, s, kArtifactDirMode); !st) return roll_back(st.error());
   }
   return token;
 }
@@ -474,6 +461,11 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
   }
   if (!failure) return failure.error();
   return removed;
+}
+
+bool TokenStore::HoldsScope(const std::string& scope) const {
+  struct stat st{};
+  return ::lstat(ScopeFilePath(scope).c_str(), &st) == 0;
 }
 
 Status TokenStore::CheckWritable() const {

@@ -48,7 +48,7 @@ struct IssueRequest {
   int64_t ttl = 0;           // seconds, > 0
   std::string username;      // empty: generate one
   std::string master;        // the issuing master
-  bool reopen = false;       // allow a scope whose directory holds files
+  bool reopen = false;       // allow a published scope (checked by the caller, builds.h)
 };
 
 struct IssuedToken {
@@ -58,14 +58,14 @@ struct IssuedToken {
 
 class TokenStore {
  public:
-  // Both directories must exist. The clock, random source and disk must
-  // outlive this.
-  TokenStore(std::string tokens_dir, std::string artifacts_dir, const Clock& clock, RandomSource& random,
-             Disk& disk = Disk::Default());
+  // `tokens_dir` must exist; the store touches nothing outside it. The
+  // clock, random source and disk must outlive this.
+  TokenStore(std::string tokens_dir, const Clock& clock, RandomSource& random, Disk& disk = Disk::Default());
 
-  // 409 when a scope has a live token, the username is taken, or a scope's
-  // artifact directory already holds files (and !reopen); 507 on a full disk.
-  // On any failure nothing the call created is left behind.
+  // 409 when a scope has a live token or the username is taken; 507 on a
+  // full disk. On any failure nothing the call created is left behind.
+  // (Whether a scope is published, and its directories, are the builds'
+  // business: IssueToken in api.h does both.)
   Result<IssuedToken> Issue(const IssueRequest& req);
 
   // Removes every scope file of the token, then its record, and returns what
@@ -105,6 +105,10 @@ class TokenStore {
   // `stale_after`. Returns one human line per removal.
   Result<std::vector<std::string>> Prune(int64_t stale_after);
 
+  // True when a scope file of `scope` exists (a token holds it, live or not
+  // yet removed): retention never deletes such a build.
+  bool HoldsScope(const std::string& scope) const;
+
   // Creates and removes a file in the store: the health check.
   Status CheckWritable() const;
 
@@ -129,7 +133,6 @@ class TokenStore {
   Result<bool> RemoveTokenLocked(const PasswordLine& line);
 
   std::string tokens_dir_;
-  std::string artifacts_dir_;
   std::string records_dir_;
   std::string locks_dir_;
   const Clock& clock_;

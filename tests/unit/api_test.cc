@@ -44,6 +44,7 @@ struct ApiFixture {
   CountingRandom random;
   artifact::Config config;
   std::unique_ptr<artifact::TokenStore> store;
+  std::unique_ptr<artifact::Builds> builds;
   std::unique_ptr<artifact::MastersFile> masters;
   std::ostringstream log;
   artifact::EventLog event_log{log};
@@ -56,9 +57,10 @@ struct ApiFixture {
     std::ofstream(config.masters_file) << "ci:" << Bcrypt("pw") << "\n"
                                        << "other:" << Bcrypt("pw2") << "\n"
                                        << "narrow:" << Bcrypt("pw3") << ":allow=dpkg/mine/\n";
-    store = std::make_unique<artifact::TokenStore>(config.tokens_dir, config.artifacts_dir, clock, random);
+    store = std::make_unique<artifact::TokenStore>(config.tokens_dir, clock, random);
+    builds = std::make_unique<artifact::Builds>(config.artifacts_dir, clock);
     masters = std::make_unique<artifact::MastersFile>(config.masters_file);
-    api = std::make_unique<Api>(config, *store, *masters, clock, event_log);
+    api = std::make_unique<Api>(config, *store, *builds, *masters, clock, event_log);
   }
 
   Response Call(const std::string& method, const std::string& path, const std::string& body = "",

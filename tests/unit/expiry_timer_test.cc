@@ -15,7 +15,7 @@ struct TimerFixture {
   TempDir dir;
   FakeClock clock;
   CountingRandom random;
-  TokenStore store{dir.Sub("tokens"), dir.Sub("artifacts"), clock, random};
+  TokenStore store{dir.Sub("tokens"), clock, random};
   std::ostringstream out;
   EventLog log{out};
   ExpiryTimer timer{store, clock, log};
@@ -74,7 +74,7 @@ TEST_CASE("a token scheduled while a sweep runs is not lost when the sweep ends"
   CountingRandom random;
   HookedDisk disk;
   const std::string tokens = dir.Sub("tokens");
-  TokenStore store{tokens, dir.Sub("artifacts"), clock, random, disk};
+  TokenStore store{tokens, clock, random, disk};
   std::ostringstream out;
   EventLog log{out};
   ExpiryTimer timer{store, clock, log};

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "api.h"
 #include "posix_file.h"
 #include "token_store.h"
 #include "unit/hooked_disk.h"
@@ -25,7 +26,8 @@ struct StoreFixture {
   std::string artifacts = dir.Sub("artifacts");
   FakeClock clock;
   CountingRandom random;
-  TokenStore store{tokens, artifacts, clock, random};
+  TokenStore store{tokens, clock, random};
+  artifact::Builds builds{artifacts, clock};
 
   IssueRequest Request(std::initializer_list<const char*> scopes, int64_t ttl = 600) {
     IssueRequest r;
@@ -49,7 +51,7 @@ struct StoreFixture {
 }  // namespace
 
 TEST_CASE_METHOD(StoreFixture, "issue publishes one 0640 file per scope that verifies the password", "[store]") {
-  auto t = store.Issue(Request({"dpkg/p/linux/1", "appimage/p/linux/1"}));
+  auto t = artifact::IssueToken(store, builds, Request({"dpkg/p/linux/1", "appimage/p/linux/1"}));
   REQUIRE(t);
   const std::string& user = t->info.username;
   CHECK(TokenFiles() == std::vector<std::string>{".by-user/" + user, "appimage/p/linux/1.htpasswd",
@@ -84,13 +86,13 @@ TEST_CASE_METHOD(StoreFixture, "a second token for a live scope is 409 and chang
 TEST_CASE_METHOD(StoreFixture, "a published scope is 409 unless reopened", "[store]") {
   std::filesystem::create_directories(artifacts + "/dpkg/p/linux/1");
   std::ofstream(artifacts + "/dpkg/p/linux/1/pkg.deb") << "x";
-  auto r = store.Issue(Request({"dpkg/p/linux/1"}));
+  auto r = artifact::IssueToken(store, builds, Request({"dpkg/p/linux/1"}));
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ErrorCode::kConflict);
   CHECK(TokenFiles().empty());
   auto req = Request({"dpkg/p/linux/1"});
   req.reopen = true;
-  CHECK(store.Issue(req));
+  CHECK(artifact::IssueToken(store, builds, req));
 }
 
 TEST_CASE_METHOD(StoreFixture, "revoke removes every file of the token and nothing else", "[store]") {
@@ -133,7 +135,7 @@ TEST_CASE_METHOD(StoreFixture, "an expired token is not live and does not block 
 
 TEST_CASE_METHOD(StoreFixture, "no randomness means no token", "[store]") {
   FailingRandom broken;
-  TokenStore s(tokens, artifacts, clock, broken);
+  TokenStore s(tokens, clock, broken);
   auto r = s.Issue(Request({"dpkg/p/linux/1"}));
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ErrorCode::kUnavailable);
@@ -142,7 +144,7 @@ TEST_CASE_METHOD(StoreFixture, "no randomness means no token", "[store]") {
 
 TEST_CASE_METHOD(StoreFixture, "the health check writes into the store", "[store]") {
   CHECK(store.CheckWritable());
-  TokenStore missing(tokens + "/nope", artifacts, clock, random);
+  TokenStore missing(tokens + "/nope", clock, random);
   CHECK_FALSE(missing.CheckWritable());
   CHECK(TokenFiles().empty());
 }
@@ -251,7 +253,7 @@ namespace {
 // A store whose disk calls a test can pause (hooked_disk.h).
 struct RaceFixture : StoreFixture {
   HookedDisk disk;
-  TokenStore raced{tokens, artifacts, clock, random, disk};
+  TokenStore raced{tokens, clock, random, disk};
 };
 
 }  // namespace
