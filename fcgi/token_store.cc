@@ -1,6 +1,7 @@
 #include "token_store.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ TokenStore::TokenStore(std::string tokens_dir, const Clock& clock, RandomSource&
     : tokens_dir_(std::move(tokens_dir)),
       records_dir_(tokens_dir_ + "/.by-user"),
       locks_dir_(tokens_dir_ + "/.locks"),
+      names_dir_(tokens_dir_ + "/.names"),
       clock_(clock),
       random_(random),
       disk_(disk) {}
@@ -124,32 +126,46 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   // (a chosen one can be known in advance) waits for the whole token.
   auto lock = LockToken(token.info.username, /*wait=*/true);
   if (!lock) return lock.error();
+  // A username names one token for the life of the store: its name file in
+  // .names is made once, O_EXCL, and never removed, so no later token (of any
+  // master) can take the name of a revoked or expired one and with it its
+  // seal status or audit trail. The refusal is the same whoever used the name
+  // and whether that token still lives, so it tells nothing more than that.
+  if (auto st = MakeDirs(tokens_dir_, ".names", kTokenDirMode); !st) return st.error();
+  const std::string name_file = names_dir_ + "/" + token.info.username;
+  const Error name_taken{ErrorCode::kConflict,
+                         "username " + token.info.username + " is not available: names are never reused"};
+  int name_fd = ::open(name_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, kFileMode);
+  if (name_fd < 0) {
+    if (errno == EEXIST) return name_taken;
+    return ErrnoError("create", name_file, errno);
+  }
+  ::close(name_fd);
   auto temp = WriteTempFile(records_dir_, text.value(), kFileMode);
-  if (!temp) return temp.error();
+  if (!temp) {
+    ::unlink(name_file.c_str());
+    return temp.error();
+  }
 
   // Record first: every published scope file then has a record, so it can
   // always be found by username (revoke, prune) even after a crash.
   const std::string record = RecordPath(token.info.username);
   if (int err = disk_.Link(temp.value(), record); err != 0) {
-    if (err == EEXIST) {
-      auto old = ReadRecord(token.info.username);
-      bool expired = old && old->info.expires <= clock_.Now();
-      if (expired) (void)RemoveTokenLocked(old.value());
-      if (!expired || disk_.Link(temp.value(), record) != 0) {
-        ::unlink(temp->c_str());
-        return Error{ErrorCode::kConflict, "username " + token.info.username + " is in use"};
-      }
-    } else {
-      ::unlink(temp->c_str());
-      return ErrnoError("link", record, err);
-    }
+    ::unlink(temp->c_str());
+    ::unlink(name_file.c_str());
+    // EEXIST: a record made before names were kept (its name is not in .names).
+    if (err == EEXIST) return name_taken;
+    return ErrnoError("link", record, err);
   }
 
   std::vector<std::string> linked;
+  // Nothing of a failed issue stays, not even its name: the same request may
+  // be sent again.
   auto roll_back = [&](const Error& e) -> Error {
     for (const auto& path : linked) disk_.Unlink(path);
     disk_.Unlink(record);
     ::unlink(temp->c_str());
+    ::unlink(name_file.c_str());
     return e;
   };
   for (const auto& s : token.info.scopes) {
@@ -158,6 +174,7 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   }
   ::unlink(temp->c_str());
 
+  if (auto st = FsyncDir(names_dir_); !st) return roll_back(st.error());
   if (auto st = FsyncDir(records_dir_); !st) return roll_back(st.error());
   for (const auto& path : linked) {
     if (auto st = FsyncDir(Parent(path)); !st) return roll_back(st.error());

@@ -3,6 +3,8 @@
 // Layout under tokens_dir:
 //   <scope>.htpasswd        what nginx reads for writes under <scope>
 //   .by-user/<username>     the token's record, same inode (hard link)
+//   .names/<username>       empty, made at issue and kept: names are never reused
+//   .locks/<username>       the token's lock while an operation runs
 //
 // A token is one file written once (temp + fsync), then hard-linked to its
 // record and to each scope's name. link(2) fails with EEXIST instead of
@@ -62,7 +64,8 @@ class TokenStore {
   // clock, random source and disk must outlive this.
   TokenStore(std::string tokens_dir, const Clock& clock, RandomSource& random, Disk& disk = Disk::Default());
 
-  // 409 when a scope has a live token or the username is taken; 507 on a
+  // 409 when a scope has a live token or the username was ever used (by any
+  // master; the answer does not say which, nor whether it lives); 507 on a
   // full disk. On any failure nothing the call created is left behind.
   // (Whether a scope is published, and its directories, are the builds'
   // business: IssueToken in api.h does both.)
@@ -135,6 +138,7 @@ class TokenStore {
   std::string tokens_dir_;
   std::string records_dir_;
   std::string locks_dir_;
+  std::string names_dir_;
   const Clock& clock_;
   RandomSource& random_;
   Disk& disk_;

@@ -78,11 +78,11 @@ class Servers {
   void AddMaster(const std::string& name, const std::string& password, const std::string& options = "") const;
 
   // True for files below tokens/ that are tokens (records, scope files and
-  // their temp files), false for the seal statuses, metrics and the lock
-  // files of operations in flight kept there.
+  // their temp files), false for the seal statuses, metrics, the names
+  // ever used and the lock files of operations in flight kept there.
   bool IsPasswordFile(const std::string& path) const {
     return path.find("/.seals/") == std::string::npos && path.find("/.metrics/") == std::string::npos &&
-           path.find("/.locks/") == std::string::npos;
+           path.find("/.locks/") == std::string::npos && path.find("/.names/") == std::string::npos;
   }
 
   // Every path below tokens/ and artifacts/ (the trees a request may change).

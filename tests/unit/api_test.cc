@@ -221,6 +221,19 @@ TEST_CASE_METHOD(ApiFixture, "methods are compared exactly: a part of a method i
   CHECK(log.str().find("renew master=") == std::string::npos);
 }
 
+TEST_CASE_METHOD(ApiFixture, "another master cannot take over a token's name, or learn whose it is", "[api]") {
+  auto mine = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1", "username": "build-42"})");
+  REQUIRE(mine.status == 201);
+  REQUIRE(Call("DELETE", "/token/build-42").status == 204);
+  auto theirs = Call("POST", "/token", R"({"scope": "dpkg/p/linux/2", "username": "build-42"})", Basic("other", "pw2"));
+  CHECK(theirs.status == 409);
+  // The refusal names no master, no scope and no state of the other token.
+  const std::string message = Json(theirs)->getValue<std::string>("message");
+  CHECK(message == "username build-42 is not available: names are never reused");
+  CHECK(Call("DELETE", "/token/build-42", "", Basic("other", "pw2")).status == 404);
+  CHECK(log.str().find("issue master=other username=build-42") == std::string::npos);
+}
+
 TEST_CASE_METHOD(ApiFixture, "an unreadable masters file is 503 for everyone, not 401", "[api]") {
   std::remove(config.masters_file.c_str());
   auto r = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})");

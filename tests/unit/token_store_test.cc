@@ -37,11 +37,12 @@ struct StoreFixture {
     return r;
   }
 
-  // Every file below tokens/, relative, sorted.
+  // Every file below tokens/ but the names ever used, relative, sorted.
   std::vector<std::string> TokenFiles() const {
     std::vector<std::string> out;
     for (const auto& e : std::filesystem::recursive_directory_iterator(tokens)) {
-      if (e.is_regular_file()) out.push_back(std::filesystem::relative(e.path(), tokens).string());
+      const std::string rel = std::filesystem::relative(e.path(), tokens).string();
+      if (e.is_regular_file() && rel.rfind(".names/", 0) != 0) out.push_back(rel);
     }
     std::sort(out.begin(), out.end());
     return out;
@@ -120,6 +121,43 @@ TEST_CASE_METHOD(StoreFixture, "chosen usernames are validated and unique", "[st
   again.username = "../x";
   CHECK(store.Issue(again).error().code == ErrorCode::kBadRequest);
   CHECK(TokenFiles().size() == 2);
+}
+
+TEST_CASE_METHOD(StoreFixture, "a username names one token for the life of the store", "[store]") {
+  // Found on main: master B issued with the name of master A's revoked
+  // token and took over its seal status and audit trail.
+  auto req = Request({"dpkg/p/linux/1"});
+  req.username = "build-42";
+  auto a = store.Issue(req);
+  REQUIRE(a);
+  auto live = store.Issue(Request({"dpkg/p/linux/9"}));
+  REQUIRE(live);
+  REQUIRE(store.Revoke("build-42"));
+  auto other = Request({"dpkg/p/linux/2"});
+  other.master = "other";
+  other.username = "build-42";
+  auto reused = store.Issue(other);  // revoked: still taken
+  REQUIRE_FALSE(reused);
+  CHECK(reused.error().code == ErrorCode::kConflict);
+  other.username = live->info.username;
+  auto taken = store.Issue(other);  // live, another master's
+  REQUIRE_FALSE(taken);
+  // The same words whoever used the name and whether it lives.
+  CHECK(taken.error().message ==
+        "username " + live->info.username + " is not available: names are never reused");
+  CHECK(reused.error().message == "username build-42 is not available: names are never reused");
+  auto expiring = Request({"dpkg/p/linux/3"}, 5);
+  expiring.username = "short";
+  REQUIRE(store.Issue(expiring));
+  clock.Advance(5);
+  expiring.scopes = {Scope::Parse("dpkg/p/linux/4", 4).value()};
+  CHECK(store.Issue(expiring).error().code == ErrorCode::kConflict);  // expired: still taken
+  // A refused issue keeps no name: the same request may come again.
+  auto blocked = Request({"dpkg/p/linux/9"});
+  blocked.username = "retry-me";
+  CHECK(store.Issue(blocked).error().code == ErrorCode::kConflict);  // scope held by `live`
+  REQUIRE(store.Revoke(live->info.username));
+  CHECK(store.Issue(blocked));
 }
 
 TEST_CASE_METHOD(StoreFixture, "an expired token is not live and does not block its scope", "[store]") {
