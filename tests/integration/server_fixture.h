@@ -40,6 +40,10 @@ struct ServerOptions {
   // tokens or artifacts volume: a small disk to fill. Needs root.
   std::string tokens_tmpfs;
   std::string artifacts_tmpfs;
+  // When set, the two volumes of another node (its tokens_dir() and
+  // artifacts_dir()): this one is a second node on the same storage.
+  std::string shared_tokens_dir;
+  std::string shared_artifacts_dir;
 };
 
 class Servers {
@@ -89,8 +93,8 @@ class Servers {
   std::vector<std::string> Snapshot() const;
 
   const std::string& state_dir() const { return state_; }
-  std::string tokens_dir() const { return state_ + "/tokens"; }
-  std::string artifacts_dir() const { return state_ + "/artifacts"; }
+  std::string tokens_dir() const { return tokens_dir_; }
+  std::string artifacts_dir() const { return artifacts_dir_; }
   std::string ErrorLog() const;
   std::string AccessLog() const;  // nginx's audit trail
   std::string AppLog() const;  // run.sh output: app's stderr and the banner
@@ -126,6 +130,8 @@ class Servers {
 
   std::string base_;
   std::string state_;
+  std::string tokens_dir_;
+  std::string artifacts_dir_;
   int port_ = 0;
   pid_t runner_pid_ = -1;  // run.sh, or -1 without it
   std::vector<std::string> env_;
