@@ -3,14 +3,12 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Stringifier.h>
-#include <pthread.h>
 #include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <memory>
 #include <cstdio>
@@ -20,11 +18,9 @@
 
 #include "api.h"
 #include "config.h"
-#include "expiry_timer.h"
 #include "fcgi_loop.h"
 #include "masters.h"
-#include "metrics.h"
-#include "sealer.h"
+#include "serve.h"
 #include "supervisor.h"
 #include "posix_file.h"
 #include "retention.h"
@@ -158,56 +154,6 @@ std::string ProgramUsage() {
          "Run 'artifact-token COMMAND --help' for a command's options.\n";
 }
 
-namespace {
-
-// One serve process (number `index` of config.processes): the accept loop,
-// its expiry timer and sealer.
-int ServeOne(const Config& config, int index) {
-  SystemClock clock;
-  OpenSslRandom random;
-  EventLog log(std::cerr);
-  TokenStore store(config.tokens_dir, clock, random);
-  Builds builds(config.artifacts_dir, clock);
-  MastersFile masters(config.masters_file, &std::cerr);
-  // Counters shared by this host's serve processes, on the tokens volume
-  // (private to nginx and the app) so they survive restarts.
-  char host[256] = "localhost";
-  ::gethostname(host, sizeof host - 1);
-  std::unique_ptr<Metrics> metrics;
-  if (auto st = MakeDirs(config.tokens_dir, ".metrics", 0750); st) {
-    auto m = Metrics::Open(config.tokens_dir + "/.metrics/" + (IsValidSegment(host) ? host : "localhost"));
-    if (m) metrics.reset(m.value());
-  }
-  if (!metrics) {
-    log.Write("artifact-token serve: metrics are per process: the shared counters file cannot be opened");
-    metrics.reset(Metrics::Open("").value());
-  }
-  // The processes of a host take turns at the full sweep: together they
-  // sweep once a minute, not once a minute each (10,000 records each time).
-  ExpiryTimer timer(store, clock, log, 60 * config.processes, metrics.get(), 60 * index);
-  Sealer sealer(config.tokens_dir, builds, clock, log, metrics.get());
-
-  // The timer thread starts with the stop signals blocked, so they are
-  // delivered to the accept loop, which installs their handlers.
-  sigset_t stop_signals, old;
-  sigemptyset(&stop_signals);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, &old);
-  timer.Start();
-  sealer.Start();
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-
-  Api api(config, store, builds, masters, clock, log, ApiServices{&timer, &sealer, metrics.get()});
-  log.Write("artifact-token serve: tokens in " + config.tokens_dir + ", artifacts in " + config.artifacts_dir +
-            ", scope_depth " + std::to_string(config.scope_depth));
-  int rc = RunFastCgiLoop(api);
-  timer.Stop();
-  sealer.Stop();
-  return rc;
-}
-
-}  // namespace
-
 int RunServe(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
     std::cout << "Usage: spawn-fcgi -s SOCKET -n -- artifact-token serve [OPTIONS]\n\n"
@@ -224,8 +170,8 @@ int RunServe(const std::vector<std::string>& args) {
   if (!loaded.rest.empty()) return Usage("serve", "unexpected argument " + loaded.rest.front());
   const Config& config = loaded.config;
   if (!FastCgiSocketOnStdin()) return 2;
-  if (config.processes == 1) return ServeOne(config, 0);
-  return RunProcesses(config.processes, [&config](int index) { return ServeOne(config, index); }, std::cerr);
+  if (config.processes == 1) return ServeProcess(config, 0);
+  return RunProcesses(config.processes, [&config](int index) { return ServeProcess(config, index); }, std::cerr);
 }
 
 int RunIssue(const std::vector<std::string>& args) {
