@@ -4,12 +4,12 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Stringifier.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <ctime>
 #include <map>
 #include <sstream>
 
+#include "base64.h"
 #include "expiry_timer.h"
 #include "issue_body.h"
 #include "metrics.h"
@@ -205,12 +205,7 @@ Result<Master> Api::Authenticate(const Request& req) {
   if (b64.empty() || b64.size() > 1024 || b64.size() % 4 != 0) {
     return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
   }
-  std::string raw(b64.size() / 4 * 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(raw.data()),
-                            reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
-  if (len < 0) return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
-  size_t pad = (b64[b64.size() - 1] == '=') + (b64[b64.size() - 2] == '=');
-  raw.resize(static_cast<size_t>(len) - pad);
+  std::string raw = Base64Decode(b64);
   auto colon = raw.find(':');
   if (colon == std::string::npos || raw.find('\0') != std::string::npos) {
     OPENSSL_cleanse(raw.data(), raw.size());
