@@ -21,6 +21,7 @@
 #include "fcgi_loop.h"
 #include "masters.h"
 #include "serve.h"
+#include "split.h"
 #include "supervisor.h"
 #include "posix_file.h"
 #include "retention.h"
@@ -208,10 +209,9 @@ int RunIssue(const std::vector<std::string>& args) {
   req.ttl = config.default_ttl;
   if (!ttls.empty()) {
     const std::string& t = ttls[0];
-    if (t.empty() || t.size() > 10 || t.find_first_not_of("0123456789") != std::string::npos || std::stoll(t) <= 0) {
-      return Usage("issue", "--ttl must be a positive number of seconds");
-    }
-    req.ttl = std::stoll(t);
+    auto ttl = ParseDigits(t, 10);
+    if (!ttl || *ttl <= 0) return Usage("issue", "--ttl must be a positive number of seconds");
+    req.ttl = *ttl;
   }
   req.ttl = std::min(req.ttl, config.max_ttl);
   for (const auto& text : scopes) {
@@ -309,10 +309,9 @@ int RunPrune(const std::vector<std::string>& args) {
   if (!admin.loaded.rest.empty()) return Usage("prune", "unexpected argument " + admin.loaded.rest.front());
   int64_t stale_after = 60;
   if (!stale.empty()) {
-    if (stale[0].empty() || stale[0].size() > 9 || stale[0].find_first_not_of("0123456789") != std::string::npos) {
-      return Usage("prune", "--stale-after must be a number of seconds");
-    }
-    stale_after = std::stoll(stale[0]);
+    auto seconds = ParseDigits(stale[0], 9);
+    if (!seconds) return Usage("prune", "--stale-after must be a number of seconds");
+    stale_after = *seconds;
   }
   auto removed = admin.store->Prune(stale_after);
   if (!removed) {

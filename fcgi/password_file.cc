@@ -36,13 +36,9 @@ bool IsSafeHash(const std::string& s) {
 }
 
 Result<int64_t> ParseUnixTime(const std::string& s) {
-  if (s.empty() || s.size() > 18) return Error{ErrorCode::kBadRequest, "bad time"};
-  int64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return Error{ErrorCode::kBadRequest, "bad time"};
-    v = v * 10 + (c - '0');
-  }
-  return v;
+  auto v = ParseDigits(s, 18);
+  if (!v) return Error{ErrorCode::kBadRequest, "bad time"};
+  return *v;
 }
 
 bool IsScopeText(const std::string& s) {
