@@ -38,12 +38,6 @@ std::map<std::string, std::string> ParseQuery(const std::string& query) {
   return out;
 }
 
-std::string ToJson(const Poco::JSON::Object& obj) {
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(obj, out);
-  return out.str();
-}
-
 Response JsonResponse(int status, const Poco::JSON::Object& obj) {
   Response r;
   r.status = status;
@@ -54,6 +48,12 @@ Response JsonResponse(int status, const Poco::JSON::Object& obj) {
 }
 
 }  // namespace
+
+std::string ToJson(const Poco::JSON::Object& obj) {
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(obj, out);
+  return out.str();
+}
 
 std::string PrintableAscii(const std::string& text, size_t max_length) {
   std::string out = text.substr(0, max_length);

@@ -107,6 +107,9 @@ Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueReq
 // The JSON error body and status of `e` (401 adds WWW-Authenticate).
 Response ErrorResponse(const Error& e);
 
+// `obj` as one line of JSON: every JSON this program writes.
+std::string ToJson(const Poco::JSON::Object& obj);
+
 // `text` cut to `max_length` bytes, every byte outside printable ASCII as '?'.
 std::string PrintableAscii(const std::string& text, size_t max_length);
 

@@ -128,14 +128,7 @@ Status Builds::UpdateLatest(const std::string& scope) {
   auto current = ResolveLatest(builder);
   if (current && !(KeyOf(builder + "/" + current.value()) < KeyOf(scope))) return Ok{};
   if (!current && current.error().code != ErrorCode::kNotFound) return current.error();
-  auto temp = WriteTempFile(builder_dir, build + "\n", 0644);
-  if (!temp) return temp.error();
-  const std::string path = builder_dir + "/" + kLatestFile;
-  if (int err = disk_.Rename(temp.value(), path); err != 0) {
-    ::unlink(temp->c_str());
-    return ErrnoError("rename", path, err);
-  }
-  return FsyncDir(builder_dir);
+  return ReplaceFile(disk_, builder_dir, kLatestFile, build + "\n", 0644);
 }
 
 Result<std::string> Builds::ResolveLatest(const std::string& builder) const {

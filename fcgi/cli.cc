@@ -2,7 +2,6 @@
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
-#include <Poco/JSON/Stringifier.h>
 #include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,7 +13,6 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
-#include <sstream>
 
 #include "api.h"
 #include "config.h"
@@ -128,11 +126,6 @@ struct Admin {
   }
 };
 
-std::string Json(const Poco::JSON::Object& obj) {
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(obj, out);
-  return out.str();
-}
 
 
 }  // namespace
@@ -226,7 +219,7 @@ int RunIssue(const std::vector<std::string>& args) {
   }
   Poco::JSON::Object obj = TokenJson(token->info, admin.clock.Now());
   obj.set("password", token->password);
-  std::cout << Json(obj) << "\n";
+  std::cout << ToJson(obj) << "\n";
   return 0;
 }
 
@@ -278,7 +271,7 @@ int RunList(const std::vector<std::string>& args) {
     for (const auto& t : tokens.value()) list.add(TokenJson(t, admin.clock.Now()));
     Poco::JSON::Object obj;
     obj.set("tokens", list);
-    std::cout << Json(obj) << "\n";
+    std::cout << ToJson(obj) << "\n";
     return 0;
   }
   std::cout << std::left << std::setw(24) << "USERNAME" << std::setw(16) << "MASTER" << std::setw(22) << "EXPIRES"

@@ -83,6 +83,18 @@ Result<FileLock> PosixDisk::Lock(const std::string& path, bool wait) {
   }
 }
 
+Status ReplaceFile(Disk& disk, const std::string& dir, const std::string& name, const std::string& content,
+                   mode_t mode) {
+  auto temp = WriteTempFile(dir, content, mode);
+  if (!temp) return temp.error();
+  const std::string path = dir + "/" + name;
+  if (int err = disk.Rename(temp.value(), path); err != 0) {
+    ::unlink(temp->c_str());
+    return ErrnoError("rename", path, err);
+  }
+  return FsyncDir(dir);
+}
+
 Disk& Disk::Default() {
   static PosixDisk disk;
   return disk;

@@ -7,6 +7,8 @@
 // (temp files, fsync, mkdir) stays plain POSIX in posix_file.h.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -53,6 +55,13 @@ class Disk {
   // The real filesystem; stateless, shared by everything that is not a test.
   static Disk& Default();
 };
+
+// The one atomic replace (leveldb's SetCurrentFile): `content` is written to
+// a temp file beside `dir`/`name` (mode `mode`, fsynced), renamed over it
+// through `disk`, and the directory fsynced; the temp file goes on any
+// failure. Readers see the old file or the new one, never a part.
+Status ReplaceFile(Disk& disk, const std::string& dir, const std::string& name, const std::string& content,
+                   mode_t mode);
 
 class PosixDisk : public Disk {
  public:

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <memory>
 
+#include "disk.h"
 #include "posix_file.h"
 
 namespace artifact {
@@ -118,15 +119,7 @@ Result<SealReport> SealDirectory(const std::string& dir) {
     auto stated = ReadSmallFile(dir + "/" + rel, 4096);
     if (!stated || StatedDigest(stated.value()) != it->second) report.mismatches.push_back(target);
   }
-  auto temp = WriteTempFile(dir, manifest, 0644);
-  if (!temp) return temp.error();
-  const std::string path = dir + "/" + kManifestName;
-  if (::rename(temp->c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(temp->c_str());
-    return ErrnoError("rename", path, err);
-  }
-  if (auto s = FsyncDir(dir); !s) return s.error();
+  if (auto s = ReplaceFile(Disk::Default(), dir, kManifestName, manifest, 0644); !s) return s.error();
   return report;
 }
 

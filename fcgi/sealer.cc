@@ -3,14 +3,13 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/JSON/Stringifier.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <sstream>
 
 #include "api.h"
+#include "disk.h"
 #include "posix_file.h"
 
 namespace artifact {
@@ -43,9 +42,7 @@ std::string SealStatus::ToJson() const {
   obj.set("mismatches", all_mismatches);
   obj.set("scopes", list);
   if (!error.empty()) obj.set("error", error);
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(obj, out);
-  return out.str();
+  return artifact::ToJson(obj);
 }
 
 Sealer::Sealer(std::string tokens_dir, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics)
@@ -74,13 +71,7 @@ void Sealer::Stop() {
 
 void Sealer::WriteStatus(const SealStatus& status) {
   if (auto st = MakeDirs(tokens_dir_, ".seals", 0750); !st) return;
-  auto temp = WriteTempFile(status_dir_, status.ToJson() + "\n", 0640);
-  if (!temp) return;
-  if (::rename(temp->c_str(), (status_dir_ + "/" + status.username).c_str()) != 0) {
-    ::unlink(temp->c_str());
-    return;
-  }
-  (void)FsyncDir(status_dir_);
+  (void)ReplaceFile(Disk::Default(), status_dir_, status.username, status.ToJson() + "\n", 0640);
 }
 
 void Sealer::Run(SealStatus* status) {
