@@ -345,3 +345,20 @@ TEST_CASE_METHOD(RaceFixture, "removing an expired token never removes the next 
     CHECK(TokenFiles().empty());
   }
 }
+
+TEST_CASE_METHOD(RaceFixture, "a revoke during the issue of its token removes the whole token", "[store][race]") {
+  // A chosen username is known before its issue answers. A revoke that ran
+  // between the issue's scope links removed what existed so far, and the
+  // issue then published its last scope file with no record: a token that
+  // uploads, that no revoke or expiry finds.
+  auto req = Request({"dpkg/p/linux/1", "dpkg/p/linux/2"});
+  req.username = "build-7";
+  artifact::Result<artifact::TokenInfo> revoked = artifact::Error{ErrorCode::kInternal, "not run"};
+  disk.CompeteAt("link", "/dpkg/p/linux/2.htpasswd", "/.locks/build-7", [&] { revoked = raced.Revoke("build-7"); });
+  auto issued = raced.Issue(req);
+  disk.Join();
+  REQUIRE(disk.competed());
+  REQUIRE(issued);
+  REQUIRE(revoked);  // it waited for the whole token, then removed all of it
+  CHECK(TokenFiles().empty());
+}
