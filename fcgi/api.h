@@ -5,11 +5,13 @@
 
 #include <Poco/JSON/Object.h>
 
+#include <functional>
 #include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "builds.h"
 #include "clock.h"
 #include "config.h"
 #include "event_log.h"
@@ -59,10 +61,21 @@ class Api {
  public:
   // `log` receives one line per issue, revoke, renew and refusal; never a
   // secret.
-  Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
-      ApiServices services = {});
+  Api(const Config& config, TokenStore& store, Builds& builds, MastersFile& masters, const Clock& clock,
+      EventLog& log, ApiServices services = {});
 
   Response Handle(const Request& req);
+
+  // One route of /token: a method compared exactly, a path pattern, and
+  // whether master credentials are checked before the handler runs.
+  struct Route {
+    std::string method;
+    std::string pattern;
+    bool needs_master;
+    std::function<Response(Api&, const Request&, const Master&, const std::string& arg)> handle;
+  };
+  // The route table, in matching order (api.cc says how a path matches).
+  static const std::vector<Route>& Routes();
 
  private:
   Response Issue(const Request& req, const Master& master);
@@ -86,14 +99,23 @@ class Api {
 
   const Config& config_;
   TokenStore& store_;
+  Builds& builds_;
   MastersFile& masters_;
   const Clock& clock_;
   EventLog& log_;
   ApiServices services_;
 };
 
+// Issues a token and opens its builds: 409 for a published scope unless
+// `req.reopen` (whether the master may is the caller's check). When a build
+// directory cannot be made, the token is revoked again.
+Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueRequest& req);
+
 // The JSON error body and status of `e` (401 adds WWW-Authenticate).
 Response ErrorResponse(const Error& e);
+
+// `obj` as one line of JSON: every JSON this program writes.
+std::string ToJson(const Poco::JSON::Object& obj);
 
 // `text` cut to `max_length` bytes, every byte outside printable ASCII as '?'.
 std::string PrintableAscii(const std::string& text, size_t max_length);

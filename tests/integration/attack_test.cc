@@ -12,6 +12,7 @@
 
 using artifact::testing::HttpResponse;
 using artifact::testing::IssuedToken;
+using artifact::testing::ParseObject;
 using artifact::testing::Servers;
 
 namespace {
@@ -277,4 +278,33 @@ TEST_CASE("directories made by a PUT and deleted by DELETE stay inside the scope
   in >> content;
   CHECK(content == "precious");
   CHECK(s.Snapshot() == before);
+}
+
+TEST_CASE("a part of a method is 405 on every /token route, through nginx", "[integration][attack]") {
+  // curl -X LETE once revoked a token: the app matched methods by substring.
+  Servers s;
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/4"));
+  const std::string master = s.MasterAuth();
+  const std::vector<std::pair<std::string, std::string>> routes = {
+      {"/token", "GET, POST"},
+      {"/token/" + t.username, "GET, DELETE"},
+      {"/token/" + t.username + "/renew", "POST"},
+      {"/token/" + t.username + "/seal", "GET"},
+      {"/token/healthz", "GET, HEAD"},
+      {"/token/metrics", "GET, HEAD"}};
+  auto before = s.Snapshot();
+  for (const auto& [path, allow] : routes) {
+    for (const char* method : {"LETE", "GE", "T", "E", "ELETE", "POS", "OST", "DELET", "GETS"}) {
+      INFO(method << " " << path);
+      auto r = s.Request(method, path, "{\"ttl\": 60}",
+                         {{"Authorization", master}, {"Content-Type", "application/json"}});
+      CHECK(r.status == 405);
+      CHECK(r.headers["allow"] == allow);
+      CHECK(ParseObject(r.body)->getValue<std::string>("error") == "method_not_allowed");
+    }
+  }
+  CHECK(s.Snapshot() == before);
+  // The token is as it was: listed, and it still uploads.
+  CHECK(s.Request("GET", "/token/" + t.username, "", {{"Authorization", master}}).status == 200);
+  CHECK(s.Put("/dpkg/p/linux/4/f", "x", t.username, t.password).status == 201);
 }
