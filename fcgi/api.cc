@@ -5,14 +5,19 @@
 #include <Poco/JSON/Stringifier.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <ctime>
 #include <map>
 #include <sstream>
 
+#include "base64.h"
+#include "build_tree.h"
 #include "expiry_timer.h"
 #include "issue_body.h"
 #include "metrics.h"
+#include "password_file.h"
+#include "posix_file.h"
 #include "sealer.h"
 #include "split.h"
 
@@ -22,7 +27,9 @@ namespace {
 constexpr const char* kJson = "application/json";
 
 // Usernames that are API routes, so never token names.
-bool IsReservedUsername(const std::string& u) { return u == "healthz" || u == "metrics" || u == "latest"; }
+bool IsReservedUsername(const std::string& u) {
+  return u == "healthz" || u == "metrics" || u == "latest" || u == "tree";
+}
 
 // "a=1&b=2" -> {a: 1, b: 2}; the last of repeated keys wins.
 std::map<std::string, std::string> ParseQuery(const std::string& query) {
@@ -38,12 +45,6 @@ std::map<std::string, std::string> ParseQuery(const std::string& query) {
   return out;
 }
 
-std::string ToJson(const Poco::JSON::Object& obj) {
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(obj, out);
-  return out.str();
-}
-
 Response JsonResponse(int status, const Poco::JSON::Object& obj) {
   Response r;
   r.status = status;
@@ -54,6 +55,12 @@ Response JsonResponse(int status, const Poco::JSON::Object& obj) {
 }
 
 }  // namespace
+
+std::string ToJson(const Poco::JSON::Object& obj) {
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(obj, out);
+  return out.str();
+}
 
 std::string PrintableAscii(const std::string& text, size_t max_length) {
   std::string out = text.substr(0, max_length);
@@ -136,9 +143,37 @@ Poco::JSON::Object TokenJson(const TokenInfo& t, int64_t now) {
   return obj;
 }
 
-Api::Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
-         ApiServices services)
-    : config_(config), store_(store), masters_(masters), clock_(clock), log_(log), services_(services) {}
+Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueRequest& req) {
+  if (!req.reopen) {
+    for (const auto& s : req.scopes) {
+      auto published = builds.IsPublished(s.str());
+      if (!published) return published.error();
+      if (published.value()) {
+        return Error{ErrorCode::kConflict, "scope " + s.str() + " is published (its directory holds files)"};
+      }
+    }
+  }
+  auto token = store.Issue(req);
+  if (!token) return token;
+  for (const auto& s : req.scopes) {
+    if (auto st = builds.Open(s.str()); !st) {
+      (void)store.Revoke(token->info.username);
+      OPENSSL_cleanse(token->password.data(), token->password.size());
+      return st.error();
+    }
+  }
+  return token;
+}
+
+Api::Api(const Config& config, TokenStore& store, Builds& builds, MastersFile& masters, const Clock& clock,
+         EventLog& log, ApiServices services)
+    : config_(config),
+      store_(store),
+      builds_(builds),
+      masters_(masters),
+      clock_(clock),
+      log_(log),
+      services_(services) {}
 
 void Api::LogLine(const std::string& event, const std::string& master, const std::string& username,
                   const std::string& scopes, const std::string& outcome) {
@@ -172,63 +207,182 @@ std::string Api::BaseUrl(const Request& req) const {
   return IsPlainHost(req.host) ? scheme + "://" + req.host : "";
 }
 
-Result<Master> Api::Authenticate(const Request& req) {
+namespace {
+
+// The user name and password of an "Authorization: Basic ..." header.
+struct BasicCredentials {
+  std::string user, password;
+  ~BasicCredentials() { OPENSSL_cleanse(password.data(), password.size()); }
+};
+
+Result<BasicCredentials> DecodeBasic(const std::string& authorization, const char* missing) {
   const std::string prefix = "Basic ";
-  if (req.authorization.compare(0, prefix.size(), prefix) != 0) {
-    return Error{ErrorCode::kUnauthorized, "master credentials required (HTTP basic auth)"};
-  }
-  std::string b64 = req.authorization.substr(prefix.size());
+  if (authorization.compare(0, prefix.size(), prefix) != 0) return Error{ErrorCode::kUnauthorized, missing};
+  std::string b64 = authorization.substr(prefix.size());
   if (b64.empty() || b64.size() > 1024 || b64.size() % 4 != 0) {
     return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
   }
-  std::string raw(b64.size() / 4 * 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(raw.data()),
-                            reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
-  if (len < 0) return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
-  size_t pad = (b64[b64.size() - 1] == '=') + (b64[b64.size() - 2] == '=');
-  raw.resize(static_cast<size_t>(len) - pad);
+  std::string raw = Base64Decode(b64);
   auto colon = raw.find(':');
   if (colon == std::string::npos || raw.find('\0') != std::string::npos) {
     OPENSSL_cleanse(raw.data(), raw.size());
     return Error{ErrorCode::kUnauthorized, "malformed basic credentials"};
   }
-  std::string user = raw.substr(0, colon), password = raw.substr(colon + 1);
+  BasicCredentials out;
+  out.user = raw.substr(0, colon);
+  out.password = raw.substr(colon + 1);
   OPENSSL_cleanse(raw.data(), raw.size());
-  auto master = masters_.Verify(user, password);
-  OPENSSL_cleanse(password.data(), password.size());
-  return master;
+  return out;
 }
 
-Response Api::Handle(const Request& req) {
-  const std::string root = "/token";
-  if (req.path != root && req.path.compare(0, root.size() + 1, root + "/") != 0) {
-    return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+}  // namespace
+
+Result<Master> Api::Authenticate(const Request& req) {
+  auto creds = DecodeBasic(req.authorization, "master credentials required (HTTP basic auth)");
+  if (!creds) return creds.error();
+  return masters_.Verify(creds->user, creds->password);
+}
+
+Result<std::string> Api::AuthenticateBuildToken(const Request& req, const std::string& scope) {
+  auto creds = DecodeBasic(req.authorization, "this build's token is required (HTTP basic auth)");
+  if (!creds) return creds.error();
+  const Error refused{ErrorCode::kUnauthorized, "not a live token of " + scope};
+  auto text = ReadSmallFile(store_.ScopeFilePath(scope));
+  if (!text) return text.error().code == ErrorCode::kNotFound ? refused : text.error();
+  std::string line = text.value();
+  if (!line.empty() && line.back() == '\n') line.pop_back();
+  auto parsed = PasswordLine::Parse(line);
+  if (!parsed || parsed->info.username != creds->user || parsed->info.expires <= clock_.Now() ||
+      !SshaVerify(creds->password, parsed->hash)) {
+    return refused;
   }
-  const std::string rest = req.path.size() > root.size() + 1 ? req.path.substr(root.size() + 1) : "";
-  const std::string first = rest.substr(0, rest.find('/'));
-  const std::string tail = rest.find('/') == std::string::npos ? "" : rest.substr(rest.find('/') + 1);
-  const bool read = req.method == "GET" || req.method == "HEAD";
+  return parsed->info.username;
+}
 
-  // Routes without master credentials.
-  if (rest == "healthz") return read ? Health() : MethodNotAllowed("GET, HEAD");
-  if (rest == "metrics") return read ? MetricsText() : MethodNotAllowed("GET, HEAD");
-  if (first == "latest" && !tail.empty()) return read ? Latest(tail) : MethodNotAllowed("GET, HEAD");
+Response Api::BuildTree(const Request& req, const std::string& op) {
+  // nginx's internal locations only: "mkdirs" from the auth_request of a PUT
+  // whose directory is missing, "delete" for a directory DELETE. nginx has
+  // checked the token; it is checked again here, against the same file.
+  const bool mkdirs = op == "mkdirs";
+  if (!mkdirs && op != "delete") return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  if (req.method != (mkdirs ? "GET" : "DELETE")) return MethodNotAllowed(mkdirs ? "GET" : "DELETE");
+  auto path = ParseBuildPath(req.tree_path, config_.scope_depth);
+  if (!path) return Fail(path.error(), op);
+  auto user = AuthenticateBuildToken(req, path->scope);
+  if (!user) return Fail(user.error(), op);
+  std::vector<std::string> dirs = path->entries;
+  if (mkdirs) dirs.pop_back();  // the file the PUT writes
+  // A revoke removes the scope file first, then seals: from then on no
+  // directory of the build may appear or go.
+  const std::string scope_file = store_.ScopeFilePath(path->scope);
+  const StillLive still_live = [&scope_file] { return ::access(scope_file.c_str(), F_OK) == 0; };
+  Status done = mkdirs ? MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live)
+                       : RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
+  if (!done) {
+    Response refused = Fail(done.error(), op);
+    // nginx's auth_request passes on 401 and 403 only (anything else is its
+    // 500); it answers this 403 as a 409 with its own reason.
+    if (mkdirs && refused.status != 401 && refused.status < 500) refused.status = 403;
+    return refused;
+  }
+  LogLine(op, "-", user.value(), path->scope, "204 path=" + req.tree_path);
+  Response r;
+  r.status = 204;
+  return r;
+}
 
+// The routes of /token. A path is matched against the patterns in table
+// order and the first pattern that matches decides: its routes are tried by
+// exact method, and a method none of them has is 405 with their methods as
+// Allow. ":user" matches one non-empty segment, "*" one or more segments.
+// The literal routes come before ":user", so healthz, metrics and latest are
+// never token names (IsReservedUsername keeps it so).
+const std::vector<Api::Route>& Api::Routes() {
+  using Req = const Request&;
+  using Who = const Master&;
+  using Arg = const std::string&;
+  static const std::vector<Route> routes = {
+      {"GET", "/token", true, [](Api& a, Req, Who m, Arg) { return a.ListTokens(m); }},
+      {"POST", "/token", true, [](Api& a, Req r, Who m, Arg) { return a.Issue(r, m); }},
+      {"GET", "/token/healthz", false, [](Api& a, Req, Who, Arg) { return a.Health(); }},
+      {"HEAD", "/token/healthz", false, [](Api& a, Req, Who, Arg) { return a.Health(); }},
+      {"GET", "/token/metrics", false, [](Api& a, Req, Who, Arg) { return a.MetricsText(); }},
+      {"HEAD", "/token/metrics", false, [](Api& a, Req, Who, Arg) { return a.MetricsText(); }},
+      {"GET", "/token/latest/*", false, [](Api& a, Req, Who, Arg rest) { return a.Latest(rest); }},
+      {"HEAD", "/token/latest/*", false, [](Api& a, Req, Who, Arg rest) { return a.Latest(rest); }},
+      // nginx's internal locations for a PUT's missing directories and a
+      // directory DELETE; authenticated by the build's token, not a master.
+      {"GET", "/token/tree/mkdirs", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkdirs"); }},
+      {"DELETE", "/token/tree/delete", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "delete"); }},
+      {"GET", "/token/:user", true, [](Api& a, Req, Who m, Arg u) { return a.GetToken(m, u); }},
+      {"DELETE", "/token/:user", true, [](Api& a, Req r, Who m, Arg u) { return a.Revoke(r, m, u); }},
+      {"POST", "/token/:user/renew", true, [](Api& a, Req r, Who m, Arg u) { return a.Renew(r, m, u); }},
+      {"GET", "/token/:user/seal", true, [](Api& a, Req, Who m, Arg u) { return a.SealStatusOf(m, u); }},
+  };
+  return routes;
+}
+
+namespace {
+
+// Splits "/token/u/renew" into {"token", "u", "renew"}; one trailing slash is
+// ignored ("/token/" is "/token"), other empty segments are kept (and match
+// nothing).
+std::vector<std::string> PathSegments(const std::string& path) {
+  if (path.empty() || path[0] != '/') return {};
+  std::string trimmed = path.substr(1);
+  if (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
+  return SplitFields(trimmed, '/');
+}
+
+// True when `segments` match `pattern`; `arg` gets what ":user" or "*" matched.
+bool MatchPattern(const std::string& pattern, const std::vector<std::string>& segments, std::string* arg) {
+  const std::vector<std::string> parts = PathSegments(pattern);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i] == "*") {
+      if (i >= segments.size()) return false;
+      std::string rest;
+      for (size_t j = i; j < segments.size(); ++j) rest += (j == i ? "" : "/") + segments[j];
+      *arg = rest;
+      return true;
+    }
+    if (i >= segments.size()) return false;
+    if (parts[i] == ":user") {
+      if (segments[i].empty()) return false;
+      *arg = segments[i];
+    } else if (parts[i] != segments[i]) {
+      return false;
+    }
+  }
+  return parts.size() == segments.size();
+}
+
+}  // namespace
+
+Response Api::Handle(const Request& req) {
+  const std::vector<std::string> segments = PathSegments(req.path);
+  const std::vector<Route>& routes = Routes();
+  const Route* matched = nullptr;  // the first route of the pattern that matched
+  std::string arg;
+  for (const auto& route : routes) {
+    if (MatchPattern(route.pattern, segments, &arg)) {
+      matched = &route;
+      break;
+    }
+  }
+  if (matched == nullptr) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
+  const Route* route = nullptr;
+  std::string allow;
+  for (const auto& r : routes) {
+    if (r.pattern != matched->pattern) continue;
+    allow += (allow.empty() ? "" : ", ") + r.method;
+    if (r.method == req.method) route = &r;  // compared exactly: "GE" is not "GET"
+  }
   // Method before credentials: a wrong method is a client bug, say so.
-  const char* allow = rest.empty()            ? "GET, POST"
-                      : tail.empty()          ? "GET, DELETE"
-                      : tail == "renew"       ? "POST"
-                      : tail == "seal"        ? "GET"
-                                              : nullptr;
-  if (allow == nullptr) return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
-  if (std::string(allow).find(req.method) == std::string::npos || req.method.empty()) return MethodNotAllowed(allow);
-
+  if (route == nullptr) return MethodNotAllowed(allow);
+  if (!route->needs_master) return route->handle(*this, req, Master{}, arg);
   auto master = Authenticate(req);
   if (!master) return Fail(master.error(), "auth");
-  if (rest.empty()) return req.method == "POST" ? Issue(req, master.value()) : ListTokens(master.value());
-  if (tail == "renew") return Renew(req, master.value(), first);
-  if (tail == "seal") return SealStatusOf(master.value(), first);
-  return req.method == "GET" ? GetToken(master.value(), first) : Revoke(req, master.value(), first);
+  return route->handle(*this, req, master.value(), arg);
 }
 
 Response Api::Issue(const Request& req, const Master& master) {
@@ -261,7 +415,7 @@ Response Api::Issue(const Request& req, const Master& master) {
                 "issue", master.name);
   }
 
-  auto token = store_.Issue(ir);
+  auto token = IssueToken(store_, builds_, ir);
   if (!token) return Fail(token.error(), "issue", master.name);
   const TokenInfo& t = token->info;
   LogLine("issue", master.name, t.username, JoinScopes(t.scopes), "201");
@@ -326,11 +480,9 @@ Response Api::Revoke(const Request& req, const Master& master, const std::string
     return Fail(Error{ErrorCode::kBadRequest, "use ?seal=true|false and ?result=success|failure"}, "revoke",
                 master.name);
   }
-  auto t = store_.Get(username);
-  if (!t || t->issued_by != master.name) {
-    return Fail(t ? Error{ErrorCode::kNotFound, "no such token"} : t.error(), "revoke", master.name);
-  }
-  if (auto st = store_.Revoke(username); !st) return Fail(st.error(), "revoke", master.name);
+  // The owner is checked under the token's lock, with the removal.
+  auto t = store_.Revoke(username, master.name);
+  if (!t) return Fail(t.error(), "revoke", master.name);
   LogLine("revoke", master.name, username, JoinScopes(t->scopes), "ok");
   if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kRevoked);
   if (seal == "false" || services_.sealer == nullptr) {
@@ -386,7 +538,7 @@ Response Api::Latest(const std::string& path) {
     if (!IsValidSegment(parts[i])) return Fail(Error{ErrorCode::kNotFound, "no such builder"}, "latest");
     builder += (i == 0 ? "" : "/") + parts[i];
   }
-  auto build = ResolveLatest(config_.artifacts_dir, builder);
+  auto build = builds_.ResolveLatest(builder);
   if (!build) return Fail(build.error(), "latest");
   std::string location = "/" + builder + "/" + build.value() + "/";
   for (size_t i = builder_depth + 1; i < parts.size(); ++i) {
@@ -414,7 +566,7 @@ Response Api::Renew(const Request& req, const Master& master, const std::string&
   // max_ttl counts from the issue: renewing cannot make a token immortal.
   const int64_t expires =
       std::min(clock_.Now() + ttl.value().value_or(config_.default_ttl), t->issued + config_.max_ttl);
-  auto renewed = store_.Renew(username, expires);
+  auto renewed = store_.Renew(username, expires, master.name);
   if (!renewed) return Fail(renewed.error(), "renew", master.name);
   LogLine("renew", master.name, username, JoinScopes(renewed->scopes), "200");
   if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kRenewed);
@@ -424,6 +576,7 @@ Response Api::Renew(const Request& req, const Master& master, const std::string&
 
 Response Api::Health() {
   if (auto st = store_.CheckWritable(); !st) return Fail(st.error(), "health");
+  if (auto st = builds_.CheckWritable(); !st) return Fail(st.error(), "health");
   Poco::JSON::Object obj;
   obj.set("status", std::string("ok"));
   return JsonResponse(200, obj);

@@ -5,11 +5,13 @@
 
 #include <Poco/JSON/Object.h>
 
+#include <functional>
 #include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "builds.h"
 #include "clock.h"
 #include "config.h"
 #include "event_log.h"
@@ -31,6 +33,9 @@ struct Request {
   std::string scheme = "http";
   std::string body;
   bool body_too_large = false;  // the adapter stopped reading at kMaxBodyBytes
+  // ARTIFACT_TREE_PATH: the artifact URI of a /token/tree/ request (nginx's
+  // internal directory operations; see Api::BuildTree).
+  std::string tree_path;
 };
 
 struct Response {
@@ -56,10 +61,21 @@ class Api {
  public:
   // `log` receives one line per issue, revoke, renew and refusal; never a
   // secret.
-  Api(const Config& config, TokenStore& store, MastersFile& masters, const Clock& clock, EventLog& log,
-      ApiServices services = {});
+  Api(const Config& config, TokenStore& store, Builds& builds, MastersFile& masters, const Clock& clock,
+      EventLog& log, ApiServices services = {});
 
   Response Handle(const Request& req);
+
+  // One route of /token: a method compared exactly, a path pattern, and
+  // whether master credentials are checked before the handler runs.
+  struct Route {
+    std::string method;
+    std::string pattern;
+    bool needs_master;
+    std::function<Response(Api&, const Request&, const Master&, const std::string& arg)> handle;
+  };
+  // The route table, in matching order (api.cc says how a path matches).
+  static const std::vector<Route>& Routes();
 
  private:
   Response Issue(const Request& req, const Master& master);
@@ -71,7 +87,11 @@ class Api {
   Response Latest(const std::string& path);
   Response Renew(const Request& req, const Master& master, const std::string& username);
   Response Health();
+  Response BuildTree(const Request& req, const std::string& op);
   Result<Master> Authenticate(const Request& req);
+  // The username of the live token of `scope` that the request's basic
+  // credentials name (401 otherwise).
+  Result<std::string> AuthenticateBuildToken(const Request& req, const std::string& scope);
   Response Fail(const Error& e, const std::string& event, const std::string& master = "-");
   void LogLine(const std::string& event, const std::string& master, const std::string& username,
                const std::string& scopes, const std::string& outcome);
@@ -79,14 +99,23 @@ class Api {
 
   const Config& config_;
   TokenStore& store_;
+  Builds& builds_;
   MastersFile& masters_;
   const Clock& clock_;
   EventLog& log_;
   ApiServices services_;
 };
 
+// Issues a token and opens its builds: 409 for a published scope unless
+// `req.reopen` (whether the master may is the caller's check). When a build
+// directory cannot be made, the token is revoked again.
+Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueRequest& req);
+
 // The JSON error body and status of `e` (401 adds WWW-Authenticate).
 Response ErrorResponse(const Error& e);
+
+// `obj` as one line of JSON: every JSON this program writes.
+std::string ToJson(const Poco::JSON::Object& obj);
 
 // `text` cut to `max_length` bytes, every byte outside printable ASCII as '?'.
 std::string PrintableAscii(const std::string& text, size_t max_length);

@@ -2,35 +2,35 @@
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
-#include <Poco/JSON/Stringifier.h>
-#include <pthread.h>
 #include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <memory>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
-#include <sstream>
 
 #include "api.h"
 #include "config.h"
-#include "expiry_timer.h"
 #include "fcgi_loop.h"
 #include "masters.h"
-#include "metrics.h"
-#include "sealer.h"
+#include "serve.h"
+#include "split.h"
 #include "supervisor.h"
 #include "posix_file.h"
 #include "retention.h"
 
 namespace artifact {
 namespace {
+
+// "<3>" for an error line on stderr when stderr goes to journald (see
+// EventLog), so `journalctl -p warning` shows why a unit failed; "" else.
+std::string ErrorPrefix() { return StderrIsJournal() ? "<3>" : ""; }
+
 
 std::string ConfigHelp() {
   std::string out = "Configuration (file " + std::string(kDefaultConfigPath) +
@@ -53,7 +53,7 @@ bool WantsHelp(const std::vector<std::string>& args) {
 bool Load(const std::string& cmd, const std::vector<std::string>& args, LoadedConfig* out) {
   auto loaded = LoadConfig(args, ProcessEnvironment());
   if (!loaded) {
-    std::cerr << "artifact-token " << cmd << ": " << loaded.error().message << "\n";
+    std::cerr << ErrorPrefix() << "artifact-token " << cmd << ": " << loaded.error().message << "\n";
     return false;
   }
   *out = std::move(loaded.value());
@@ -120,20 +120,17 @@ struct Admin {
   SystemClock clock;
   OpenSslRandom random;
   std::unique_ptr<TokenStore> store;
+  std::unique_ptr<Builds> builds;
 
   bool Init(const std::string& cmd, const std::vector<std::string>& args) {
     if (!Load(cmd, args, &loaded)) return false;
     if (!DropToStoreOwner(cmd, loaded.config.tokens_dir)) return false;
-    store = std::make_unique<TokenStore>(loaded.config.tokens_dir, loaded.config.artifacts_dir, clock, random);
+    store = std::make_unique<TokenStore>(loaded.config.tokens_dir, clock, random);
+    builds = std::make_unique<Builds>(loaded.config.artifacts_dir, clock);
     return true;
   }
 };
 
-std::string Json(const Poco::JSON::Object& obj) {
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(obj, out);
-  return out.str();
-}
 
 
 }  // namespace
@@ -155,42 +152,6 @@ std::string ProgramUsage() {
          "\n"
          "Run 'artifact-token COMMAND --help' for a command's options.\n";
 }
-
-namespace {
-
-// One serve process (number `index` of config.processes): the accept loop,
-// its expiry timer and sealer. `metrics` is shared by all of them.
-int ServeOne(const Config& config, int index, Metrics* metrics) {
-  SystemClock clock;
-  OpenSslRandom random;
-  EventLog log(std::cerr, StderrIsJournal());
-  TokenStore store(config.tokens_dir, config.artifacts_dir, clock, random);
-  MastersFile masters(config.masters_file, &std::cerr);
-  // The processes of a host take turns at the full sweep: together they
-  // sweep once a minute, not once a minute each (10,000 records each time).
-  ExpiryTimer timer(store, clock, log, 60 * config.processes, metrics, 60 * index);
-  Sealer sealer(config.tokens_dir, config.artifacts_dir, clock, log, metrics);
-
-  // The timer thread starts with the stop signals blocked, so they are
-  // delivered to the accept loop, which installs their handlers.
-  sigset_t stop_signals, old;
-  sigemptyset(&stop_signals);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, &old);
-  timer.Start();
-  sealer.Start();
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-
-  Api api(config, store, masters, clock, log, ApiServices{&timer, &sealer, metrics});
-  log.Write("artifact-token serve: tokens in " + config.tokens_dir + ", artifacts in " + config.artifacts_dir +
-            ", scope_depth " + std::to_string(config.scope_depth));
-  int rc = RunFastCgiLoop(api);
-  timer.Stop();
-  sealer.Stop();
-  return rc;
-}
-
-}  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
@@ -215,9 +176,9 @@ int RunServe(const std::vector<std::string>& args) {
     return 1;
   }
   std::unique_ptr<Metrics> owned(metrics.value());
-  if (config.processes == 1) return ServeOne(config, 0, owned.get());
+  if (config.processes == 1) return ServeProcess(config, 0, owned.get());
   return RunProcesses(
-      config.processes, [&config, &owned](int index) { return ServeOne(config, index, owned.get()); }, std::cerr);
+      config.processes, [&config, &owned](int index) { return ServeProcess(config, index, owned.get()); }, std::cerr);
 }
 
 int RunIssue(const std::vector<std::string>& args) {
@@ -254,10 +215,9 @@ int RunIssue(const std::vector<std::string>& args) {
   req.ttl = config.default_ttl;
   if (!ttls.empty()) {
     const std::string& t = ttls[0];
-    if (t.empty() || t.size() > 10 || t.find_first_not_of("0123456789") != std::string::npos || std::stoll(t) <= 0) {
-      return Usage("issue", "--ttl must be a positive number of seconds");
-    }
-    req.ttl = std::stoll(t);
+    auto ttl = ParseDigits(t, 10);
+    if (!ttl || *ttl <= 0) return Usage("issue", "--ttl must be a positive number of seconds");
+    req.ttl = *ttl;
   }
   req.ttl = std::min(req.ttl, config.max_ttl);
   for (const auto& text : scopes) {
@@ -265,14 +225,14 @@ int RunIssue(const std::vector<std::string>& args) {
     if (!scope) return Usage("issue", "scope " + text + ": " + scope.error().message);
     req.scopes.push_back(scope.value());
   }
-  auto token = admin.store->Issue(req);
+  auto token = IssueToken(*admin.store, *admin.builds, req);
   if (!token) {
     std::cerr << "artifact-token issue: " << token.error().message << "\n";
     return 1;
   }
   Poco::JSON::Object obj = TokenJson(token->info, admin.clock.Now());
   obj.set("password", token->password);
-  std::cout << Json(obj) << "\n";
+  std::cout << ToJson(obj) << "\n";
   return 0;
 }
 
@@ -289,7 +249,7 @@ int RunRevoke(const std::vector<std::string>& args) {
   if (admin.loaded.rest.empty()) return Usage("revoke", "name at least one token username");
   int rc = 0;
   for (const auto& name : admin.loaded.rest) {
-    auto st = admin.store->Revoke(name);
+    auto st = admin.store->Revoke(name);  // any master's
     if (st) {
       std::cout << "revoked " << name << "\n";
     } else {
@@ -324,7 +284,7 @@ int RunList(const std::vector<std::string>& args) {
     for (const auto& t : tokens.value()) list.add(TokenJson(t, admin.clock.Now()));
     Poco::JSON::Object obj;
     obj.set("tokens", list);
-    std::cout << Json(obj) << "\n";
+    std::cout << ToJson(obj) << "\n";
     return 0;
   }
   std::cout << std::left << std::setw(24) << "USERNAME" << std::setw(16) << "MASTER" << std::setw(22) << "EXPIRES"
@@ -355,14 +315,13 @@ int RunPrune(const std::vector<std::string>& args) {
   if (!admin.loaded.rest.empty()) return Usage("prune", "unexpected argument " + admin.loaded.rest.front());
   int64_t stale_after = 60;
   if (!stale.empty()) {
-    if (stale[0].empty() || stale[0].size() > 9 || stale[0].find_first_not_of("0123456789") != std::string::npos) {
-      return Usage("prune", "--stale-after must be a number of seconds");
-    }
-    stale_after = std::stoll(stale[0]);
+    auto seconds = ParseDigits(stale[0], 9);
+    if (!seconds) return Usage("prune", "--stale-after must be a number of seconds");
+    stale_after = *seconds;
   }
   auto removed = admin.store->Prune(stale_after);
   if (!removed) {
-    std::cerr << "artifact-token prune: " << removed.error().message << "\n";
+    std::cerr << ErrorPrefix() << "artifact-token prune: " << removed.error().message << "\n";
     return 1;
   }
   for (const auto& line : removed.value()) std::cout << "removed " << line << "\n";
@@ -393,9 +352,11 @@ int RunRetention(const std::vector<std::string>& args) {
     std::cout << "no retention rules configured: every build is kept\n";
     return 0;
   }
-  auto report = ApplyRetention(c.artifacts_dir, c.tokens_dir, c.scope_depth, rules.value(), admin.clock.Now(), dry_run);
+  const TokenStore& store = *admin.store;
+  auto report = ApplyRetention(*admin.builds, c.scope_depth, rules.value(), admin.clock.Now(), dry_run,
+                               [&store](const std::string& scope) { return store.HoldsScope(scope); });
   if (!report) {
-    std::cerr << "artifact-token retention: " << report.error().message << "\n";
+    std::cerr << ErrorPrefix() << "artifact-token retention: " << report.error().message << "\n";
     return 1;
   }
   for (const auto& scope : report->removed) std::cout << (dry_run ? "would remove " : "removed ") << scope << "\n";
@@ -464,13 +425,14 @@ int RunCheck(const std::vector<std::string>& args) {
       // An empty file is a fresh install, not a fault: nobody can log in
       // (closed), and the service picks up a master as soon as one is added.
       if (parsed.entries.empty() && parsed.problems.empty()) {
-        std::cout << "warning: masters_file " << c.masters_file
+        std::cerr << (StderrIsJournal() ? "<4>" : "") << "warning: masters_file " << c.masters_file
                   << " has no master yet, so no token can be issued: add one with htpasswd -B " << c.masters_file
                   << " NAME\n";
       }
     }
   }
-  for (const auto& p : problems) std::cout << "problem: " << p << "\n";
+  // On stderr, so a unit that fails its check says why at error priority.
+  for (const auto& p : problems) std::cerr << ErrorPrefix() << "problem: " << p << "\n";
   if (!problems.empty()) return 1;
   std::cout << "ok: " << (loaded.path.empty() ? std::string("built-in defaults") : loaded.path)
             << ", scope_depth " << c.scope_depth << ", tokens in " << c.tokens_dir << ", artifacts in "

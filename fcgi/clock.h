@@ -12,11 +12,14 @@ class Clock {
   virtual ~Clock() = default;
   // Seconds since the Unix epoch.
   virtual int64_t Now() const = 0;
+  // Nanoseconds since the Unix epoch, where order within a second matters.
+  virtual int64_t NowNanos() const { return Now() * 1'000'000'000; }
 };
 
 class SystemClock : public Clock {
  public:
   int64_t Now() const override;
+  int64_t NowNanos() const override;
 };
 
 class RandomSource {

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "retention.h"
+#include "split.h"
 
 extern char** environ;
 
@@ -14,12 +15,9 @@ namespace artifact {
 namespace {
 
 Result<int64_t> ParseInt(const std::string& s, int64_t min, int64_t max) {
-  if (s.empty() || s.size() > 12) return Error{ErrorCode::kBadRequest, "not an integer"};
-  int64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return Error{ErrorCode::kBadRequest, "not a non-negative integer"};
-    v = v * 10 + (c - '0');
-  }
+  auto parsed = ParseDigits(s, 12);
+  if (!parsed) return Error{ErrorCode::kBadRequest, "not a non-negative integer"};
+  const int64_t v = *parsed;
   if (v < min || v > max) {
     return Error{ErrorCode::kBadRequest, "must be between " + std::to_string(min) + " and " + std::to_string(max)};
   }

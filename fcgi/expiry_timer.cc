@@ -31,6 +31,7 @@ void ExpiryTimer::Schedule(const std::string& username, int64_t expires) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     due_.emplace(expires, username);
+    if (sweeping_) scheduled_in_sweep_.emplace_back(expires, username);
   }
   cv_.notify_all();
 }
@@ -44,15 +45,31 @@ std::vector<TokenInfo> ExpiryTimer::RunDue(bool sweep) {
     if (metrics_ != nullptr) metrics_->Add(Metrics::kExpired);
   };
   if (sweep) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sweeping_ = true;
+      scheduled_in_sweep_.clear();
+    }
     auto result = store_.ExpireAll();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sweeping_ = false;
+      if (result) {
+        // The queue becomes what the sweep found live plus what was scheduled
+        // while it ran: a token issued after the sweep listed the records is
+        // in the second set only. (Entries known before the sweep and not
+        // found live by it are gone: dropping them bounds the queue.)
+        due_ = {};
+        for (const auto& e : result->live) due_.push(e);
+        for (const auto& e : scheduled_in_sweep_) due_.push(e);
+      }
+      scheduled_in_sweep_.clear();
+    }
     if (!result) {
       log_.Write(Rfc3339(clock_.Now()) + " expire sweep failed: " + result.error().message,
                  Priority::kError);
     } else {
       for (const auto& t : result->expired) report(t);
-      std::lock_guard<std::mutex> lock(mu_);
-      due_ = {};
-      for (const auto& e : result->live) due_.push(e);
     }
   }
   while (true) {

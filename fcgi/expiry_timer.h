@@ -57,6 +57,8 @@ class ExpiryTimer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> due_;
+  bool sweeping_ = false;                  // a sweep is reading the store
+  std::vector<Entry> scheduled_in_sweep_;  // Schedule() calls while it does
   bool stop_ = false;
   std::thread thread_;
 };

@@ -61,6 +61,7 @@ Request ReadRequest(FCGX_Request& r) {
   req.query = Param(r, "QUERY_STRING");
   req.content_type = Param(r, "CONTENT_TYPE");
   req.authorization = Param(r, "HTTP_AUTHORIZATION");
+  req.tree_path = Param(r, "ARTIFACT_TREE_PATH");
   req.host = Param(r, "ARTIFACT_REQUEST_HOST");
   if (req.host.empty()) req.host = Param(r, "HTTP_HOST");
   req.scheme = Param(r, "REQUEST_SCHEME");

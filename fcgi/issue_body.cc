@@ -13,6 +13,8 @@
 #include <set>
 #include <vector>
 
+#include "split.h"
+
 namespace artifact {
 namespace {
 
@@ -27,14 +29,9 @@ std::string MediaType(const std::string& content_type) {
 }
 
 Result<int64_t> TtlFromText(const std::string& s) {
-  if (s.empty() || s.size() > 10) return Bad("ttl must be a positive number of seconds");
-  int64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return Bad("ttl must be a positive number of seconds");
-    v = v * 10 + (c - '0');
-  }
-  if (v <= 0) return Bad("ttl must be a positive number of seconds");
-  return v;
+  auto v = ParseDigits(s, 10);
+  if (!v || *v <= 0) return Bad("ttl must be a positive number of seconds");
+  return *v;
 }
 
 Result<int64_t> TtlFromJson(const Poco::Dynamic::Var& v) {

@@ -1,12 +1,12 @@
 #include "password_file.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <array>
 #include <cstdio>
 
+#include "base64.h"
 #include "scope.h"
 #include "split.h"
 
@@ -16,27 +16,6 @@ namespace {
 constexpr size_t kPasswordBytes = 32;
 constexpr size_t kSaltBytes = 8;
 constexpr const char* kSshaPrefix = "{SSHA}";
-
-std::string Base64(const unsigned char* data, size_t n) {
-  std::string out(4 * ((n + 2) / 3) + 1, '\0');
-  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-  out.resize(static_cast<size_t>(len));
-  return out;
-}
-
-// Decodes standard base64; empty on any invalid input.
-std::string Unbase64(const std::string& in) {
-  if (in.empty() || in.size() % 4 != 0) return {};
-  std::string out(in.size() / 4 * 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  if (len < 0) return {};
-  size_t pad = 0;
-  if (in[in.size() - 1] == '=') ++pad;
-  if (in[in.size() - 2] == '=') ++pad;
-  out.resize(static_cast<size_t>(len) - pad);
-  return out;
-}
 
 // Bytes allowed in a metadata value or a master name: printable ASCII without
 // the separators of the line (':'), of the metadata (';', '=') and lists (',').
@@ -57,13 +36,9 @@ bool IsSafeHash(const std::string& s) {
 }
 
 Result<int64_t> ParseUnixTime(const std::string& s) {
-  if (s.empty() || s.size() > 18) return Error{ErrorCode::kBadRequest, "bad time"};
-  int64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return Error{ErrorCode::kBadRequest, "bad time"};
-    v = v * 10 + (c - '0');
-  }
-  return v;
+  auto v = ParseDigits(s, 18);
+  if (!v) return Error{ErrorCode::kBadRequest, "bad time"};
+  return *v;
 }
 
 bool IsScopeText(const std::string& s) {
@@ -89,7 +64,7 @@ Result<std::string> GeneratePassword(RandomSource& random) {
   if (!random.Fill(bytes.data(), bytes.size())) {
     return Error{ErrorCode::kUnavailable, "no randomness available"};
   }
-  std::string b64 = Base64(bytes.data(), bytes.size());
+  std::string b64 = Base64Encode(bytes.data(), bytes.size());
   OPENSSL_cleanse(bytes.data(), bytes.size());
   for (char& c : b64) {
     if (c == '+') c = '-';
@@ -121,13 +96,13 @@ Result<std::string> SshaHash(const std::string& password, RandomSource& random) 
   input.append(reinterpret_cast<const char*>(salt), kSaltBytes);
   SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), buf.data());
   OPENSSL_cleanse(input.data(), input.size());
-  return std::string(kSshaPrefix) + Base64(buf.data(), buf.size());
+  return std::string(kSshaPrefix) + Base64Encode(buf.data(), buf.size());
 }
 
 bool SshaVerify(const std::string& password, const std::string& hash) {
   const std::string prefix = kSshaPrefix;
   if (hash.compare(0, prefix.size(), prefix) != 0) return false;
-  std::string raw = Unbase64(hash.substr(prefix.size()));
+  std::string raw = Base64Decode(hash.substr(prefix.size()));
   if (raw.size() <= SHA_DIGEST_LENGTH) return false;
   std::string input = password + raw.substr(SHA_DIGEST_LENGTH);
   std::array<unsigned char, SHA_DIGEST_LENGTH> digest{};

@@ -134,21 +134,4 @@ Result<std::string> WriteTempFile(const std::string& dir, const std::string& con
   return path;
 }
 
-Result<bool> DirHasEntries(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) {
-    if (errno == ENOENT) return false;
-    return ErrnoError("opendir", dir, errno);
-  }
-  bool found = false;
-  while (struct dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
-      found = true;
-      break;
-    }
-  }
-  ::closedir(d);
-  return found;
-}
-
 }  // namespace artifact

@@ -40,9 +40,6 @@ Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode);
 // write, fsync, close. Returns the temp path; the caller links or renames it.
 Result<std::string> WriteTempFile(const std::string& dir, const std::string& content, mode_t mode);
 
-// True when the directory exists and holds at least one entry.
-Result<bool> DirHasEntries(const std::string& dir);
-
 // Temp files are named with this prefix so prune can find leftovers.
 inline constexpr const char* kTempPrefix = ".tmp-";
 

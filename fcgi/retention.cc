@@ -1,16 +1,9 @@
 #include "retention.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <filesystem>
 
-#include "posix_file.h"
 #include "scope.h"
 #include "split.h"
-#include "seal.h"
 
 namespace artifact {
 namespace {
@@ -19,34 +12,6 @@ std::string Trim(const std::string& s) {
   auto b = s.find_first_not_of(" \t");
   auto e = s.find_last_not_of(" \t");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-bool IsNumber(const std::string& s) {
-  return !s.empty() && s.size() < 19 && s.find_first_not_of("0123456789") == std::string::npos;
-}
-
-std::vector<std::string> Subdirectories(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name.empty() || name[0] == '.') continue;
-    struct stat st{};
-    if (::lstat((dir + "/" + name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) out.push_back(name);
-  }
-  ::closedir(d);
-  return out;
-}
-
-int64_t MtimeOf(const std::string& path) {
-  struct stat st{};
-  return ::lstat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_mtim.tv_sec) : 0;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st{};
-  return ::lstat(path.c_str(), &st) == 0;
 }
 
 }  // namespace
@@ -69,11 +34,12 @@ Result<std::vector<RetentionRule>> ParseRetention(const std::string& text) {
       auto eq = kv.find('=');
       if (eq == std::string::npos) return bad;
       const std::string key = Trim(kv.substr(0, eq)), value = Trim(kv.substr(eq + 1));
-      if (!IsNumber(value) || value.size() > 9) return bad;
+      auto number = ParseDigits(value, 9);
+      if (!number) return bad;
       if (key == "keep" && !rule.keep) {
-        rule.keep = std::stoll(value);
+        rule.keep = number;
       } else if (key == "days" && !rule.days) {
-        rule.days = std::stoll(value);
+        rule.days = number;
       } else {
         return bad;
       }
@@ -94,11 +60,8 @@ std::optional<RetentionRule> RuleFor(const std::vector<RetentionRule>& rules, co
 }
 
 std::vector<std::string> PlanRemovals(std::vector<BuildEntry> builds, const RetentionRule& rule, int64_t now) {
-  std::sort(builds.begin(), builds.end(), [](const BuildEntry& a, const BuildEntry& b) {
-    if (IsNumber(a.name) && IsNumber(b.name)) return std::stoll(a.name) > std::stoll(b.name);
-    if (a.time != b.time) return a.time > b.time;
-    return a.name > b.name;
-  });
+  // Newest first; the order is total, so the input order never matters.
+  std::sort(builds.begin(), builds.end(), [](const BuildEntry& a, const BuildEntry& b) { return b.key < a.key; });
   std::vector<std::string> removals;
   for (size_t i = 0; i < builds.size(); ++i) {
     const BuildEntry& b = builds[i];
@@ -110,43 +73,21 @@ std::vector<std::string> PlanRemovals(std::vector<BuildEntry> builds, const Rete
   return removals;
 }
 
-Result<RetentionReport> ApplyRetention(const std::string& artifacts_dir, const std::string& tokens_dir, int depth,
-                                       const std::vector<RetentionRule>& rules, int64_t now, bool dry_run) {
+Result<RetentionReport> ApplyRetention(Builds& builds, int depth, const std::vector<RetentionRule>& rules,
+                                       int64_t now, bool dry_run,
+                                       const std::function<bool(const std::string& scope)>& has_token) {
   RetentionReport report;
   if (depth < 2 || rules.empty()) return report;
-  // Builders are the directories depth - 1 levels down.
-  std::vector<std::string> level = {""};
-  for (int d = 1; d < depth; ++d) {
-    std::vector<std::string> next;
-    for (const auto& rel : level) {
-      for (const auto& name : Subdirectories(rel.empty() ? artifacts_dir : artifacts_dir + "/" + rel)) {
-        next.push_back(rel.empty() ? name : rel + "/" + name);
-      }
-    }
-    level = std::move(next);
-  }
-  for (const auto& builder : level) {
+  for (const auto& builder : builds.Builders(depth)) {
     ++report.builders;
     auto rule = RuleFor(rules, builder);
-    std::vector<BuildEntry> builds;
-    for (const auto& name : Subdirectories(artifacts_dir + "/" + builder)) {
-      const std::string scope = builder + "/" + name;
-      const std::string dir = artifacts_dir + "/" + scope;
-      BuildEntry b;
-      b.name = name;
-      b.time = std::max(MtimeOf(dir), MtimeOf(dir + "/" + kManifestName));
-      b.protect = Exists(dir + "/KEEP") || Exists(tokens_dir + "/" + scope + ".htpasswd");
-      builds.push_back(b);
-    }
-    report.builds += static_cast<int64_t>(builds.size());
+    std::vector<BuildEntry> entries = builds.List(builder, has_token);
+    report.builds += static_cast<int64_t>(entries.size());
     if (!rule) continue;
-    for (const auto& name : PlanRemovals(builds, *rule, now)) {
+    for (const auto& name : PlanRemovals(entries, *rule, now)) {
       const std::string scope = builder + "/" + name;
       if (!dry_run) {
-        std::error_code ec;
-        // remove_all deletes symlinks themselves, never what they point to.
-        std::filesystem::remove_all(artifacts_dir + "/" + scope, ec);
-        if (ec) return Error{ErrorCode::kUnavailable, "removing " + scope + ": " + ec.message()};
+        if (auto st = builds.Remove(scope); !st) return st.error();
       }
       report.removed.push_back(scope);
     }

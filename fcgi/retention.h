@@ -5,16 +5,19 @@
 //
 // For each builder (a scope without its build segment) the rule with the
 // longest matching prefix applies (whole segments); builders without a rule
-// keep everything. A build is kept when it is among the `keep` newest or
-// younger than `days` (either, when both are given). A build with a live
-// token or a KEEP file (a pin) is never removed.
+// keep everything. A build is kept when it is among the `keep` newest (in the
+// build order of builds.h, the one `latest` uses) or younger than `days`
+// (either, when both are given). A build with a live token or a KEEP file (a
+// pin) is never removed.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "builds.h"
 #include "result.h"
 
 namespace artifact {
@@ -30,14 +33,7 @@ Result<std::vector<RetentionRule>> ParseRetention(const std::string& text);
 // The rule for `builder` ("dpkg/myproj/linux"), or nullopt.
 std::optional<RetentionRule> RuleFor(const std::vector<RetentionRule>& rules, const std::string& builder);
 
-struct BuildEntry {
-  std::string name;     // the build segment
-  int64_t time = 0;     // when it was published (seal time, else directory mtime)
-  bool protect = false; // live token or KEEP pin
-};
-
-// The names of `builds` the rule removes at `now`. Newest first means the
-// greatest number when both names are numbers, else the later time.
+// The names of `builds` the rule removes at `now`, newest first by BuildKey.
 std::vector<std::string> PlanRemovals(std::vector<BuildEntry> builds, const RetentionRule& rule, int64_t now);
 
 struct RetentionReport {
@@ -46,9 +42,11 @@ struct RetentionReport {
   std::vector<std::string> removed;  // scopes
 };
 
-// Applies the rules to the artifact tree (scope_depth levels); with
-// `dry_run` nothing is deleted and `removed` lists what would be.
-Result<RetentionReport> ApplyRetention(const std::string& artifacts_dir, const std::string& tokens_dir, int depth,
-                                       const std::vector<RetentionRule>& rules, int64_t now, bool dry_run);
+// Applies the rules to the builds (scope_depth levels); `has_token(scope)`
+// tells which have a live token. With `dry_run` nothing is deleted and
+// `removed` lists what would be.
+Result<RetentionReport> ApplyRetention(Builds& builds, int depth, const std::vector<RetentionRule>& rules,
+                                       int64_t now, bool dry_run,
+                                       const std::function<bool(const std::string& scope)>& has_token);
 
 }  // namespace artifact

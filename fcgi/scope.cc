@@ -89,6 +89,15 @@ std::string NginxMapSnippet(int depth, const std::string& tokens_dir, const std:
       << "map $uri $artifact_parent_dir {\n"
       << "    default \"/dev/null/no-scope\";\n"
       << "    \"~" << parent_re << "\" \"" << artifacts_dir << "/$artifact_scope$artifact_parent\";\n"
+      << "}\n"
+      << "\n"
+      << "# $artifact_uri_place: why a write that names no scope file is refused,\n"
+      << "# for the refusal's message: the build directory itself, a name below a\n"
+      << "# build that the entry grammar refuses, or no build at all.\n"
+      << "map $uri $artifact_uri_place {\n"
+      << "    default outside_build;\n"
+      << "    \"~" << scope.str() << "/?\\z\" build_root;\n"
+      << "    \"~" << scope.str() << "/\" name_not_allowed;\n"
       << "}\n";
   if (depth >= 2) {
     std::ostringstream builder;

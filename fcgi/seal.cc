@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <memory>
 
+#include "disk.h"
 #include "posix_file.h"
 
 namespace artifact {
@@ -118,66 +119,8 @@ Result<SealReport> SealDirectory(const std::string& dir) {
     auto stated = ReadSmallFile(dir + "/" + rel, 4096);
     if (!stated || StatedDigest(stated.value()) != it->second) report.mismatches.push_back(target);
   }
-  auto temp = WriteTempFile(dir, manifest, 0644);
-  if (!temp) return temp.error();
-  const std::string path = dir + "/" + kManifestName;
-  if (::rename(temp->c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(temp->c_str());
-    return ErrnoError("rename", path, err);
-  }
-  if (auto s = FsyncDir(dir); !s) return s.error();
+  if (auto s = ReplaceFile(Disk::Default(), dir, kManifestName, manifest, 0644); !s) return s.error();
   return report;
-}
-
-}  // namespace artifact
-
-namespace artifact {
-namespace {
-
-bool IsNumber(const std::string& s) {
-  return !s.empty() && s.size() < 19 && s.find_first_not_of("0123456789") == std::string::npos;
-}
-
-}  // namespace
-
-Status UpdateLatest(const std::string& artifacts_dir, const std::string& scope) {
-  auto slash = scope.rfind('/');
-  if (slash == std::string::npos) return Ok{};  // scope_depth 1: no builder level
-  const std::string builder_dir = artifacts_dir + "/" + scope.substr(0, slash);
-  const std::string build = scope.substr(slash + 1);
-  auto current = ReadSmallFile(builder_dir + "/" + kLatestFile, 256);
-  if (current) {
-    std::string name = current.value();
-    while (!name.empty() && name.back() == '\n') name.pop_back();
-    if (IsNumber(name) && IsNumber(build) && std::stoll(name) > std::stoll(build)) return Ok{};
-  }
-  auto temp = WriteTempFile(builder_dir, build + "\n", 0644);
-  if (!temp) return temp.error();
-  const std::string path = builder_dir + "/" + kLatestFile;
-  if (::rename(temp->c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(temp->c_str());
-    return ErrnoError("rename", path, err);
-  }
-  return FsyncDir(builder_dir);
-}
-
-Result<std::string> ResolveLatest(const std::string& artifacts_dir, const std::string& builder) {
-  auto data = ReadSmallFile(artifacts_dir + "/" + builder + "/" + kLatestFile, 256);
-  if (!data) {
-    if (data.error().code == ErrorCode::kNotFound) return Error{ErrorCode::kNotFound, "no sealed build yet"};
-    return data.error();
-  }
-  std::string name = data.value();
-  while (!name.empty() && name.back() == '\n') name.pop_back();
-  // Never trust the file blindly: it must name a real build directory.
-  struct stat st{};
-  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.' ||
-      ::lstat((artifacts_dir + "/" + builder + "/" + name).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return Error{ErrorCode::kNotFound, "no sealed build yet"};
-  }
-  return name;
 }
 
 }  // namespace artifact

@@ -31,19 +31,3 @@ Result<int64_t> TreeBytes(const std::string& dir);
 Result<SealReport> SealDirectory(const std::string& dir);
 
 }  // namespace artifact
-
-namespace artifact {
-
-// `latest`: each builder directory (a scope without its last segment) may
-// hold a hidden file `.latest` naming its newest successfully sealed build.
-// A build replaces it only when it is newer: numerically greater when both
-// names are numbers, otherwise when sealed later.
-inline constexpr const char* kLatestFile = ".latest";
-
-Status UpdateLatest(const std::string& artifacts_dir, const std::string& scope);
-
-// The build `latest` stands for below `builder` (a path of scope_depth - 1
-// segments); 404 when none was sealed yet.
-Result<std::string> ResolveLatest(const std::string& artifacts_dir, const std::string& builder);
-
-}  // namespace artifact

@@ -3,14 +3,13 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/JSON/Stringifier.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <sstream>
 
 #include "api.h"
+#include "disk.h"
 #include "posix_file.h"
 
 namespace artifact {
@@ -43,15 +42,12 @@ std::string SealStatus::ToJson() const {
   obj.set("mismatches", all_mismatches);
   obj.set("scopes", list);
   if (!error.empty()) obj.set("error", error);
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(obj, out);
-  return out.str();
+  return artifact::ToJson(obj);
 }
 
-Sealer::Sealer(std::string tokens_dir, std::string artifacts_dir, const Clock& clock, EventLog& log,
-               Metrics* metrics)
+Sealer::Sealer(std::string tokens_dir, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics)
     : tokens_dir_(std::move(tokens_dir)),
-      artifacts_dir_(std::move(artifacts_dir)),
+      builds_(builds),
       status_dir_(tokens_dir_ + "/.seals"),
       clock_(clock),
       log_(log),
@@ -75,19 +71,13 @@ void Sealer::Stop() {
 
 void Sealer::WriteStatus(const SealStatus& status) {
   if (auto st = MakeDirs(tokens_dir_, ".seals", 0750); !st) return;
-  auto temp = WriteTempFile(status_dir_, status.ToJson() + "\n", 0640);
-  if (!temp) return;
-  if (::rename(temp->c_str(), (status_dir_ + "/" + status.username).c_str()) != 0) {
-    ::unlink(temp->c_str());
-    return;
-  }
-  (void)FsyncDir(status_dir_);
+  (void)ReplaceFile(Disk::Default(), status_dir_, status.username, status.ToJson() + "\n", 0640);
 }
 
 void Sealer::Run(SealStatus* status) {
   const auto start = std::chrono::steady_clock::now();
   for (auto& s : status->scopes) {
-    auto report = SealDirectory(artifacts_dir_ + "/" + s.scope);
+    auto report = builds_.Seal(s.scope);
     if (!report) {
       status->state = "failed";
       status->error = "sealing " + s.scope + " failed: " + report.error().message;
@@ -96,7 +86,7 @@ void Sealer::Run(SealStatus* status) {
     s.report = report.value();
     // Only a build that published something can become latest.
     if (status->success && report->mismatches.empty() && report->files > 0) {
-      if (auto st = UpdateLatest(artifacts_dir_, s.scope); !st) {
+      if (auto st = builds_.UpdateLatest(s.scope); !st) {
         log_.Write(Rfc3339(clock_.Now()) + " latest scope=" + s.scope + " failed: " + st.error().message,
                    Priority::kWarning);
       }
@@ -134,7 +124,7 @@ SealStatus Sealer::Seal(const TokenInfo& token, bool success) {
   int64_t total = 0;
   for (const auto& scope : token.scopes) {
     status.scopes.push_back({scope, {}});
-    auto bytes = TreeBytes(artifacts_dir_ + "/" + scope);
+    auto bytes = builds_.Bytes(scope);
     if (bytes) total += bytes.value();
   }
   if (!started_ || total <= kInlineSealBytes) {

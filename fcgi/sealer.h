@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "builds.h"
 #include "clock.h"
 #include "event_log.h"
 #include "metrics.h"
@@ -41,7 +42,8 @@ struct SealStatus {
 
 class Sealer {
  public:
-  Sealer(std::string tokens_dir, std::string artifacts_dir, const Clock& clock, EventLog& log, Metrics* metrics);
+  // The seal statuses are kept in tokens_dir; the builds are sealed through `builds`.
+  Sealer(std::string tokens_dir, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics);
   ~Sealer();
   Sealer(const Sealer&) = delete;
   Sealer& operator=(const Sealer&) = delete;
@@ -63,7 +65,7 @@ class Sealer {
   void Loop();
 
   std::string tokens_dir_;
-  std::string artifacts_dir_;
+  Builds& builds_;
   std::string status_dir_;
   const Clock& clock_;
   EventLog& log_;

@@ -1,6 +1,7 @@
 #include "token_store.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,27 +17,8 @@ namespace {
 constexpr mode_t kFileMode = 0640;         // never world-readable
 constexpr int64_t kSealStatusDays = 7;      // how long prune keeps a seal status
 constexpr mode_t kTokenDirMode = 0750;
-// nginx's workers (the group) write into build directories. The setgid bit
-// that keeps the group comes from the artifacts root (tmpfiles: 2775), never
-// from this mode: see MakeDirs.
-constexpr mode_t kArtifactDirMode = 0775;
 
 std::string Parent(const std::string& path) { return path.substr(0, path.rfind('/')); }
-
-// True when the password file at `path` belongs to `username`, false when
-// it is gone or another token's; an error when that cannot be told (EIO,
-// EACCES, ESTALE on a shared volume): then nothing may be assumed gone.
-// Compared by content, not inode: a renewed token's files are new inodes,
-// and a scope may meanwhile belong to a newer token, whose file must stay.
-Result<bool> BelongsTo(const std::string& path, const std::string& username) {
-  auto data = ReadSmallFile(path);
-  if (!data) {
-    if (data.error().code == ErrorCode::kNotFound) return false;
-    return data.error();
-  }
-  auto line = PasswordLine::Parse(data.value());
-  return line && line->info.username == username;
-}
 
 // Seconds since the file was last modified, or -1.
 int64_t AgeOf(const std::string& path, int64_t now) {
@@ -49,13 +31,44 @@ bool StartsWith(const std::string& s, const std::string& prefix) { return s.comp
 
 }  // namespace
 
-TokenStore::TokenStore(std::string tokens_dir, std::string artifacts_dir, const Clock& clock,
-                       RandomSource& random)
+TokenStore::TokenStore(std::string tokens_dir, const Clock& clock, RandomSource& random, Disk& disk)
     : tokens_dir_(std::move(tokens_dir)),
-      artifacts_dir_(std::move(artifacts_dir)),
       records_dir_(tokens_dir_ + "/.by-user"),
+      locks_dir_(tokens_dir_ + "/.locks"),
+      names_dir_(tokens_dir_ + "/.names"),
       clock_(clock),
-      random_(random) {}
+      random_(random),
+      disk_(disk) {}
+
+// True when the password file at `path` belongs to `username`, false when
+// it is gone or another token's; an error when that cannot be told (EIO,
+// EACCES, ESTALE on a shared volume): then nothing may be assumed gone.
+// Compared by content, not inode: a renewed token's files are new inodes.
+// Read under the token's lock, the answer stays true until the lock holder
+// acts (token_store.h).
+Result<bool> TokenStore::BelongsTo(const std::string& path, const std::string& username) const {
+  auto data = disk_.Read(path, 65536);
+  if (!data) {
+    if (data.error().code == ErrorCode::kNotFound) return false;
+    return data.error();
+  }
+  auto line = PasswordLine::Parse(data.value());
+  return line && line->info.username == username;
+}
+
+Result<FileLock> TokenStore::LockToken(const std::string& username, bool wait) {
+  if (!IsValidUsername(username)) return Error{ErrorCode::kNotFound, "no such token"};
+  const std::string path = locks_dir_ + "/" + username;
+  auto lock = disk_.Lock(path, wait);
+  if (!lock && lock.error().code == ErrorCode::kNotFound) {
+    if (auto st = MakeDirs(tokens_dir_, ".locks", kTokenDirMode); !st) return st.error();
+    lock = disk_.Lock(path, wait);
+  }
+  if (!lock && lock.error().code == ErrorCode::kConflict) {
+    return Error{ErrorCode::kConflict, "token " + username + " is busy with another operation"};
+  }
+  return lock;
+}
 
 std::string TokenStore::ScopeFilePath(const std::string& scope) const {
   return tokens_dir_ + "/" + scope + ".htpasswd";
@@ -65,7 +78,7 @@ std::string TokenStore::RecordPath(const std::string& username) const { return r
 
 Result<PasswordLine> TokenStore::ReadRecord(const std::string& username) const {
   if (!IsValidUsername(username)) return Error{ErrorCode::kNotFound, "no such token"};
-  auto data = ReadSmallFile(RecordPath(username));
+  auto data = disk_.Read(RecordPath(username), 65536);
   if (!data) {
     if (data.error().code == ErrorCode::kNotFound) return Error{ErrorCode::kNotFound, "no such token"};
     return data.error();
@@ -81,13 +94,6 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   std::set<std::string> seen;
   for (const auto& s : req.scopes) {
     if (!seen.insert(s.str()).second) return Error{ErrorCode::kBadRequest, "scope " + s.str() + " given twice"};
-    if (!req.reopen) {
-      auto published = DirHasEntries(artifacts_dir_ + "/" + s.str());
-      if (!published) return Explained(published.error(), "cannot read the build directory in the artifacts volume");
-      if (published.value()) {
-        return Error{ErrorCode::kConflict, "scope " + s.str() + " is published (its directory holds files)"};
-      }
-    }
   }
 
   IssuedToken token;
@@ -116,33 +122,50 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   if (!text) return text.error();
 
   if (auto st = MakeDirs(tokens_dir_, ".by-user", kTokenDirMode); !st) return st.error();
+  // Held until the token is complete: a revoke or renew of this username
+  // (a chosen one can be known in advance) waits for the whole token.
+  auto lock = LockToken(token.info.username, /*wait=*/true);
+  if (!lock) return lock.error();
+  // A username names one token for the life of the store: its name file in
+  // .names is made once, O_EXCL, and never removed, so no later token (of any
+  // master) can take the name of a revoked or expired one and with it its
+  // seal status or audit trail. The refusal is the same whoever used the name
+  // and whether that token still lives, so it tells nothing more than that.
+  if (auto st = MakeDirs(tokens_dir_, ".names", kTokenDirMode); !st) return st.error();
+  const std::string name_file = names_dir_ + "/" + token.info.username;
+  const Error name_taken{ErrorCode::kConflict,
+                         "username " + token.info.username + " is not available: names are never reused"};
+  int name_fd = ::open(name_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, kFileMode);
+  if (name_fd < 0) {
+    if (errno == EEXIST) return name_taken;
+    return ErrnoError("create", name_file, errno);
+  }
+  ::close(name_fd);
   auto temp = WriteTempFile(records_dir_, text.value(), kFileMode);
-  if (!temp) return temp.error();
+  if (!temp) {
+    ::unlink(name_file.c_str());
+    return temp.error();
+  }
 
   // Record first: every published scope file then has a record, so it can
   // always be found by username (revoke, prune) even after a crash.
   const std::string record = RecordPath(token.info.username);
-  if (::link(temp->c_str(), record.c_str()) != 0) {
-    int err = errno;
-    if (err == EEXIST) {
-      auto old = ReadRecord(token.info.username);
-      bool expired = old && old->info.expires <= clock_.Now();
-      if (expired) (void)RemoveToken(old.value());
-      if (!expired || ::link(temp->c_str(), record.c_str()) != 0) {
-        ::unlink(temp->c_str());
-        return Error{ErrorCode::kConflict, "username " + token.info.username + " is in use"};
-      }
-    } else {
-      ::unlink(temp->c_str());
-      return ErrnoError("link", record, err);
-    }
+  if (int err = disk_.Link(temp.value(), record); err != 0) {
+    ::unlink(temp->c_str());
+    ::unlink(name_file.c_str());
+    // EEXIST: a record made before names were kept (its name is not in .names).
+    if (err == EEXIST) return name_taken;
+    return ErrnoError("link", record, err);
   }
 
   std::vector<std::string> linked;
+  // Nothing of a failed issue stays, not even its name: the same request may
+  // be sent again.
   auto roll_back = [&](const Error& e) -> Error {
-    for (const auto& path : linked) ::unlink(path.c_str());
-    ::unlink(record.c_str());
+    for (const auto& path : linked) disk_.Unlink(path);
+    disk_.Unlink(record);
     ::unlink(temp->c_str());
+    ::unlink(name_file.c_str());
     return e;
   };
   for (const auto& s : token.info.scopes) {
@@ -151,14 +174,10 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   }
   ::unlink(temp->c_str());
 
+  if (auto st = FsyncDir(names_dir_); !st) return roll_back(st.error());
   if (auto st = FsyncDir(records_dir_); !st) return roll_back(st.error());
   for (const auto& path : linked) {
     if (auto st = FsyncDir(Parent(path)); !st) return roll_back(st.error());
-  }
-  for (const auto& s : token.info.scopes) {
-    if (auto st = MakeDirs(artifacts_dir_, s, kArtifactDirMode); !st) {
-      return roll_back(Explained(st.error(), "cannot create the build directory in the artifacts volume"));
-    }
   }
   return token;
 }
@@ -168,22 +187,49 @@ Status TokenStore::LinkScope(const std::string& temp, const std::string& scope) 
   auto dir = scope.substr(0, scope.rfind('/') == std::string::npos ? 0 : scope.rfind('/'));
   if (auto st = MakeDirs(tokens_dir_, dir, kTokenDirMode); !st) return st;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (::link(temp.c_str(), path.c_str()) == 0) return Ok{};
-    int err = errno;
+    int err = disk_.Link(temp, path);
+    if (err == 0) return Ok{};
     if (err != EEXIST) return ErrnoError("link", path, err);
     if (attempt > 0) break;
     // A holder whose token has expired but is still on disk (the expiry
     // timer has not run yet) does not block a new build of that scope.
-    auto data = ReadSmallFile(path);
-    if (!data) continue;  // revoked meanwhile: try again
-    auto holder = PasswordLine::Parse(data.value());
-    if (!holder || holder->info.expires > clock_.Now()) break;
-    (void)RemoveToken(holder.value());
+    if (auto st = RemoveExpiredHolder(path); !st) {
+      if (st.error().code != ErrorCode::kConflict) return st;
+      break;
+    }
   }
   return Error{ErrorCode::kConflict, "scope " + scope + " already has a live token"};
 }
 
-Result<bool> TokenStore::RemoveToken(const PasswordLine& line) {
+Status TokenStore::RemoveExpiredHolder(const std::string& path) {
+  auto data = disk_.Read(path, 65536);
+  if (!data) return data.error().code == ErrorCode::kNotFound ? Status(Ok{}) : Status(data.error());  // gone: retry
+  auto holder = PasswordLine::Parse(data.value());
+  const Error live{ErrorCode::kConflict, "the holder is live"};
+  if (!holder || holder->info.expires > clock_.Now()) return live;
+  // Never wait here: this issue already holds its own token's lock.
+  auto lock = LockToken(holder->info.username, /*wait=*/false);
+  if (!lock) return lock.error().code == ErrorCode::kConflict ? Status(live) : Status(lock.error());
+  // Read again under the lock: the holder may have been renewed meanwhile.
+  auto record = ReadRecord(holder->info.username);
+  if (record) {
+    if (record->info.expires > clock_.Now()) return live;
+    auto removed = RemoveTokenLocked(record.value());
+    if (!removed) return removed.error();
+    return Ok{};
+  }
+  if (record.error().code != ErrorCode::kNotFound) return record.error();
+  // No record: an orphan of this holder (a crash mid-revoke); remove it.
+  auto ours = BelongsTo(path, holder->info.username);
+  if (!ours) return ours.error();
+  if (ours.value()) {
+    if (int err = disk_.Unlink(path); err != 0 && err != ENOENT) return ErrnoError("unlink", path, err);
+    return FsyncDir(Parent(path));
+  }
+  return Ok{};
+}
+
+Result<bool> TokenStore::RemoveTokenLocked(const PasswordLine& line) {
   const std::string record = RecordPath(line.info.username);
   Status result = Ok{};
   for (const auto& s : line.info.scopes) {
@@ -194,29 +240,36 @@ Result<bool> TokenStore::RemoveToken(const PasswordLine& line) {
       continue;
     }
     if (!ours.value()) continue;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      result = ErrnoError("unlink", path, errno);
+    // Still ours: only a holder of this token's lock could have changed it.
+    if (int err = disk_.Unlink(path); err != 0 && err != ENOENT) {
+      result = ErrnoError("unlink", path, err);
       continue;
     }
     if (auto st = FsyncDir(Parent(path)); !st) result = st;
   }
   if (!result) return result.error();  // keep the record so a retry finds the token
-  if (::unlink(record.c_str()) != 0) {
-    if (errno == ENOENT) return false;  // another process removed it first
-    return ErrnoError("unlink", record, errno);
+  if (int err = disk_.Unlink(record); err != 0) {
+    if (err == ENOENT) return false;  // another process removed it first
+    return ErrnoError("unlink", record, err);
   }
   if (auto st = FsyncDir(records_dir_); !st) return st.error();
   return true;
 }
 
-Status TokenStore::Revoke(const std::string& username) {
+Result<TokenInfo> TokenStore::Revoke(const std::string& username, const std::string& master) {
+  auto lock = LockToken(username, /*wait=*/true);
+  if (!lock) return lock.error();
   auto line = ReadRecord(username);
   if (!line) return line.error();
-  auto removed = RemoveToken(line.value());
+  // A master revokes its own live tokens; an expired one is the timer's.
+  if (!master.empty() && (line->info.issued_by != master || line->info.expires <= clock_.Now())) {
+    return Error{ErrorCode::kNotFound, "no such token"};
+  }
+  auto removed = RemoveTokenLocked(line.value());
   if (!removed) return removed.error();
   // Of two concurrent revokes exactly one succeeds.
   if (!removed.value()) return Error{ErrorCode::kNotFound, "no such token"};
-  return Ok{};
+  return line->info;
 }
 
 Result<TokenInfo> TokenStore::Get(const std::string& username) const {
@@ -252,10 +305,15 @@ Result<std::vector<TokenInfo>> TokenStore::List() const {
   return tokens;
 }
 
-Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires) {
+Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires, const std::string& master) {
+  // Held from the read to the last rename: a revoke waits for the renew and
+  // then removes the renewed files, or the renew finds the record gone.
+  auto lock = LockToken(username, /*wait=*/true);
+  if (!lock) return lock.error();
   auto line = ReadRecord(username);
   if (!line) return line.error();
   if (line->info.expires <= clock_.Now()) return Error{ErrorCode::kNotFound, "no such token"};
+  if (!master.empty() && line->info.issued_by != master) return Error{ErrorCode::kNotFound, "no such token"};
   PasswordLine renewed = line.value();
   renewed.info.expires = expires;
   auto text = renewed.Format();
@@ -274,32 +332,43 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
     // A second name for the new inode next to the scope file, renamed over it.
     std::string staged = Parent(path) + "/" + kTempPrefix + username;
     ::unlink(staged.c_str());
-    if (::link(temp->c_str(), staged.c_str()) != 0) return fail(ErrnoError("link", staged, errno));
-    if (::rename(staged.c_str(), path.c_str()) != 0) {
-      int err = errno;
+    if (int err = disk_.Link(temp.value(), staged); err != 0) return fail(ErrnoError("link", staged, err));
+    // Still ours: only a holder of this token's lock could have changed it.
+    if (int err = disk_.Rename(staged, path); err != 0) {
       ::unlink(staged.c_str());
       return fail(ErrnoError("rename", path, err));
     }
     if (auto st = FsyncDir(Parent(path)); !st) return fail(st.error());
   }
-  if (::rename(temp->c_str(), RecordPath(username).c_str()) != 0) {
-    return fail(ErrnoError("rename", RecordPath(username), errno));
+  if (int err = disk_.Rename(temp.value(), RecordPath(username)); err != 0) {
+    return fail(ErrnoError("rename", RecordPath(username), err));
   }
   if (auto st = FsyncDir(records_dir_); !st) return st.error();
   return renewed.info;
 }
 
 Result<std::optional<TokenInfo>> TokenStore::ExpireIfDue(const std::string& username, int64_t* next) {
-  auto line = ReadRecord(username);
-  if (!line) {
-    if (line.error().code == ErrorCode::kNotFound) return std::optional<TokenInfo>();
-    return line.error();
+  // A first look without the lock: a sweep reads thousands of live records.
+  // Only a due token is locked, and then read again under the lock.
+  Result<PasswordLine> line = Error{ErrorCode::kNotFound, "no such token"};
+  FileLock lock;
+  for (bool locked : {false, true}) {
+    if (locked) {
+      auto l = LockToken(username, /*wait=*/true);
+      if (!l) return l.error();
+      lock = std::move(l.value());
+    }
+    line = ReadRecord(username);
+    if (!line) {
+      if (line.error().code == ErrorCode::kNotFound) return std::optional<TokenInfo>();
+      return line.error();
+    }
+    if (line->info.expires > clock_.Now()) {
+      if (next != nullptr) *next = line->info.expires;
+      return std::optional<TokenInfo>();
+    }
   }
-  if (line->info.expires > clock_.Now()) {
-    if (next != nullptr) *next = line->info.expires;
-    return std::optional<TokenInfo>();
-  }
-  auto removed = RemoveToken(line.value());
+  auto removed = RemoveTokenLocked(line.value());
   if (!removed) return removed.error();
   // Only the process that removed it reports it: one log line per expiry.
   if (!removed.value()) return std::optional<TokenInfo>();
@@ -356,6 +425,13 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
         continue;
       }
       bool remove = false;
+      FileLock held;  // a scope file's token, from the check to the unlink
+      if (dir == locks_dir_) {
+        // Unheld, it was left by a crash: taking the lock and releasing it
+        // removes the file (FileLock), and a waiter on it simply retries.
+        (void)disk_.Lock(path, /*wait=*/false);
+        continue;
+      }
       if (StartsWith(name, kTempPrefix)) {
         remove = AgeOf(path, now) >= stale_after;  // younger ones may be in flight
       } else if (dir == tokens_dir_ + "/.seals") {
@@ -369,12 +445,19 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
         // A scope file is an orphan unless its token's record lists this scope.
         const std::string scope = rel.substr(0, rel.size() - 9);
         // Read errors keep the file: only what is known to be stray goes.
-        auto data = ReadSmallFile(path);
+        auto data = disk_.Read(path, 65536);
         if (!data) continue;
         auto line = PasswordLine::Parse(data.value());
         if (!line) {
           remove = true;  // never written by us half-way: a foreign or damaged file
         } else {
+          // Decided and done under the token's lock; a busy token is left
+          // to its operation (or the next prune).
+          auto lock = LockToken(line->info.username, /*wait=*/false);
+          if (!lock) continue;
+          held = std::move(lock.value());
+          auto ours = BelongsTo(path, line->info.username);
+          if (!ours || !ours.value()) continue;
           auto record = ReadRecord(line->info.username);
           if (!record) {
             remove = record.error().code == ErrorCode::kNotFound || record.error().code == ErrorCode::kInternal;
@@ -385,8 +468,8 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
         }
       }
       if (!remove) continue;
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-        failure = ErrnoError("unlink", path, errno);
+      if (int err = disk_.Unlink(path); err != 0 && err != ENOENT) {
+        failure = ErrnoError("unlink", path, err);
         continue;
       }
       if (auto fs = FsyncDir(dir); !fs) failure = fs;
@@ -397,23 +480,16 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
   return removed;
 }
 
+bool TokenStore::HoldsScope(const std::string& scope) const {
+  struct stat st{};
+  return ::lstat(ScopeFilePath(scope).c_str(), &st) == 0;
+}
+
 Status TokenStore::CheckWritable() const {
   auto temp = WriteTempFile(tokens_dir_, "", kFileMode);
   if (!temp) return Explained(temp.error(), "the token store is not writable");
   if (::unlink(temp->c_str()) != 0) {
     return Explained(ErrnoError("unlink", temp.value(), errno), "the token store is not writable");
-  }
-  // A build directory, made as an issue makes one (MakeDirs, the same mode,
-  // under the artifacts root), so a service that cannot create builds (a
-  // read-only volume, a seccomp filter refusing the mode) is not healthy.
-  // Hidden, so never served; per process, so concurrent checks do not meet.
-  const std::string probe = ".healthz-" + std::to_string(::getpid());
-  if (auto st = MakeDirs(artifacts_dir_, probe, kArtifactDirMode); !st) {
-    return Explained(st.error(), "cannot create a build directory in the artifacts volume");
-  }
-  if (::rmdir((artifacts_dir_ + "/" + probe).c_str()) != 0 && errno != ENOENT) {
-    return Explained(ErrnoError("rmdir", artifacts_dir_ + "/" + probe, errno),
-                     "cannot remove a directory from the artifacts volume");
   }
   return Ok{};
 }

@@ -3,6 +3,8 @@
 // Layout under tokens_dir:
 //   <scope>.htpasswd        what nginx reads for writes under <scope>
 //   .by-user/<username>     the token's record, same inode (hard link)
+//   .names/<username>       empty, made at issue and kept: names are never reused
+//   .locks/<username>       the token's lock while an operation runs
 //
 // A token is one file written once (temp + fsync), then hard-linked to its
 // record and to each scope's name. link(2) fails with EEXIST instead of
@@ -10,6 +12,23 @@
 // of one scope exactly one wins, and nginx never sees a half-written file.
 // Revoke unlinks the names and fsyncs the directories. Nothing is cached in
 // memory, so several `serve` processes (and nodes on a shared volume) agree.
+//
+// Concurrency. Every operation on a token (issue, renew, revoke, expire,
+// prune) holds that token's lock, tokens_dir/.locks/<username> (an open file
+// description lock, disk.h), from its first read of the token's files to its
+// last act on them, against other threads, processes and the nodes of a
+// shared volume. Two rules make that enough:
+//  - a file naming token X (its record or a scope file) is removed or
+//    replaced only by a holder of X's lock, after reading it under the lock;
+//  - a new file only ever appears at a free name: link(2) fails with EEXIST
+//    instead of replacing another token's file.
+// So once X's holder has read "this scope file is X's", it stays X's until
+// that holder acts: check-then-unlink and check-then-rename touch X's file,
+// never a newer token's. Renew and revoke of one token are serialised, so a
+// renew that read the token before a revoke cannot bring it back. An issue
+// that meets an expired holder on its scope only try-locks that holder (it
+// never waits while holding a lock, so issues cannot deadlock) and answers
+// 409 when the holder is busy.
 #pragma once
 
 #include <functional>
@@ -19,6 +38,7 @@
 #include <vector>
 
 #include "clock.h"
+#include "disk.h"
 #include "password_file.h"
 #include "result.h"
 #include "scope.h"
@@ -30,7 +50,7 @@ struct IssueRequest {
   int64_t ttl = 0;           // seconds, > 0
   std::string username;      // empty: generate one
   std::string master;        // the issuing master
-  bool reopen = false;       // allow a scope whose directory holds files
+  bool reopen = false;       // allow a published scope (checked by the caller, builds.h)
 };
 
 struct IssuedToken {
@@ -40,16 +60,21 @@ struct IssuedToken {
 
 class TokenStore {
  public:
-  // Both directories must exist. The clock and random source must outlive this.
-  TokenStore(std::string tokens_dir, std::string artifacts_dir, const Clock& clock, RandomSource& random);
+  // `tokens_dir` must exist; the store touches nothing outside it. The
+  // clock, random source and disk must outlive this.
+  TokenStore(std::string tokens_dir, const Clock& clock, RandomSource& random, Disk& disk = Disk::Default());
 
-  // 409 when a scope has a live token, the username is taken, or a scope's
-  // artifact directory already holds files (and !reopen); 507 on a full disk.
-  // On any failure nothing the call created is left behind.
+  // 409 when a scope has a live token or the username was ever used (by any
+  // master; the answer does not say which, nor whether it lives); 507 on a
+  // full disk. On any failure nothing the call created is left behind.
+  // (Whether a scope is published, and its directories, are the builds'
+  // business: IssueToken in api.h does both.)
   Result<IssuedToken> Issue(const IssueRequest& req);
 
-  // Removes every scope file of the token, then its record. 404 if unknown.
-  Status Revoke(const std::string& username);
+  // Removes every scope file of the token, then its record, and returns what
+  // was removed. 404 if unknown; with a `master`, also when that master did
+  // not issue it or it has expired (the API's "no such live token").
+  Result<TokenInfo> Revoke(const std::string& username, const std::string& master = "");
 
   // A live (unexpired) token; 404 when unknown or expired.
   Result<TokenInfo> Get(const std::string& username) const;
@@ -58,10 +83,11 @@ class TokenStore {
   Result<std::vector<TokenInfo>> List() const;
 
   // Sets the token's expiry to `expires`, capped at issued + max_ttl by the
-  // caller. 404 when unknown or already expired: an expired token is dead.
+  // caller. 404 when unknown or already expired (an expired token is dead),
+  // or when `master` is not empty and did not issue it.
   // Each scope file is replaced atomically (rename), the record last, so a
   // crash in between leaves the old, earlier expiry in force (fail closed).
-  Result<TokenInfo> Renew(const std::string& username, int64_t expires);
+  Result<TokenInfo> Renew(const std::string& username, int64_t expires, const std::string& master = "");
 
   // Removes the token if its record says it has expired. Returns the
   // removed token, or nullopt when it is live (then `next` gets its expiry)
@@ -82,8 +108,12 @@ class TokenStore {
   // `stale_after`. Returns one human line per removal.
   Result<std::vector<std::string>> Prune(int64_t stale_after);
 
-  // The health check: creates and removes a file in the store and a
-  // directory in the artifacts tree, the way an issue writes them.
+  // True when a scope file of `scope` exists (a token holds it, live or not
+  // yet removed): retention never deletes such a build.
+  bool HoldsScope(const std::string& scope) const;
+
+  // Creates and removes a file in the store: the health check (Builds has
+  // its own for the artifacts volume).
   Status CheckWritable() const;
 
   std::string ScopeFilePath(const std::string& scope) const;
@@ -91,18 +121,28 @@ class TokenStore {
 
  private:
   Result<PasswordLine> ReadRecord(const std::string& username) const;
+  // The token's lock (see the top of this file); `wait` false: 409 when busy.
+  Result<FileLock> LockToken(const std::string& username, bool wait);
+  // True when the password file at `path` names `username` (see the .cc).
+  Result<bool> BelongsTo(const std::string& path, const std::string& username) const;
   // Calls `fn` for every record name (not temp files).
   Status ForEachRecord(const std::function<void(const std::string&)>& fn) const;
   // Links `temp` to the scope's file; on EEXIST removes an expired holder once.
   Status LinkScope(const std::string& temp, const std::string& scope);
-  // True when this call removed the record (false: someone else did first).
-  Result<bool> RemoveToken(const PasswordLine& line);
+  // Removes the expired token holding `path`, under its lock; kConflict
+  // when it is live or busy.
+  Status RemoveExpiredHolder(const std::string& path);
+  // Removes the token's scope files and then its record. The caller holds
+  // the token's lock. True when this call removed the record.
+  Result<bool> RemoveTokenLocked(const PasswordLine& line);
 
   std::string tokens_dir_;
-  std::string artifacts_dir_;
   std::string records_dir_;
+  std::string locks_dir_;
+  std::string names_dir_;
   const Clock& clock_;
   RandomSource& random_;
+  Disk& disk_;
 };
 
 }  // namespace artifact

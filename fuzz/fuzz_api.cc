@@ -32,6 +32,7 @@ struct World {
   std::ostringstream log_text;
   artifact::EventLog log{log_text};
   std::unique_ptr<artifact::TokenStore> store;
+  std::unique_ptr<artifact::Builds> builds;
   std::unique_ptr<artifact::MastersFile> masters;
   std::unique_ptr<artifact::Api> api;
 
@@ -49,9 +50,10 @@ struct World {
     struct crypt_data data {};
     std::ofstream(config.masters_file) << "ci:" << crypt_r("pw", salt, &data) << "\n"
                                        << "narrow:" << crypt_r("pw", salt, &data) << ":allow=dpkg/\n";
-    store = std::make_unique<artifact::TokenStore>(config.tokens_dir, config.artifacts_dir, clock, random);
+    store = std::make_unique<artifact::TokenStore>(config.tokens_dir, clock, random);
+    builds = std::make_unique<artifact::Builds>(config.artifacts_dir, clock);
     masters = std::make_unique<artifact::MastersFile>(config.masters_file);
-    api = std::make_unique<artifact::Api>(config, *store, *masters, clock, log);
+    api = std::make_unique<artifact::Api>(config, *store, *builds, *masters, clock, log);
   }
   ~World() {
     std::error_code ec;

@@ -17,11 +17,14 @@ packages=(
   cmake g++ make pkg-config
   libfcgi-dev libpoco-dev libssl-dev libcrypt-dev catch2
   spawn-fcgi apache2-utils curl ca-certificates
+  libnginx-mod-http-dav-ext
 )
 case $set_name in
   run) ;;
   test | image)
     packages+=(clang libclang-rt-14-dev shellcheck systemd buildbot buildbot-worker iproute2 wrk strace)
+    # The WebDAV clients the tests drive: litmus, rclone, cadaver, wget.
+    packages+=(litmus rclone cadaver wget)
     # podman (runc: crun fails on hybrid cgroup hosts), debootstrap for the
     # base image, docker-compose for the compose files.
     [[ $set_name == image ]] && packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)

@@ -25,6 +25,12 @@ for tool in spawn-fcgi nginx htpasswd curl; do
 done
 [[ $master_user =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$ ]] || fail "ARTIFACT_MASTER_USER must match [A-Za-z0-9_][A-Za-z0-9._-]{0,63}"
 
+# Another server on the port would answer our readiness check and make this
+# run print a credential that does not work there.
+if curl -s -o /dev/null --max-time 1 "http://$ARTIFACT_LISTEN/" 2>/dev/null; then
+  fail "something already answers on http://$ARTIFACT_LISTEN (another make run?): stop it or set ARTIFACT_LISTEN"
+fi
+
 owner=$("$here/scripts/prepare-state.sh" "$state")
 read -r _ run_group <<<"$owner"
 state=$(cd "$state" && pwd)
@@ -95,13 +101,13 @@ master credential:  $master_user:$master_password
 
 Try it (copy and paste):
   # the master issues a token for build $build, valid one hour
-  curl -fsS -u '$master_user:$master_password' -d scope=demo/hello/linux-amd64/$build -d ttl=3600 '$url/token?format=netrc' >build.netrc
+  curl -fsS -u '$master_user:$master_password' -d scope=demo/hello/linux-amd64/$build -d ttl=3600 '$url/token?format=netrc' >'$state/build.netrc'
   # the worker uploads with it
-  curl -fsS --netrc-file build.netrc -T README.md $url/demo/hello/linux-amd64/$build/README.md
+  curl -fsS --netrc-file '$state/build.netrc' -T README.md $url/demo/hello/linux-amd64/$build/README.md
   # anyone downloads and browses
   curl -fsS $url/demo/hello/linux-amd64/$build/README.md
   # the master revokes it at the end of the build: later uploads get 401/403
-  curl -fsS -u '$master_user:$master_password' -X DELETE $url/token/\$(awk '{print \$4}' build.netrc)
+  curl -fsS -u '$master_user:$master_password' -X DELETE $url/token/\$(awk '{print \$4}' '$state/build.netrc')
 
 Ctrl-C stops both servers.
 BANNER

@@ -89,10 +89,13 @@ class TokenServiceClient:
         return url, response.code, content
 
     @defer.inlineCallbacks
-    def issue(self, scopes, ttl):
-        """POST /token: the JSON document of the new token (with its password)."""
-        url, status, content = yield self._call('POST', '/token',
-                                                {'scopes': list(scopes), 'ttl': int(ttl)})
+    def issue(self, scopes, ttl, username=None):
+        """POST /token: the JSON document of the new token (with its password).
+        ``username``, when given, is the token's name (the server checks it)."""
+        body = {'scopes': list(scopes), 'ttl': int(ttl)}
+        if username is not None:
+            body['username'] = username
+        url, status, content = yield self._call('POST', '/token', body)
         if status != 201:
             raise TokenServiceError('POST', url, status, _error_reason(status, content))
         try:
@@ -107,21 +110,48 @@ class TokenServiceClient:
     def revoke(self, username, success=True):
         """DELETE /token/<username>?result=success|failure.
 
-        Returns None when the token was already gone, else the server's seal
-        summary: a dict with ``state`` ("done", or "running" for a large build
-        sealed in the background), ``files``, ``bytes`` and ``mismatches``
-        (an empty dict when the server did not seal).
+        Returns a RevokeAnswer: ``status`` 404 when the token was already
+        gone (``seal`` None), 204 when the server did not seal (``seal`` {}),
+        200 with the seal summary, or 202 while a large build is sealed in
+        the background (poll ``seal_status`` until its ``state`` is not
+        "running"). Any other answer raises TokenServiceError.
         """
         path = '/token/' + quote(username, safe='') + '?result=' + ('success' if success else 'failure')
         url, status, content = yield self._call('DELETE', path)
         if status == 404:
-            return None
+            return RevokeAnswer(404, None)
         if status == 204:
-            return {}
+            return RevokeAnswer(204, {})
         if status in (200, 202):
-            try:
-                doc = json.loads(content.decode('utf-8'))
-            except (ValueError, UnicodeDecodeError):
-                doc = None
-            return doc if isinstance(doc, dict) else {}
+            return RevokeAnswer(status, _json_object(content))
         raise TokenServiceError('DELETE', url, status, _error_reason(status, content))
+
+    @defer.inlineCallbacks
+    def seal_status(self, username):
+        """GET /token/<username>/seal: the seal summary of a revoked token,
+        with ``state`` "running", "done" or "failed" (and ``error``)."""
+        url, status, content = yield self._call('GET', '/token/' + quote(username, safe='') + '/seal')
+        doc = _json_object(content) if status == 200 else None
+        if not doc or 'state' not in doc:
+            raise TokenServiceError('GET', url, status,
+                                    _error_reason(status, content) if status != 200
+                                    else 'the response is not a seal status')
+        return doc
+
+
+class RevokeAnswer:
+    """What DELETE /token/<username> said: ``status`` and the seal summary."""
+
+    __slots__ = ('status', 'seal')
+
+    def __init__(self, status, seal):
+        self.status = status
+        self.seal = seal
+
+
+def _json_object(content):
+    try:
+        doc = json.loads(content.decode('utf-8'))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}

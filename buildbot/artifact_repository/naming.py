@@ -11,7 +11,8 @@ import re
 SCOPE_DEPTH = 4
 
 _SEGMENT = re.compile(r'[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z')
-_NAME = re.compile(r'[A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254}\Z')
+NAME_RULE = r'[A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254}'
+_NAME = re.compile(NAME_RULE + r'\Z')
 _NOT_SEGMENT_CHAR = re.compile(r'[^A-Za-z0-9._-]+')
 
 
@@ -61,6 +62,5 @@ def check_remote_path(path):
         raise NameError_('empty artifact name')
     for part in parts:
         if not _NAME.match(part):
-            raise NameError_(f'artifact name {path!r}: {part!r} is not '
-                             '[A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254}')
+            raise NameError_(f'artifact name {path!r}: {part!r} is not {NAME_RULE}')
     return '/'.join(parts)

@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts of buildbot/artifact_repository (no servers)."""
+"""Unit tests of naming and the .netrc text (pure, no servers)."""
 
 import os
 import sys
@@ -59,40 +59,6 @@ class CurlConfig(unittest.TestCase):
     def test_netrc_refuses_whitespace(self):
         with self.assertRaises(ValueError):
             curlconfig.netrc_text('http://h/', 'u', 'p q')
-
-    def test_quote(self):
-        self.assertEqual(curlconfig.quote('a"b\\c'), '"a\\"b\\\\c"')
-        with self.assertRaises(ValueError):
-            curlconfig.quote('a\nurl = "http://evil/"')
-
-    def test_collections_are_every_parent_parents_first(self):
-        self.assertEqual(curlconfig.collections(['a.deb', 'logs/x/y.log', 'logs/z.log', 'b/c']),
-                         ['b/', 'logs/', 'logs/x/'])
-        self.assertEqual(curlconfig.collections(['top.bin']), [])
-
-    def test_mkcol_config_is_sequential(self):
-        text = curlconfig.mkcol_config('/w/.netrc', ['http://h/s/a/', 'http://h/s/a/b/'])
-        lines = text.splitlines()
-        self.assertIn('request = "MKCOL"', lines)
-        self.assertNotIn('parallel', lines)
-        self.assertNotIn('fail', lines)
-        self.assertLess(lines.index('url = "http://h/s/a/"'), lines.index('url = "http://h/s/a/b/"'))
-
-    def test_upload_config_pairs_files_and_urls(self):
-        text = curlconfig.upload_config('/w/.netrc', [('/w/a', 'http://h/s/a'),
-                                                      ('/w/b', 'http://h/s/b')], parallel=2)
-        lines = text.splitlines()
-        self.assertIn('fail', lines)
-        self.assertIn('netrc-file = "/w/.netrc"', lines)
-        self.assertIn('parallel-max = 2', lines)
-        i = lines.index('upload-file = "/w/a"')
-        self.assertEqual(lines[i + 1:i + 4],
-                         ['url = "http://h/s/a"', 'output = "/dev/null"', 'upload-file = "/w/b"'])
-        self.assertNotIn('parallel', curlconfig.upload_config('/n', [], parallel=1).splitlines())
-
-    def test_parse_write_out(self):
-        self.assertEqual(curlconfig.parse_write_out('201 http://h/a\nnoise\n403 http://h/b\n'),
-                         [(201, 'http://h/a'), (403, 'http://h/b')])
 
 
 if __name__ == '__main__':

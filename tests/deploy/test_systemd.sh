@@ -7,8 +7,9 @@
 # MKCOL/PUT, revoke and seal, latest, healthz, metrics, a 5xx logged at error
 # priority under the identifier artifact-token, SIGKILL of the main process
 # (systemd restarts it, tokens survive), prune and retention started by their
-# timers, the hardening score inside the booted system, and an upgrade in
-# place (tokens, artifacts and masters kept, the service restarted).
+# timers, the hardening score inside the booted system, an upgrade in place
+# (tokens, artifacts and masters kept, the service restarted), and remove and
+# purge failing closed (tokens refused, no dangling site link).
 #
 #   tests/deploy/test_systemd.sh DEB
 #
@@ -331,6 +332,19 @@ score=$(inside systemd-analyze security artifact-token.service 2>/dev/null | sed
 python3 -c "import sys; sys.exit(0 if float('$score') <= 2.5 else 1)" || fail "hardening score $score is above 2.5"
 ok "systemd-analyze security inside the booted system: $score"
 
+# The service's own view: it writes the two volumes and nothing shared.
+main_pid=$(inside systemctl show -p MainPID --value artifact-token.service)
+as_service() { inside nsenter -t "$main_pid" -m -S "$(inside id -u artifact-token)" -G "$(inside getent group www-data | cut -d: -f3)" "$@"; }
+as_service touch /var/lib/artifact-repository/tokens/.probe-$$ || fail "the service user cannot write its tokens volume (control)"
+inside rm -f "/var/lib/artifact-repository/tokens/.probe-$$"
+for dir in /run/lock /dev/shm /tmp /var/tmp /etc /var/lib/artifact-repository; do
+  if as_service touch "$dir/.probe-$$" 2>/dev/null; then
+    as_service rm -f "$dir/.probe-$$"
+    [[ $dir == /tmp || $dir == /var/tmp ]] || fail "the service can write $dir"
+  fi
+done
+ok "inside the service's mount namespace its user writes the tokens volume, not /run/lock, /dev/shm, /etc"
+
 # --- upgrade in place ----------------------------------------------------------------
 say "upgrade in place to ${version}+upgrade1"
 t7=$(issue dpkg/proj/amd64/7 3600)
@@ -351,6 +365,23 @@ for _ in $(seq 1 50); do [[ $(code "$base_url/token/healthz") == 200 ]] && break
 http "$base_url/dpkg/proj/amd64/1/deb/pkg.bin" -o "$run/pkg.got"
 cmp -s "$run/pkg.bin" "$run/pkg.got" || fail "an artifact changed across the upgrade"
 ok "upgraded: service restarted (pid $old_pid -> $new_pid), masters, tokens and artifacts kept"
+
+# --- remove and purge fail closed ----------------------------------------------------
+say "apt remove, then apt purge"
+t8=$(issue dpkg/proj/amd64/8 3600)
+u8=$(json username <<<"$t8"); p8=$(json password <<<"$t8")
+inside apt-get remove -y -qq artifact-repository >"$run/apt-remove.log" 2>&1 ||
+  { tail -n 20 "$run/apt-remove.log" >&2; fail "apt-get remove failed"; }
+c=$(code -u "$u8:$p8" -T "$run/pkg.bin" "$base_url/dpkg/proj/amd64/8/pkg.bin")
+[[ $c == 403 ]] || fail "after apt remove a live token's upload answered $c, not 403 (nothing can revoke it any more)"
+[[ $(code "$base_url/dpkg/proj/amd64/1/deb/pkg.bin") == 200 ]] || fail "after apt remove, downloads stopped"
+inside apt-get purge -y -qq artifact-repository >"$run/apt-purge.log" 2>&1 ||
+  { tail -n 20 "$run/apt-purge.log" >&2; fail "apt-get purge failed"; }
+[[ -e $root/etc/nginx/sites-enabled/artifact-repository || -L $root/etc/nginx/sites-enabled/artifact-repository ]] &&
+  fail "apt purge left the link to the removed site in sites-enabled"
+inside nginx -t -q || fail "nginx -t fails after apt purge"
+[[ -d $root/var/lib/artifact-repository/artifacts/dpkg/proj/amd64/1 ]] || fail "apt purge removed the artifacts"
+ok "remove: live tokens refused (403), downloads go on; purge: site link gone, nginx -t ok, artifacts kept"
 
 failed=$(inside systemctl list-units --failed --plain --no-legend --no-pager | wc -l)
 [[ $failed -eq 0 ]] || { inside systemctl --failed --no-pager; fail "$failed failed units"; }

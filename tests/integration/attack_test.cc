@@ -12,6 +12,7 @@
 
 using artifact::testing::HttpResponse;
 using artifact::testing::IssuedToken;
+using artifact::testing::ParseObject;
 using artifact::testing::Servers;
 
 namespace {
@@ -108,8 +109,16 @@ TEST_CASE("a symlink planted in the tree does not redirect writes", "[integratio
   CHECK(s.Put("/dpkg/p/linux/7/escape/new/f", "x", u.username, u.password).status == 409);
   CHECK(s.Request("MKCOL", "/dpkg/p/linux/7/escape/d/", "", {{"Authorization", uauth}}).status == 409);
   CHECK(s.Request("DELETE", "/dpkg/p/linux/7/escape/victim", "", {{"Authorization", uauth}}).status == 409);
-  CHECK(s.Request("DELETE", "/dpkg/p/linux/7/escape/", "", {{"Authorization", uauth}}).status == 403);
+  // A directory DELETE of the link itself: refused, nothing followed.
+  CHECK(s.Request("DELETE", "/dpkg/p/linux/7/escape/", "", {{"Authorization", uauth}}).status == 409);
+  CHECK(s.Request("DELETE", "/dpkg/p/linux/7/a/b/", "", {{"Authorization", uauth}}).status == 409);
+  CHECK(s.Request("DELETE", "/dpkg/p/linux/7/escape/sub/", "", {{"Authorization", uauth}}).status == 409);
   CHECK(s.Request("DELETE", "/dpkg/p/linux/7/", "", {{"Authorization", uauth}}).status == 403);
+  CHECK(s.Request("DELETE", "/dpkg/p/linux/6/d/", "", {{"Authorization", auth}}).status == 409);
+  // A PUT that would make directories below a link: refused, nothing made.
+  CHECK(s.Put("/dpkg/p/linux/7/a/b/new/deeper/f", "x", u.username, u.password).status == 409);
+  CHECK(s.Put("/dpkg/p/linux/7/escape/new/deeper/f", "x", u.username, u.password).status == 409);
+  CHECK(s.Put("/dpkg/p/linux/6/new/f", "x", t.username, t.password).status == 409);
   // Reads do not follow links either.
   CHECK(s.Get("/dpkg/p/linux/6/victim").status >= 400);
   CHECK(s.Get("/dpkg/p/linux/7/escape/victim").status >= 400);
@@ -212,4 +221,90 @@ TEST_CASE("unknown methods and routes", "[integration][attack]") {
   CHECK(s.Request("GET", "/token/../etc/passwd").status >= 400);
   CHECK(s.Request("GET", "/tokenx").status == 404);
   CHECK(s.Snapshot() == before);
+}
+
+TEST_CASE("directories made by a PUT and deleted by DELETE stay inside the scope", "[integration][attack]") {
+  Servers s;
+  Outside outside(s);
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/7"));
+  IssuedToken other = s.Issue(Servers::ScopeBody("dpkg/p/linux/8"));
+  const auto auth = Servers::Basic(t.username, t.password);
+  REQUIRE(s.Put("/dpkg/p/linux/7/file", "f", t.username, t.password).status == 201);
+  REQUIRE(s.Put("/dpkg/p/linux/8/d/keep", "k", other.username, other.password).status == 201);
+  auto before = s.Snapshot();
+  auto outside_before = outside.List();
+  struct Attempt {
+    std::string method, target, auth;
+    int status;
+  };
+  for (const auto& [method, target, with, status] : std::vector<Attempt>{
+           {"PUT", "/dpkg/p/linux/8/new/f", auth, 401},             // another build's directories
+           {"PUT", "/dpkg/p/linux/7/new/f", "", 401},               // no credentials
+           {"PUT", "/dpkg/p/linux/7/new/f", Servers::Basic(t.username, "x"), 401},
+           {"PUT", "/dpkg/p/linux/9/new/f", auth, 403},             // a build without a token
+           {"PUT", "/dpkg/p/linux/7/file/sub/f", auth, 409},        // a file on the way
+           {"PUT", "/dpkg/p/linux/7/a/../../8/new/f", auth, 401},   // dot segments land in build 8
+           {"PUT", "/dpkg/p/linux/7/a/%2e%2e/%2e%2e/8/new/f", auth, 401},
+           {"PUT", "/dpkg/p/linux/7/.new/f", auth, 404},            // hidden
+           {"DELETE", "/dpkg/p/linux/8/d/", auth, 401},             // another build's directory
+           {"DELETE", "/dpkg/p/linux/7/a/../../8/d/", auth, 401},
+           {"DELETE", "/dpkg/p/linux/8/d/", "", 401},
+           {"DELETE", "/dpkg/p/linux/7/", auth, 403},                // the build itself
+           {"DELETE", "/dpkg/p/linux/", auth, 403},                  // its parents
+           {"DELETE", "/dpkg/", auth, 403},
+           {"DELETE", "/dpkg/p/linux/7/file/", auth, 409},          // a file, as a directory
+           {"DELETE", "/dpkg/p/linux/7/.incoming/", auth, 404},
+           // The app's side of both, which only nginx may call.
+           {"GET", "/token/tree/mkdirs", auth, 404},
+           {"DELETE", "/token/tree/delete", auth, 404},
+           {"DELETE", "/token/tree/delete/dpkg/p/linux/8/d/", auth, 404},
+       }) {
+    INFO(method << " " << target);
+    std::map<std::string, std::string> headers;
+    if (!with.empty()) headers["Authorization"] = with;
+    CHECK(s.Request(method, target, method == "PUT" ? "x" : "", headers).status == status);
+  }
+  CHECK(s.Snapshot() == before);
+
+  // A directory holding a link to the outside: the link goes, the outside stays.
+  REQUIRE(s.Put("/dpkg/p/linux/7/made/deeper/f", "x", t.username, t.password).status == 201);
+  std::filesystem::create_directory_symlink(outside.dir, s.artifacts_dir() + "/dpkg/p/linux/7/made/deeper/link");
+  std::filesystem::create_symlink(outside.dir + "/victim", s.artifacts_dir() + "/dpkg/p/linux/7/made/victim");
+  CHECK(s.Request("DELETE", "/dpkg/p/linux/7/made/", "", {{"Authorization", auth}}).status == 204);
+  CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(s.artifacts_dir() + "/dpkg/p/linux/7/made")));
+  CHECK(outside.List() == outside_before);
+  std::ifstream in(outside.dir + "/victim");
+  std::string content;
+  in >> content;
+  CHECK(content == "precious");
+  CHECK(s.Snapshot() == before);
+}
+
+TEST_CASE("a part of a method is 405 on every /token route, through nginx", "[integration][attack]") {
+  // curl -X LETE once revoked a token: the app matched methods by substring.
+  Servers s;
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/p/linux/4"));
+  const std::string master = s.MasterAuth();
+  const std::vector<std::pair<std::string, std::string>> routes = {
+      {"/token", "GET, POST"},
+      {"/token/" + t.username, "GET, DELETE"},
+      {"/token/" + t.username + "/renew", "POST"},
+      {"/token/" + t.username + "/seal", "GET"},
+      {"/token/healthz", "GET, HEAD"},
+      {"/token/metrics", "GET, HEAD"}};
+  auto before = s.Snapshot();
+  for (const auto& [path, allow] : routes) {
+    for (const char* method : {"LETE", "GE", "T", "E", "ELETE", "POS", "OST", "DELET", "GETS"}) {
+      INFO(method << " " << path);
+      auto r = s.Request(method, path, "{\"ttl\": 60}",
+                         {{"Authorization", master}, {"Content-Type", "application/json"}});
+      CHECK(r.status == 405);
+      CHECK(r.headers["allow"] == allow);
+      CHECK(ParseObject(r.body)->getValue<std::string>("error") == "method_not_allowed");
+    }
+  }
+  CHECK(s.Snapshot() == before);
+  // The token is as it was: listed, and it still uploads.
+  CHECK(s.Request("GET", "/token/" + t.username, "", {{"Authorization", master}}).status == 200);
+  CHECK(s.Put("/dpkg/p/linux/4/f", "x", t.username, t.password).status == 201);
 }

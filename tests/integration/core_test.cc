@@ -5,7 +5,9 @@
 #include <catch2/catch.hpp>
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -37,20 +39,19 @@ TEST_CASE("the whole life of a build: issue, upload, download, revoke, refused",
   const std::string deb = RandomBytes(3 * 1024 * 1024 + 17);
   const std::string log = "build log\n";
   CHECK(s.Put(base + "/pkg_1.0+dfsg-1_amd64.deb", deb, t.username, t.password).status == 201);
-  // Directories first, as in RFC 4918: a PUT into a missing one is a 409 and
-  // creates nothing (nginx never creates directories on the way).
+  // A PUT makes the directories it needs; MKCOL makes one whose parent
+  // exists (RFC 4918 9.3.1: 409 otherwise, and nothing is made).
   const auto auth = Servers::Basic(t.username, t.password);
-  auto missing = s.Put(base + "/logs/nested/deeper/build.log", log, t.username, t.password);
-  CHECK(missing.status == 409);
-  CHECK(missing.body.find("MKCOL") != std::string::npos);
-  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/logs"));
   CHECK(s.Request("MKCOL", base + "/logs/nested/", "", {{"Authorization", auth}}).status == 409);
-  for (const char* dir : {"/logs/", "/logs/nested/", "/logs/nested/deeper/"}) {
-    CHECK(s.Request("MKCOL", base + dir, "", {{"Authorization", auth}}).status == 201);
-  }
-  CHECK(s.Request("MKCOL", base + "/logs/", "", {{"Authorization", auth}}).status == 405);  // exists
+  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/logs"));
   CHECK(s.Put(base + "/logs/nested/deeper/build.log", log, t.username, t.password).status == 201);
+  CHECK(std::filesystem::is_directory(s.artifacts_dir() + base + "/logs/nested/deeper"));
+  CHECK(s.Request("MKCOL", base + "/logs/", "", {{"Authorization", auth}}).status == 405);  // exists
   CHECK(s.Request("MKCOL", base + "/empty/", "", {{"Authorization", auth}}).status == 201);
+  // And deletes a directory it made, with what is in it.
+  CHECK(s.Put(base + "/scratch/a/b.txt", "b", t.username, t.password).status == 201);
+  CHECK(s.Request("DELETE", base + "/scratch/", "", {{"Authorization", auth}}).status == 204);
+  CHECK_FALSE(std::filesystem::exists(s.artifacts_dir() + base + "/scratch"));
   // Overwrite and delete its own files.
   CHECK(s.Put(base + "/tmp.txt", "a", t.username, t.password).status == 201);
   CHECK(s.Put(base + "/tmp.txt", "b", t.username, t.password).status == 204);
@@ -119,10 +120,10 @@ TEST_CASE("a token writes only inside its own scope", "[integration]") {
 
 TEST_CASE("COPY and MOVE are 405 with Allow, hidden paths are never served", "[integration]") {
   Servers s;
-  for (const char* m : {"COPY", "MOVE", "PROPFIND", "LOCK", "POST"}) {
+  for (const char* m : {"COPY", "MOVE", "PROPPATCH", "LOCK", "POST"}) {
     auto r = s.Request(m, "/dpkg/p/linux/1/a");
     CHECK(r.status == 405);
-    CHECK(r.headers["allow"] == "GET, HEAD, PUT, MKCOL, DELETE");
+    CHECK(r.headers["allow"] == "OPTIONS, GET, HEAD, PROPFIND, PUT, MKCOL, DELETE");
   }
   CHECK(s.Get("/.incoming/").status == 404);
 }
@@ -311,4 +312,49 @@ TEST_CASE("limit_req slows brute force on /token", "[integration]") {
     else CHECK(r.status == 401);
   }
   CHECK(limited >= 10);
+}
+
+TEST_CASE("the make run banner commands work as printed, and a second run on its port refuses to start",
+          "[integration]") {
+  Servers s;
+  const std::string log = s.AppLog();
+  const auto begin = log.find("Try it");
+  const auto end = log.find("Ctrl-C stops both servers.");
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  std::istringstream block(log.substr(begin, end - begin));
+  std::vector<std::string> commands;
+  for (std::string line; std::getline(block, line);) {
+    auto first = line.find_first_not_of(' ');
+    if (first != std::string::npos && line.compare(first, 5, "curl ") == 0) commands.push_back(line.substr(first));
+  }
+  REQUIRE(commands.size() == 4);  // issue, upload, download, revoke
+  const std::string src = ARTIFACT_SOURCE_DIR;
+  const bool netrc_before = std::filesystem::exists(src + "/build.netrc");
+  for (const auto& cmd : commands) {
+    INFO(cmd);
+    CHECK(std::system(("cd '" + src + "' && (" + cmd + ") >/dev/null 2>&1").c_str()) == 0);
+  }
+  // The upload again, after the revoke: refused, so curl -f fails.
+  CHECK(std::system(("cd '" + src + "' && (" + commands[1] + ") >/dev/null 2>&1").c_str()) != 0);
+  // The credential file goes to the state directory, not into the checkout.
+  CHECK(std::filesystem::exists(s.state_dir() + "/build.netrc"));
+  CHECK(std::filesystem::exists(src + "/build.netrc") == netrc_before);
+
+  // A second make run on the same port: a clear refusal, no banner with a
+  // credential that would not work there.
+  const auto at = log.find("running on http://");
+  REQUIRE(at != std::string::npos);
+  const std::string listen = log.substr(at + 18, log.find_first_of(" \n", at + 18) - (at + 18));
+  const std::string other = s.state_dir() + "-second";
+  const std::string run = "ARTIFACT_LISTEN='" + listen + "' ARTIFACT_STATE_DIR='" + other + "' ARTIFACT_BIN='" +
+                          ARTIFACT_TOKEN_BIN + "' timeout 20 bash '" + src + "/scripts/run.sh' >'" + other +
+                          ".out' 2>&1";
+  CHECK(std::system(run.c_str()) != 0);
+  std::ifstream in(other + ".out");
+  const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(out.find("already answers") != std::string::npos);
+  CHECK(out.find("master credential") == std::string::npos);
+  std::filesystem::remove_all(other);
+  std::filesystem::remove(other + ".out");
 }

@@ -175,10 +175,16 @@ TEST_CASE("latest follows successful seals only and cannot escape", "[integratio
   CHECK(r.headers["location"].find("/dpkg/p/linux/9/app.txt") != std::string::npos);
   publish("10", "failure");  // a failed build never becomes latest
   CHECK(s.Get("/dpkg/p/linux/latest/app.txt").headers["location"].find("/dpkg/p/linux/9/") != std::string::npos);
+  // A build started before 11 and finishing after it does not move latest
+  // back: builds order by when their first token was issued (builds.h).
+  IssuedToken slow = s.Issue(Servers::ScopeBody("dpkg/p/linux/slow"));
+  REQUIRE(s.Put("/dpkg/p/linux/slow/app.txt", "slow", slow.username, slow.password).status == 201);
   publish("11", "success");
   CHECK(s.Get("/dpkg/p/linux/latest/").headers["location"].find("/dpkg/p/linux/11/") != std::string::npos);
-  publish("8", "success");  // an older build finishing late does not move it back
+  REQUIRE(s.Revoke(slow.username).status == 200);
   CHECK(s.Get("/dpkg/p/linux/latest/").headers["location"].find("/dpkg/p/linux/11/") != std::string::npos);
+  publish("8", "success");  // started last: newest, whatever its name says
+  CHECK(s.Get("/dpkg/p/linux/latest/").headers["location"].find("/dpkg/p/linux/8/") != std::string::npos);
   // No build may be called latest, and a tampered pointer leads nowhere.
   CHECK(s.Request("POST", "/token", R"({"scope": "dpkg/p/linux/latest"})",
                   {{"Authorization", s.MasterAuth()}, {"Content-Type", "application/json"}})

@@ -123,6 +123,8 @@ Servers::Servers(ServerOptions options) {
   base_ = tmpl;
   ::chmod(base_.c_str(), 0755);  // nginx's workers and the app run as www-data under root
   state_ = base_ + "/state";
+  tokens_dir_ = options.shared_tokens_dir.empty() ? state_ + "/tokens" : options.shared_tokens_dir;
+  artifacts_dir_ = options.shared_artifacts_dir.empty() ? state_ + "/artifacts" : options.shared_artifacts_dir;
   master_password_ = "pw-" + std::to_string(::getpid()) + "-" + std::to_string(FreePort());
   for (const auto& [dir, opts] : {std::pair<std::string, std::string>{state_ + "/tokens", options.tokens_tmpfs},
                                   {state_ + "/artifacts", options.artifacts_tmpfs}}) {
@@ -202,6 +204,8 @@ bool Servers::Start(const ServerOptions& options) {
       "ARTIFACT_TOKEN_BURST=" + std::to_string(options.token_burst),
       "ARTIFACT_PROCESSES=" + std::to_string(options.app_processes),
       "ARTIFACT_TRUSTED_PROXIES=" + options.trusted_proxies,
+      "ARTIFACT_TOKENS_DIR=" + tokens_dir_,
+      "ARTIFACT_ARTIFACTS_DIR=" + artifacts_dir_,
   };
   if (!options.via_run_script) return StartDirect(options);
   runner_pid_ = Spawn({"/bin/bash", std::string(ARTIFACT_SOURCE_DIR) + "/scripts/run.sh"});

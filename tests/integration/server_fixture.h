@@ -40,6 +40,10 @@ struct ServerOptions {
   // tokens or artifacts volume: a small disk to fill. Needs root.
   std::string tokens_tmpfs;
   std::string artifacts_tmpfs;
+  // When set, the two volumes of another node (its tokens_dir() and
+  // artifacts_dir()): this one is a second node on the same storage.
+  std::string shared_tokens_dir;
+  std::string shared_artifacts_dir;
 };
 
 class Servers {
@@ -78,17 +82,21 @@ class Servers {
   void AddMaster(const std::string& name, const std::string& password, const std::string& options = "") const;
 
   // True for files below tokens/ that are tokens (records, scope files and
-  // their temp files), false for the seal statuses and metrics kept there.
+  // their temp files), false for the seal statuses, metrics, the names
+  // ever used and the lock files of operations in flight kept there.
   bool IsPasswordFile(const std::string& path) const {
-    return path.find("/.seals/") == std::string::npos && path.find("/.metrics/") == std::string::npos;
+    return path.find("/.seals/") == std::string::npos && path.find("/.metrics/") == std::string::npos &&
+           path.find("/.locks/") == std::string::npos && path.find("/.names/") == std::string::npos;
   }
 
   // Every path below tokens/ and artifacts/ (the trees a request may change).
   std::vector<std::string> Snapshot() const;
 
+  // http://127.0.0.1:<port>, for clients run as commands (rclone, litmus).
+  std::string BaseUrl() const { return "http://127.0.0.1:" + std::to_string(port_); }
   const std::string& state_dir() const { return state_; }
-  std::string tokens_dir() const { return state_ + "/tokens"; }
-  std::string artifacts_dir() const { return state_ + "/artifacts"; }
+  std::string tokens_dir() const { return tokens_dir_; }
+  std::string artifacts_dir() const { return artifacts_dir_; }
   std::string ErrorLog() const;
   std::string AccessLog() const;  // nginx's audit trail
   std::string AppLog() const;  // run.sh output: app's stderr and the banner
@@ -124,6 +132,8 @@ class Servers {
 
   std::string base_;
   std::string state_;
+  std::string tokens_dir_;
+  std::string artifacts_dir_;
   int port_ = 0;
   pid_t runner_pid_ = -1;  // run.sh, or -1 without it
   std::vector<std::string> env_;

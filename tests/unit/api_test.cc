@@ -45,6 +45,7 @@ struct ApiFixture {
   CountingRandom random;
   artifact::Config config;
   std::unique_ptr<artifact::TokenStore> store;
+  std::unique_ptr<artifact::Builds> builds;
   std::unique_ptr<artifact::MastersFile> masters;
   std::ostringstream log;
   artifact::EventLog event_log{log};
@@ -57,9 +58,10 @@ struct ApiFixture {
     std::ofstream(config.masters_file) << "ci:" << Bcrypt("pw") << "\n"
                                        << "other:" << Bcrypt("pw2") << "\n"
                                        << "narrow:" << Bcrypt("pw3") << ":allow=dpkg/mine/\n";
-    store = std::make_unique<artifact::TokenStore>(config.tokens_dir, config.artifacts_dir, clock, random);
+    store = std::make_unique<artifact::TokenStore>(config.tokens_dir, clock, random);
+    builds = std::make_unique<artifact::Builds>(config.artifacts_dir, clock);
     masters = std::make_unique<artifact::MastersFile>(config.masters_file);
-    api = std::make_unique<Api>(config, *store, *masters, clock, event_log);
+    api = std::make_unique<Api>(config, *store, *builds, *masters, clock, event_log);
   }
 
   Response Call(const std::string& method, const std::string& path, const std::string& body = "",
@@ -192,6 +194,45 @@ TEST_CASE_METHOD(ApiFixture, "routes and methods", "[api]") {
   auto h = Call("GET", "/token/healthz", "", "");
   CHECK(h.status == 200);
   CHECK(Json(h)->getValue<std::string>("status") == "ok");
+}
+
+TEST_CASE_METHOD(ApiFixture, "methods are compared exactly: a part of a method is 405 on every route", "[api]") {
+  // Found by an attack run: "LETE" revoked a token and "T" listed them,
+  // because the method was looked up as a substring of the allowed list.
+  auto issued = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1"})");
+  REQUIRE(issued.status == 201);
+  const std::string user = Json(issued)->getValue<std::string>("username");
+  const std::vector<std::pair<std::string, std::string>> routes = {
+      {"/token", "GET, POST"},           {"/token/" + user, "GET, DELETE"},
+      {"/token/" + user + "/renew", "POST"}, {"/token/" + user + "/seal", "GET"},
+      {"/token/healthz", "GET, HEAD"},   {"/token/metrics", "GET, HEAD"},
+      {"/token/latest/dpkg/p/linux/latest", "GET, HEAD"}};
+  for (const auto& [path, allow] : routes) {
+    for (const std::string method : {"LETE", "GE", "T", "E", "ET", "POS", "OST", "DELET", "GETS", "get", "Delete", "",
+                                     "GET, POST", "PUT"}) {
+      INFO(method << " " << path);
+      auto r = Call(method, path, R"({"ttl": 60})");
+      CHECK(r.status == 405);
+      CHECK(r.Header("Allow") == allow);
+    }
+  }
+  // Nothing happened to the token on the way.
+  CHECK(Call("GET", "/token/" + user).status == 200);
+  CHECK(log.str().find("revoke master=") == std::string::npos);
+  CHECK(log.str().find("renew master=") == std::string::npos);
+}
+
+TEST_CASE_METHOD(ApiFixture, "another master cannot take over a token's name, or learn whose it is", "[api]") {
+  auto mine = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1", "username": "build-42"})");
+  REQUIRE(mine.status == 201);
+  REQUIRE(Call("DELETE", "/token/build-42").status == 204);
+  auto theirs = Call("POST", "/token", R"({"scope": "dpkg/p/linux/2", "username": "build-42"})", Basic("other", "pw2"));
+  CHECK(theirs.status == 409);
+  // The refusal names no master, no scope and no state of the other token.
+  const std::string message = Json(theirs)->getValue<std::string>("message");
+  CHECK(message == "username build-42 is not available: names are never reused");
+  CHECK(Call("DELETE", "/token/build-42", "", Basic("other", "pw2")).status == 404);
+  CHECK(log.str().find("issue master=other username=build-42") == std::string::npos);
 }
 
 TEST_CASE_METHOD(ApiFixture, "an unreadable masters file is 503 for everyone, not 401", "[api]") {

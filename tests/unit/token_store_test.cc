@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "api.h"
 #include "posix_file.h"
 #include "token_store.h"
+#include "unit/hooked_disk.h"
 #include "unit/test_support.h"
 
 using artifact::ErrorCode;
@@ -24,7 +26,8 @@ struct StoreFixture {
   std::string artifacts = dir.Sub("artifacts");
   FakeClock clock;
   CountingRandom random;
-  TokenStore store{tokens, artifacts, clock, random};
+  TokenStore store{tokens, clock, random};
+  artifact::Builds builds{artifacts, clock};
 
   IssueRequest Request(std::initializer_list<const char*> scopes, int64_t ttl = 600) {
     IssueRequest r;
@@ -34,11 +37,12 @@ struct StoreFixture {
     return r;
   }
 
-  // Every file below tokens/, relative, sorted.
+  // Every file below tokens/ but the names ever used, relative, sorted.
   std::vector<std::string> TokenFiles() const {
     std::vector<std::string> out;
     for (const auto& e : std::filesystem::recursive_directory_iterator(tokens)) {
-      if (e.is_regular_file()) out.push_back(std::filesystem::relative(e.path(), tokens).string());
+      const std::string rel = std::filesystem::relative(e.path(), tokens).string();
+      if (e.is_regular_file() && rel.rfind(".names/", 0) != 0) out.push_back(rel);
     }
     std::sort(out.begin(), out.end());
     return out;
@@ -48,7 +52,7 @@ struct StoreFixture {
 }  // namespace
 
 TEST_CASE_METHOD(StoreFixture, "issue publishes one 0640 file per scope that verifies the password", "[store]") {
-  auto t = store.Issue(Request({"dpkg/p/linux/1", "appimage/p/linux/1"}));
+  auto t = artifact::IssueToken(store, builds, Request({"dpkg/p/linux/1", "appimage/p/linux/1"}));
   REQUIRE(t);
   const std::string& user = t->info.username;
   CHECK(TokenFiles() == std::vector<std::string>{".by-user/" + user, "appimage/p/linux/1.htpasswd",
@@ -83,13 +87,13 @@ TEST_CASE_METHOD(StoreFixture, "a second token for a live scope is 409 and chang
 TEST_CASE_METHOD(StoreFixture, "a published scope is 409 unless reopened", "[store]") {
   std::filesystem::create_directories(artifacts + "/dpkg/p/linux/1");
   std::ofstream(artifacts + "/dpkg/p/linux/1/pkg.deb") << "x";
-  auto r = store.Issue(Request({"dpkg/p/linux/1"}));
+  auto r = artifact::IssueToken(store, builds, Request({"dpkg/p/linux/1"}));
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ErrorCode::kConflict);
   CHECK(TokenFiles().empty());
   auto req = Request({"dpkg/p/linux/1"});
   req.reopen = true;
-  CHECK(store.Issue(req));
+  CHECK(artifact::IssueToken(store, builds, req));
 }
 
 TEST_CASE_METHOD(StoreFixture, "revoke removes every file of the token and nothing else", "[store]") {
@@ -119,6 +123,43 @@ TEST_CASE_METHOD(StoreFixture, "chosen usernames are validated and unique", "[st
   CHECK(TokenFiles().size() == 2);
 }
 
+TEST_CASE_METHOD(StoreFixture, "a username names one token for the life of the store", "[store]") {
+  // Found on main: master B issued with the name of master A's revoked
+  // token and took over its seal status and audit trail.
+  auto req = Request({"dpkg/p/linux/1"});
+  req.username = "build-42";
+  auto a = store.Issue(req);
+  REQUIRE(a);
+  auto live = store.Issue(Request({"dpkg/p/linux/9"}));
+  REQUIRE(live);
+  REQUIRE(store.Revoke("build-42"));
+  auto other = Request({"dpkg/p/linux/2"});
+  other.master = "other";
+  other.username = "build-42";
+  auto reused = store.Issue(other);  // revoked: still taken
+  REQUIRE_FALSE(reused);
+  CHECK(reused.error().code == ErrorCode::kConflict);
+  other.username = live->info.username;
+  auto taken = store.Issue(other);  // live, another master's
+  REQUIRE_FALSE(taken);
+  // The same words whoever used the name and whether it lives.
+  CHECK(taken.error().message ==
+        "username " + live->info.username + " is not available: names are never reused");
+  CHECK(reused.error().message == "username build-42 is not available: names are never reused");
+  auto expiring = Request({"dpkg/p/linux/3"}, 5);
+  expiring.username = "short";
+  REQUIRE(store.Issue(expiring));
+  clock.Advance(5);
+  expiring.scopes = {Scope::Parse("dpkg/p/linux/4", 4).value()};
+  CHECK(store.Issue(expiring).error().code == ErrorCode::kConflict);  // expired: still taken
+  // A refused issue keeps no name: the same request may come again.
+  auto blocked = Request({"dpkg/p/linux/9"});
+  blocked.username = "retry-me";
+  CHECK(store.Issue(blocked).error().code == ErrorCode::kConflict);  // scope held by `live`
+  REQUIRE(store.Revoke(live->info.username));
+  CHECK(store.Issue(blocked));
+}
+
 TEST_CASE_METHOD(StoreFixture, "an expired token is not live and does not block its scope", "[store]") {
   auto t = store.Issue(Request({"dpkg/p/linux/1"}, 10));
   REQUIRE(t);
@@ -132,7 +173,7 @@ TEST_CASE_METHOD(StoreFixture, "an expired token is not live and does not block 
 
 TEST_CASE_METHOD(StoreFixture, "no randomness means no token", "[store]") {
   FailingRandom broken;
-  TokenStore s(tokens, artifacts, clock, broken);
+  TokenStore s(tokens, clock, broken);
   auto r = s.Issue(Request({"dpkg/p/linux/1"}));
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ErrorCode::kUnavailable);
@@ -141,7 +182,7 @@ TEST_CASE_METHOD(StoreFixture, "no randomness means no token", "[store]") {
 
 TEST_CASE_METHOD(StoreFixture, "the health check writes into the store", "[store]") {
   CHECK(store.CheckWritable());
-  TokenStore missing(tokens + "/nope", artifacts, clock, random);
+  TokenStore missing(tokens + "/nope", clock, random);
   CHECK_FALSE(missing.CheckWritable());
   CHECK(TokenFiles().empty());
 }
@@ -242,5 +283,82 @@ TEST_CASE_METHOD(StoreFixture, "a scope file that cannot be read fails the revok
   std::filesystem::remove(path);
   std::filesystem::rename(saved, path);
   CHECK(store.Revoke(t->info.username));
+  CHECK(TokenFiles().empty());
+}
+
+namespace {
+
+// A store whose disk calls a test can pause (hooked_disk.h).
+struct RaceFixture : StoreFixture {
+  HookedDisk disk;
+  TokenStore raced{tokens, clock, random, disk};
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(RaceFixture, "a revoke racing a renew leaves the token revoked", "[store][race]") {
+  // Found on main: a revoke that ran while a renew was between reading the
+  // token and renaming its new files over the old ones answered 204, and
+  // the renew then brought the token (record and scope file) back.
+  auto t = raced.Issue(Request({"dpkg/p/linux/1"}, 10));
+  REQUIRE(t);
+  const std::string user = t->info.username;
+  artifact::Result<artifact::TokenInfo> revoked = artifact::Error{ErrorCode::kInternal, "not run"};
+  disk.CompeteAt("rename", "/dpkg/p/linux/1.htpasswd", "/.locks/" + user,
+                 [&] { revoked = raced.Revoke(user); });
+  auto renewed = raced.Renew(user, clock.Now() + 100);
+  disk.Join();
+  REQUIRE(disk.competed());
+  CHECK(renewed);  // the renew went first ...
+  REQUIRE(revoked);  // ... and the revoke, which waited for it, removed the renewed token
+  CHECK(raced.Get(user).error().code == ErrorCode::kNotFound);
+  CHECK(TokenFiles().empty());
+}
+
+TEST_CASE_METHOD(RaceFixture, "removing an expired token never removes the next token's scope file",
+                 "[store][race]") {
+  // Check-then-unlink: the expiry of X has read that the scope file is X's;
+  // before it unlinks it, an issue for the same scope removes the expired X
+  // itself and publishes Y there. The unlink must not take Y's file.
+  auto x = raced.Issue(Request({"dpkg/p/linux/1"}, 5));
+  REQUIRE(x);
+  clock.Advance(5);
+  artifact::Result<artifact::IssuedToken> y = artifact::Error{ErrorCode::kInternal, "not run"};
+  disk.CompeteAt("unlink", "/dpkg/p/linux/1.htpasswd", "/.locks/" + x->info.username,
+                 [&] { y = raced.Issue(Request({"dpkg/p/linux/1"})); });
+  auto expired = raced.ExpireIfDue(x->info.username, nullptr);
+  disk.Join();
+  REQUIRE(disk.competed());
+  REQUIRE(expired);
+  CHECK(expired.value());  // X is gone, removed by the expiry
+  CHECK(raced.Get(x->info.username).error().code == ErrorCode::kNotFound);
+  // Y either found X busy (409, try again) or was issued after X was gone;
+  // an issued Y always has its scope file.
+  if (y) {
+    auto data = artifact::ReadSmallFile(store.ScopeFilePath("dpkg/p/linux/1"));
+    REQUIRE(data);  // on main: gone, unlinked by X's expiry
+    auto line = PasswordLine::Parse(data.value());
+    REQUIRE(line);
+    CHECK(line->info.username == y->info.username);
+  } else {
+    CHECK(y.error().code == ErrorCode::kConflict);
+    CHECK(TokenFiles().empty());
+  }
+}
+
+TEST_CASE_METHOD(RaceFixture, "a revoke during the issue of its token removes the whole token", "[store][race]") {
+  // A chosen username is known before its issue answers. A revoke that ran
+  // between the issue's scope links removed what existed so far, and the
+  // issue then published its last scope file with no record: a token that
+  // uploads, that no revoke or expiry finds.
+  auto req = Request({"dpkg/p/linux/1", "dpkg/p/linux/2"});
+  req.username = "build-7";
+  artifact::Result<artifact::TokenInfo> revoked = artifact::Error{ErrorCode::kInternal, "not run"};
+  disk.CompeteAt("link", "/dpkg/p/linux/2.htpasswd", "/.locks/build-7", [&] { revoked = raced.Revoke("build-7"); });
+  auto issued = raced.Issue(req);
+  disk.Join();
+  REQUIRE(disk.competed());
+  REQUIRE(issued);
+  REQUIRE(revoked);  // it waited for the whole token, then removed all of it
   CHECK(TokenFiles().empty());
 }

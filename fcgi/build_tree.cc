@@ -1,0 +1,220 @@
+#include "build_tree.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "posix_file.h"
+#include "scope.h"
+#include "split.h"
+
+namespace artifact {
+namespace {
+
+constexpr size_t kMaxEntryLength = 255;
+
+// An owned descriptor, closed on every path out.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = o.fd_;
+      o.fd_ = -1;
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+bool IsEntryStart(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '+';
+}
+
+// The errors of a walk step: a link or a file where a directory should be is
+// a conflict with the tree, a missing one is not found, the rest is storage.
+Error StepError(const std::string& what, const std::string& path, int err) {
+  if (err == ELOOP || err == ENOTDIR || err == EMLINK) {
+    return Error{ErrorCode::kConflict, path + " is not a real directory (a file or a symlink)"};
+  }
+  if (err == ENOENT) return Error{ErrorCode::kNotFound, path + " does not exist"};
+  return ErrnoError(what, path, err);
+}
+
+// Opens the directory `name` in `dir` without following a symlink.
+Result<Fd> OpenDirAt(int dir, const std::string& name, const std::string& path) {
+  int fd = ::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return StepError("open", path, errno);
+  return Fd(fd);
+}
+
+// The build directory, every step from the artifacts root without a symlink
+// (the root itself is the administrator's and may be a mount point or link).
+Result<Fd> OpenBuild(const std::string& artifacts_dir, const std::string& scope, std::string* path) {
+  int root = ::open(artifacts_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return ErrnoError("open", artifacts_dir, errno);
+  Fd fd(root);
+  // Paths in messages are relative to the artifacts root: a 4xx answer says
+  // which of the client's directories is wrong, not where the volume is.
+  path->clear();
+  for (const auto& seg : SplitFields(scope, '/')) {
+    *path += (path->empty() ? "" : "/") + seg;
+    auto next = OpenDirAt(fd.get(), seg, *path);
+    if (!next) {
+      // Without its build directory there is no build to write into.
+      if (next.error().code == ErrorCode::kConflict) {
+        return Error{ErrorCode::kNotFound, *path + " is not a build directory"};
+      }
+      return next.error();
+    }
+    fd = std::move(next.value());
+  }
+  return fd;
+}
+
+const Error kRevoked{ErrorCode::kConflict, "the build's token was revoked meanwhile: the build is kept as it is"};
+
+// Empties the directory open as `dir`: files and symlinks are unlinked,
+// directories (opened without following a link) emptied and removed.
+Status RemoveContents(int dir, const std::string& path, const StillLive& still_live) {
+  int listing = ::dup(dir);
+  if (listing < 0) return ErrnoError("dup", path, errno);
+  DIR* d = ::fdopendir(listing);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(listing);
+    return ErrnoError("opendir", path, err);
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return ErrnoError("readdir", path, err);
+  for (const auto& name : names) {
+    const std::string child = path + "/" + name;
+    struct stat st{};
+    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return ErrnoError("stat", child, errno);
+    if (S_ISDIR(st.st_mode)) {
+      // Swapped for a link since the fstatat: the open fails, nothing is followed.
+      auto sub = OpenDirAt(dir, name, child);
+      if (!sub) return sub.error();
+      if (auto st2 = RemoveContents(sub.value().get(), child, still_live); !st2) return st2;
+      if (!still_live()) return kRevoked;
+      if (::unlinkat(dir, name.c_str(), AT_REMOVEDIR) != 0) return ErrnoError("rmdir", child, errno);
+    } else {
+      if (!still_live()) return kRevoked;
+      if (::unlinkat(dir, name.c_str(), 0) != 0) return ErrnoError("unlink", child, errno);
+    }
+  }
+  return Ok{};
+}
+
+}  // namespace
+
+bool IsValidEntry(const std::string& name) {
+  if (name.empty() || name.size() > kMaxEntryLength || !IsEntryStart(name[0])) return false;
+  for (char c : name) {
+    if (!IsEntryStart(c) && c != '.' && c != '~' && c != '-') return false;
+  }
+  return true;
+}
+
+Result<BuildPath> ParseBuildPath(const std::string& uri, int depth) {
+  if (uri.empty() || uri[0] != '/') return Error{ErrorCode::kBadRequest, "not an absolute path"};
+  std::string rest = uri.substr(1);
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  const std::vector<std::string> parts = SplitFields(rest, '/');
+  if (parts.size() <= static_cast<size_t>(depth)) {
+    return Error{ErrorCode::kBadRequest, "not below a build directory"};
+  }
+  std::string scope_text;
+  for (size_t i = 0; i < static_cast<size_t>(depth); ++i) scope_text += (i == 0 ? "" : "/") + parts[i];
+  auto scope = Scope::Parse(scope_text, depth);
+  if (!scope) return scope.error();
+  BuildPath out;
+  out.scope = scope->str();
+  for (size_t i = static_cast<size_t>(depth); i < parts.size(); ++i) {
+    if (!IsValidEntry(parts[i])) {
+      return Error{ErrorCode::kBadRequest, std::string("names below a build match ") + kEntryRegex};
+    }
+    out.entries.push_back(parts[i]);
+  }
+  return out;
+}
+
+Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
+                     const std::vector<std::string>& dirs, mode_t mode, const StillLive& still_live) {
+  std::string path;
+  auto fd = OpenBuild(artifacts_dir, scope, &path);
+  if (!fd) return fd.error();
+  Fd dir = std::move(fd.value());
+  for (const auto& name : dirs) {
+    if (!IsValidEntry(name)) return Error{ErrorCode::kBadRequest, "invalid name"};
+    const std::string child = path + "/" + name;
+    if (!still_live()) return kRevoked;
+    bool made = ::mkdirat(dir.get(), name.c_str(), mode) == 0;
+    if (!made && errno != EEXIST) return StepError("mkdir", child, errno);
+    auto next = OpenDirAt(dir.get(), name, child);
+    if (!next) return next.error().code == ErrorCode::kNotFound ? StepError("open", child, ENOTDIR) : next.error();
+    if (made) {
+      // Through the opened directory, never by name: a link swapped in
+      // meanwhile is not followed. Only when the umask narrowed the mode
+      // (see kBuildDirMode), keeping the setgid bit the kernel inherited.
+      struct stat st{};
+      if (::fstat(next.value().get(), &st) != 0) return ErrnoError("stat", child, errno);
+      if ((st.st_mode & 0777) != (mode & 0777) &&
+          ::fchmod(next.value().get(), (st.st_mode & S_ISGID) | (mode & 0777)) != 0) {
+        return ErrnoError("chmod", child, errno);
+      }
+      if (::fsync(dir.get()) != 0) return ErrnoError("fsync", path, errno);
+    }
+    dir = std::move(next.value());
+    path = child;
+  }
+  return Ok{};
+}
+
+Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope,
+                      const std::vector<std::string>& dir_entries, const StillLive& still_live) {
+  if (dir_entries.empty()) return Error{ErrorCode::kForbidden, "the build directory itself is never deleted"};
+  std::string path;
+  auto fd = OpenBuild(artifacts_dir, scope, &path);
+  if (!fd) return fd.error();
+  Fd parent = std::move(fd.value());
+  for (size_t i = 0; i + 1 < dir_entries.size(); ++i) {
+    if (!IsValidEntry(dir_entries[i])) return Error{ErrorCode::kBadRequest, "invalid name"};
+    path += "/" + dir_entries[i];
+    auto next = OpenDirAt(parent.get(), dir_entries[i], path);
+    if (!next) return next.error();
+    parent = std::move(next.value());
+  }
+  const std::string& name = dir_entries.back();
+  if (!IsValidEntry(name)) return Error{ErrorCode::kBadRequest, "invalid name"};
+  path += "/" + name;
+  auto target = OpenDirAt(parent.get(), name, path);
+  if (!target) return target.error();
+  if (auto st = RemoveContents(target.value().get(), path, still_live); !st) return st;
+  if (!still_live()) return kRevoked;
+  if (::unlinkat(parent.get(), name.c_str(), AT_REMOVEDIR) != 0) return ErrnoError("rmdir", path, errno);
+  if (::fsync(parent.get()) != 0) return ErrnoError("fsync", path, errno);
+  return Ok{};
+}
+
+}  // namespace artifact

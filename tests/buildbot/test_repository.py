@@ -1,0 +1,161 @@
+"""Unit tests of the master-side pieces that need buildbot but no servers."""
+
+import json
+import os
+import sys
+import tempfile
+import unittest
+import unittest.mock
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                                'buildbot'))
+from buildbot.config import ConfigErrors  # noqa: E402
+from twisted.internet import defer, task  # noqa: E402
+
+from artifact_repository import ArtifactRepository, repository, steps  # noqa: E402
+from artifact_repository.client import RevokeAnswer, TokenServiceError  # noqa: E402
+
+
+class RepositoryConfig(unittest.TestCase):
+    def test_defaults(self):
+        repo = ArtifactRepository('https://repo.example', 'ci', 'pw')
+        self.assertEqual(repo.name, 'artifact-repository')
+        self.assertEqual(repo.issue().repository, repo.name)
+        self.assertEqual(repo.revoke().repository, repo.name)
+
+    def test_refusals(self):
+        for args, kwargs in ((('ftp://h', 'ci', 'pw'), {}),
+                             (('http://h', 'ci', 'pw'), {'name': '../journal'}),
+                             (('http://h', 'ci', 'pw'), {'retry_max_interval': 0}),
+                             (('http://h', 'ci', 'pw'), {'http_timeout': -1})):
+            with self.assertRaises(ConfigErrors, msg=repr((args, kwargs))):
+                ArtifactRepository(*args, **kwargs)
+
+
+class UploadOutcome(unittest.TestCase):
+    def test_files_then_outcome(self):
+        out = steps._parse_outcome('["/w/a", "http://h/a", 201]\n["/w/b", "http://h/b", 0]\n'
+                                   '{"files": 2, "error": "x", "unreachable": true}\n')
+        self.assertEqual(out['files'], [('/w/a', 'http://h/a', 201), ('/w/b', 'http://h/b', 0)])
+        self.assertTrue(out['unreachable'])
+
+    def test_lost_or_broken_lines_are_no_outcome(self):
+        for text in ('', '["/w/a", "http://h/a", 201]\n{"files": 2}\n',
+                     '["/w/a", "http://h/a"\n{"files": 1}\n', 'Traceback ...\n'):
+            self.assertIsNone(steps._parse_outcome(text), repr(text))
+
+
+class FakeServer:
+    """Answers revokes like the token service, or fails while ``down``."""
+
+    def __init__(self):
+        self.down = False
+        self.revoked = []
+
+    def revoke(self, username, success=True):
+        if self.down:
+            return defer.fail(TokenServiceError('DELETE', 'http://h/token/' + username, None,
+                                                'cannot reach the token service: refused'))
+        self.revoked.append((username, success))
+        return defer.succeed(RevokeAnswer(200, {'state': 'done'}))
+
+
+class FakeMaster:
+    def __init__(self, basedir, clock):
+        self.basedir = basedir
+        self.reactor = clock
+        self.consumers = []
+        self.botmaster = type('BotMaster', (), {'shuttingDown': False})()
+        self.master = self
+
+    def startConsuming(self, callback, filter):
+        self.consumers.append(callback)
+        return defer.succeed(type('Qref', (), {'stopConsuming': lambda _self: None})())
+
+    @property
+    def mq(self):
+        return self
+
+
+class RevokeRetries(unittest.TestCase):
+    """The journal and retry logic of the service, on a fake clock and server."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.clock = task.Clock()
+        self.clock.advance(1_000_000)
+        self.server = FakeServer()
+        self.patch_time = unittest.mock.patch.object(
+            repository.time, 'time', side_effect=lambda: self.clock.seconds())
+        self.patch_time.start()
+
+    def tearDown(self):
+        self.patch_time.stop()
+        self.dir.cleanup()
+
+    def start(self):
+        master = FakeMaster(self.dir.name, self.clock)
+        repo = ArtifactRepository('http://h', 'ci', 'pw', retry_max_interval=8)
+        repo.parent = master
+        repo.client = lambda url=None, timeout=None: defer.succeed(self.server)
+        repo.startService()
+        return repo, master
+
+    def journal(self):
+        with open(os.path.join(self.dir.name, 'artifact-repository.pending-revokes.json')) as f:
+            return json.load(f)['entries']
+
+    def test_a_failed_revoke_is_retried_with_backoff_until_it_succeeds(self):
+        repo, _ = self.start()
+        repo.track('t1', ['a/b/c/1'], 7, expires_in=3600)
+        self.server.down = True
+        failures = []
+        repo.revoke_token('t1', True).addErrback(failures.append)
+        self.assertEqual(len(failures), 1)
+        attempts = 1
+        for delay in (1, 2, 4, 8, 8):  # tries 2..6 on the backoff, capped at 8 s
+            self.clock.advance(delay - 0.01)
+            self.assertEqual(self.journal()['t1']['attempts'], attempts)
+            self.clock.advance(0.01)
+            attempts += 1
+            self.assertEqual(self.journal()['t1']['attempts'], attempts)
+        self.server.down = False
+        self.clock.advance(8)
+        self.assertEqual(self.server.revoked, [('t1', True)])
+        self.assertEqual(self.journal(), {})
+
+    def test_a_restart_revokes_what_the_last_run_owed_and_left_open(self):
+        repo, _ = self.start()
+        repo.track('running', ['a/b/c/1'], 7, expires_in=3600)
+        repo.track('owed', ['a/b/c/2'], 8, expires_in=3600)
+        self.server.down = True
+        repo.revoke_token('owed', True).addErrback(lambda _: None)
+        repo.stopService()
+        self.server.down = False
+        self.start()  # a new master process on the same basedir
+        self.clock.advance(0)
+        self.assertEqual(sorted(self.server.revoked), [('owed', True), ('running', False)])
+        self.assertEqual(self.journal(), {})
+
+    def test_a_build_that_ends_without_its_revoke_step_is_revoked(self):
+        repo, master = self.start()
+        repo.track('t1', ['a/b/c/1'], 7, expires_in=3600)
+        repo.track('t2', ['a/b/c/2'], 8, expires_in=3600)
+        for callback in master.consumers:
+            callback(('builds', '7', 'finished'), {'buildid': 7, 'results': 4})
+        self.assertEqual(self.server.revoked, [('t1', False)])
+        self.assertEqual(list(self.journal()), ['t2'])
+
+    def test_an_expired_token_is_dropped_not_retried_forever(self):
+        repo, _ = self.start()
+        repo.track('t1', ['a/b/c/1'], 7, expires_in=60)
+        self.server.down = True
+        repo.revoke_token('t1', True).addErrback(lambda _: None)
+        self.clock.advance(60 + repository.EXPIRY_MARGIN + 10)
+        self.clock.pump([8] * 10)
+        self.assertEqual(self.journal(), {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+if __name__ == '__main__':
+    unittest.main()
