@@ -10,6 +10,7 @@
 #   make test-image          the Docker image, built and run with podman (root)
 #   make deb                 the Debian package, into build/deb (lintian-checked)
 #   make test-systemd        the package installed and driven in a booted Debian 12 (root)
+#   make test-gluster        three nodes on a GlusterFS replica-3 volume, with faults (root)
 #   make bench               benchmarks into bench/RESULTS.md (make bench-quick: under two minutes)
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
@@ -27,7 +28,7 @@ BUILD_DIR ?= build
 SANITIZE_FLAGS =
 endif
 
-.PHONY: all deps test-deps build run test test-fuzz fuzz test-image deb test-systemd bench bench-quick bench-buildbot install clean
+.PHONY: all deps test-deps build run test test-fuzz fuzz test-image deb test-systemd test-gluster bench bench-quick bench-buildbot install clean
 
 all: build
 
@@ -87,6 +88,15 @@ deb:
 test-systemd:
 	@scripts/install-deps.sh systemd
 	set -o pipefail; deb=$$(scripts/make-deb.sh | tail -n 1) && tests/deploy/test_systemd.sh "$$deb"
+
+# Three nodes (nginx + app each) on a GlusterFS replica-3 volume that the test
+# builds in network namespaces (one glusterd per storage host): the multi-node
+# scenarios, then a brick killed and restarted, concurrent issues on one
+# builder, a host's link cut and restored. Root; about 4 minutes.
+test-gluster: build
+	@scripts/install-deps.sh test
+	@scripts/install-deps.sh gluster
+	tests/gluster/test_gluster.sh $(abspath $(BUILD_DIR))/artifact-token
 
 # Benchmarks: own servers on 127.0.0.1, every figure a ratio against a
 # baseline measured in the same run; writes bench/RESULTS.md.

@@ -2,13 +2,14 @@
 # Installs the Debian packages artifact-repository needs, when any is
 # missing: with apt-get as root, through sudo otherwise.
 #
-#   scripts/install-deps.sh [run|test|image]
+#   scripts/install-deps.sh [run|test|image|deb|systemd|gluster]
 #
 #   run    build and run (make build, make run, make install): the default
 #   test   also what the tests and benchmarks use (make test, make bench)
 #   image  also podman and debootstrap (make test-image)
 #   deb    what building the Debian package needs (make deb)
 #   systemd also what booting it needs (make test-systemd)
+#   gluster also GlusterFS server and client, FUSE and attr (make test-gluster)
 set -euo pipefail
 
 set_name=${1:-run}
@@ -32,7 +33,11 @@ case $set_name in
     packages+=(debhelper dpkg-dev lintian)
     [[ $set_name == systemd ]] && packages+=(systemd-container debootstrap python3)
     ;;
-  *) echo "install-deps: unknown set '$set_name' (run, test, image, deb or systemd)" >&2; exit 2 ;;
+  gluster)
+    # glusterd and the brick/self-heal processes, the FUSE client, getfattr
+    packages+=(iproute2 util-linux glusterfs-server glusterfs-client fuse3 attr)
+    ;;
+  *) echo "install-deps: unknown set '$set_name' (run, test, image, deb, systemd or gluster)" >&2; exit 2 ;;
 esac
 
 missing=()

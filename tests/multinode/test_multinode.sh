@@ -24,6 +24,28 @@
 #      node 2's nginx keeps accepting uploads of live tokens, the app restarts,
 #      and `artifact-token prune` leaves no orphan files.
 # Exit status 0 only when every invariant held; figures are printed at the end.
+#
+# Environment, for running the same scenarios on a real shared filesystem
+# (tests/gluster/test_gluster.sh does; unset, the three nodes share one local
+# directory):
+#   MULTINODE_TOKENS_DIRS, MULTINODE_ARTIFACTS_DIRS
+#                 three absolute paths each, separated by spaces: node i's view
+#                 of the tokens and artifacts volumes (e.g. node i's mount of
+#                 one replicated volume). The test reads the volumes through
+#                 node 1's. Network namespaces are then required (no fallback).
+#   MULTINODE_C_TTL
+#                 the ttl of scenario c's token (default 5): three uploads must
+#                 fit in it before it expires, slower on a network filesystem
+#   MULTINODE_D_TTL
+#                 the ttl of scenario d's tokens (default 8): a loop's round
+#                 (issue, upload, delete, revoke, three checks) must fit in it
+#   MULTINODE_D_SECONDS
+#                 how long scenario d's client loops start new rounds (default
+#                 11): some must run while node 2's app is dead
+#   MULTINODE_EXTRA
+#                 a bash file sourced after scenario d, with the nodes running
+#                 and this script's functions and variables in scope (more
+#                 scenarios, e.g. faults of the shared filesystem).
 set -euo pipefail
 
 die() { echo "multinode: FAIL: $*" >&2; exit 1; }
@@ -40,11 +62,21 @@ done
 t0=$(date +%s.%N)
 elapsed() { local now; now=$(date +%s.%N); awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.2f", b - a }'; }
 now_s() { date +%s.%N; }
+# phase_done NAME: prints how long the phase that ends here took
+phase_t0=$t0
+phase_done() {
+  local now
+  now=$(now_s)
+  printf 'phase %s: %s s\n' "$1" "$(awk -v a="$phase_t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')"
+  phase_t0=$now
+}
 # fdiff A B: B - A in seconds, two decimals
 fdiff() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # --- everything this run creates, undone by cleanup ------------------------
-id=$(printf '%04x' $((RANDOM)))
+# the PID: unique among the runs on this machine, so parallel runs cannot
+# collide on namespace names
+id=$(printf '%x' $$)
 work=""
 namespaces=()      # created network namespaces (hub last)
 hub_links=()       # veth ends created inside the hub
@@ -103,6 +135,24 @@ tokens=$work/shared/tokens
 artifacts=$work/shared/artifacts
 mkdir -p "$work/shared"
 chmod 0755 "$work/shared"
+# node i's view of the two volumes: the shared local directory, or the paths given
+node_tokens=("" "$tokens" "$tokens" "$tokens")
+node_artifacts=("" "$artifacts" "$artifacts" "$artifacts")
+if [[ -n ${MULTINODE_TOKENS_DIRS:-} || -n ${MULTINODE_ARTIFACTS_DIRS:-} ]]; then
+  read -r -a given <<<"${MULTINODE_TOKENS_DIRS:-}"
+  [[ ${#given[@]} -eq 3 ]] || die "MULTINODE_TOKENS_DIRS must name three directories"
+  node_tokens=("" "${given[@]}")
+  read -r -a given <<<"${MULTINODE_ARTIFACTS_DIRS:-}"
+  [[ ${#given[@]} -eq 3 ]] || die "MULTINODE_ARTIFACTS_DIRS must name three directories"
+  node_artifacts=("" "${given[@]}")
+  for i in 1 2 3; do
+    [[ ${node_tokens[i]} == /* && ${node_artifacts[i]} == /* ]] || die "the volume paths must be absolute"
+    mkdir -p "${node_tokens[i]}" "${node_artifacts[i]}"
+  done
+  tokens=${node_tokens[1]} artifacts=${node_artifacts[1]}
+  [[ ${MULTINODE_FORCE_LOOPBACK:-0} != 1 ]] || die "MULTINODE_FORCE_LOOPBACK=1 with volumes given per node"
+  require_netns=1
+fi
 violations=$work/violations
 : >"$violations"
 # violation TEXT: recorded by any client loop; the run fails at the end.
@@ -151,6 +201,7 @@ if [[ ${MULTINODE_FORCE_LOOPBACK:-0} != 1 ]] && ip netns add "$ns_hub" 2>/dev/nu
   done
   log "network: namespaces $ns_hub (client, bridge 192.0.2.1) + ${ns_node[*]:1} (192.0.2.11-13:8080)"
 else
+  [[ -z ${require_netns:-} ]] || die "ip netns add $ns_hub refused: per-node volumes need network namespaces"
   mode=loopback
   echo "FALLBACK: loopback (ip netns add refused or MULTINODE_FORCE_LOOPBACK=1: three nodes on 127.0.0.1 ports, no network isolation)"
   base=$((20000 + RANDOM % 20000))
@@ -170,12 +221,13 @@ chmod 0600 "$work/master.curlrc"
 state=("" "$work/node1" "$work/node2" "$work/node3")
 app_pid=("" "" "" "")
 
-export ARTIFACT_BIN=$bin ARTIFACT_TOKENS_DIR=$tokens ARTIFACT_ARTIFACTS_DIR=$artifacts
+export ARTIFACT_BIN=$bin
 export ARTIFACT_TOKEN_RATE=100000r/s ARTIFACT_TOKEN_BURST=100000
 
 for i in 1 2 3; do
   # in the node's namespace: `nginx -t` binds the node's address
-  (ARTIFACT_LISTEN=${addr[i]} in_node "$i" "$repo/scripts/prepare-state.sh" "${state[i]}") >"$work/tmp/prepare$i.out" ||
+  (ARTIFACT_TOKENS_DIR=${node_tokens[i]} ARTIFACT_ARTIFACTS_DIR=${node_artifacts[i]} \
+   ARTIFACT_LISTEN=${addr[i]} in_node "$i" "$repo/scripts/prepare-state.sh" "${state[i]}") >"$work/tmp/prepare$i.out" ||
     die "prepare-state.sh failed for node $i"
   read -r _ run_group <"$work/tmp/prepare$i.out"
   touch "${state[i]}/masters"
@@ -195,7 +247,8 @@ http() {
 start_app() {
   local i=$1 sock=${state[$1]}/run/token.sock
   rm -f "$sock"
-  (in_node "$i" "$repo/scripts/start-app.sh" "${state[i]}") >>"${state[i]}/logs/app.log" 2>&1 &
+  (ARTIFACT_TOKENS_DIR=${node_tokens[i]} ARTIFACT_ARTIFACTS_DIR=${node_artifacts[i]} \
+   in_node "$i" "$repo/scripts/start-app.sh" "${state[i]}") >>"${state[i]}/logs/app.log" 2>&1 &
   app_pid[i]=$!
   pids+=("$!")
   for _ in $(seq 100); do
@@ -223,6 +276,7 @@ for i in 1 2 3; do
 done
 for i in 1 2 3; do wait_healthy "$i"; done
 log "three nodes healthy (mode: $mode)"
+phase_done "nodes up"
 
 # --- client operations -------------------------------------------------------
 # issue NODE SCOPE TTL: sets ISSUE_CODE, ISSUE_USER, ISSUE_PASS
@@ -286,6 +340,7 @@ done
 code=$(revoke 1 "$user")
 [[ $code == 404 ]] || die "a: a second revoke (node 1) answered $code, not 404"
 log "a: issue@1 upload@2 download@3 (byte-identical) revoke@3; refused on all three nodes"
+phase_done a
 
 # --- client loops (b and d) --------------------------------------------------
 # client_loop NAME SCOPE_PREFIX NSCOPES TTL DEADLINE TOLERATE_DOWN
@@ -446,10 +501,13 @@ b_races=$(sum races b) b_uploads=$(sum uploads b)
 [[ $b_issued -eq $b_revokes ]] || die "b: $b_issued tokens issued but $b_revokes revoked"
 no_leftovers b
 log "b: $b_loops loops x ${b_seconds}s on 3 scopes: $b_issued issued (201), $b_conflicts conflicts (409), $b_revokes revoked (204, $b_races racing pairs), $b_uploads uploads; no leftovers"
+phase_done b
 
 # --- c. expiry on every node, no revoke --------------------------------------
+c_ttl=${MULTINODE_C_TTL:-5}
+[[ $c_ttl =~ ^[1-9][0-9]?$ ]] || die "MULTINODE_C_TTL must be 1..99 seconds"
 scope=mn/c/linux/1
-issue 1 "$scope" 5
+issue 1 "$scope" "$c_ttl"
 [[ $ISSUE_CODE == 201 ]] || die "c: issue on node 1 answered $ISSUE_CODE"
 user=$ISSUE_USER pass=$ISSUE_PASS
 line=$(<"$tokens/$scope.htpasswd")
@@ -457,41 +515,59 @@ line=$(<"$tokens/$scope.htpasswd")
 expires=${BASH_REMATCH[1]}
 for i in 1 2 3; do
   code=$(put "$i" "$user" "$pass" "$small" "$scope/f.bin")
-  [[ $code == 201 || $code == 204 ]] || die "c: the fresh ttl=5 token was refused ($code) by node $i"
+  [[ $code == 201 || $code == 204 ]] || die "c: the fresh ttl=$c_ttl token was refused ($code) by node $i"
 done
-refused=("" "" "" "")
 poll_end=$((expires + 5))
-while :; do
-  pending=0
-  for i in 1 2 3; do
-    [[ -n ${refused[i]} ]] && continue
+# c_poll NODE: uploads through NODE until it refuses; prints when the refused
+# request was sent and when its answer came, "late" past poll_end, or
+# "status CODE". One poller per node, in parallel: a slow answer from one
+# node does not delay the others.
+c_poll() {
+  local t code
+  while :; do
     t=$(now_s)
-    code=$(put "$i" "$user" "$pass" "$small" "$scope/f.bin")
-    if [[ $code == 201 || $code == 204 ]]; then
-      pending=1
-    else
-      [[ $code == 403 || $code == 401 ]] || die "c: node $i answered $code while polling"
-      refused[i]=$t
-    fi
+    code=$(put "$1" "$user" "$pass" "$small" "$scope/f$1.bin")
+    case $code in
+      201|204) (( $(date +%s) <= poll_end )) || { echo late; return; }; sleep 0.05 ;;
+      401|403) echo "$t $(now_s)"; return ;;
+      *) echo "status $code"; return ;;
+    esac
   done
-  [[ $pending -eq 0 ]] && break
-  (( $(date +%s) <= poll_end )) || die "c: the token was still accepted 5 s after its expiry"
-  sleep 0.05
+}
+c_pids=()
+for i in 1 2 3; do
+  c_poll "$i" >"$work/tmp/c$i" &
+  c_pids+=("$!")
 done
+for pid in "${c_pids[@]}"; do wait "$pid" || true; done
+refused=("" "" "" "")
+for i in 1 2 3; do
+  refused[i]=$(<"$work/tmp/c$i")
+  [[ ${refused[i]} != late ]] || die "c: node $i still accepted the token 5 s after its expiry"
+  [[ ${refused[i]} != status* ]] || die "c: node $i answered ${refused[i]#status } while polling"
+done
+# The latency counts from the expiry to the sending of the first refused
+# request (the one before it was accepted); a refusal answered before the
+# expiry would be an early one.
 lat=("" "" "" "")
 for i in 1 2 3; do
-  lat[i]=$(fdiff "$expires" "${refused[i]}")
+  read -r sent answered <<<"${refused[i]}"
+  lat[i]=$(fdiff "$expires" "$sent")
   awk -v l="${lat[i]}" 'BEGIN { exit !(l <= 1.5) }' ||
     die "c: node $i refused the token ${lat[i]} s after its expiry (> 1.5 s)"
-  awk -v l="${lat[i]}" 'BEGIN { exit !(l >= -0.2) }' ||
-    die "c: node $i refused the token ${lat[i]} s before its expiry"
+  early=$(fdiff "$expires" "$answered")
+  awk -v l="$early" 'BEGIN { exit !(l >= -0.2) }' ||
+    die "c: node $i refused the token $early s before its expiry"
 done
-log "c: ttl=5 token issued on node 1 refused after expiry by node 1 in ${lat[1]} s, node 2 in ${lat[2]} s, node 3 in ${lat[3]} s"
+log "c: ttl=$c_ttl token issued on node 1 refused after expiry by node 1 in ${lat[1]} s, node 2 in ${lat[2]} s, node 3 in ${lat[3]} s"
+phase_done c
 
 # --- d. node 2's app killed mid-operation ------------------------------------
-d_loops=6 d_ttl=8
+d_loops=6 d_ttl=${MULTINODE_D_TTL:-8} d_seconds=${MULTINODE_D_SECONDS:-11}
+[[ $d_ttl =~ ^[1-9][0-9]?$ ]] || die "MULTINODE_D_TTL must be 1..99 seconds"
+[[ $d_seconds =~ ^[1-9][0-9]?$ ]] || die "MULTINODE_D_SECONDS must be 1..99 seconds"
 d_start=$(date +%s)
-deadline=$((d_start + 11))
+deadline=$((d_start + d_seconds))
 for l in $(seq "$d_loops"); do
   client_loop "d$l" mn/d/shared 4 "$d_ttl" "$deadline" 1 &
   loop_pids+=("$!")
@@ -589,6 +665,14 @@ prune_out=$("$bin" prune --config "${state[1]}/artifact-token.conf" --stale-afte
 pruned=$(grep -vc '^nothing to prune' <<<"$prune_out" || true)
 no_leftovers d
 log "d: $d_issued issued, $d_conflicts conflicts, $d_revokes revoked; while node 2's app was dead: nodes 1+3 issued $d_issued_down and revoked $d_revoked_down, node 2 answered $d_down /token requests with 5xx and took $d_up2 uploads; prune removed $pruned of $before file(s) left"
+phase_done d
+
+# --- more scenarios, e.g. faults of a real shared filesystem -------------------
+if [[ -n ${MULTINODE_EXTRA:-} ]]; then
+  [[ -f $MULTINODE_EXTRA ]] || die "MULTINODE_EXTRA: no file $MULTINODE_EXTRA"
+  # shellcheck disable=SC1090 # chosen by the caller
+  source "$MULTINODE_EXTRA"
+fi
 
 # --- figures -------------------------------------------------------------------
 total_issued=$((b_issued + d_issued + 4 + burst_ok))
@@ -601,7 +685,7 @@ multinode figures (mode: $mode, $(elapsed) s)
   kill survived                : yes; with node 2's app dead nodes 1+3 issued $d_issued_down and revoked $d_revoked_down tokens,
                                  node 2's nginx took $d_up2 loop uploads (+1 checked) and answered $d_down /token calls with 5xx;
                                  $d_404 revokes found the token already gone after a 5xx
-  expiry latency (ttl=5, node 1 issued): node1 ${lat[1]} s, node2 ${lat[2]} s, node3 ${lat[3]} s
+  expiry latency (ttl=$c_ttl, node 1 issued): node1 ${lat[1]} s, node2 ${lat[2]} s, node3 ${lat[3]} s
   token of the killed node     : $orphan_status
   issues cut by the kill       : $burst_cut of 6 in flight ($burst_ok completed with 201)
   prune after the kill         : $before leftover file(s) after the ttl, prune removed $pruned: $(tr '\n' ';' <<<"$prune_out")
