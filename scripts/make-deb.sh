@@ -14,10 +14,32 @@ src=$out/src/artifact-repository-$version
 
 # The staging copy is kept between runs with its build directory, and
 # dpkg-buildpackage does not clean first, so a rebuild compiles only what
-# changed. The tree as git sees it (uncommitted edits included):
-mkdir -p "$src"
+# changed. The tree as git sees it (uncommitted edits included) is unpacked
+# beside it, and only files whose content differs are copied over (with a
+# new mtime, so make sees them); files gone from the tree are removed.
+fresh=$out/src/fresh
+rm -rf "$fresh"
+mkdir -p "$src" "$fresh"
 (cd "$here" && git ls-files -z --cached --others --exclude-standard) |
-  (cd "$here" && tar --null -T - -cf -) | tar -C "$src" -xf -
+  (cd "$here" && tar --null -T - -cf -) | tar -C "$fresh" -xf -
+(cd "$fresh" && find . \( -type f -o -type l \) -print0) | while IFS= read -r -d '' f; do
+  if ! cmp -s "$fresh/$f" "$src/$f" 2>/dev/null || [[ -L $fresh/$f ]]; then
+    mkdir -p "$(dirname "$src/$f")"
+    rm -f "$src/$f"
+    cp -P "$fresh/$f" "$src/$f"
+    [[ -L $src/$f ]] || touch "$src/$f"
+  fi
+done
+(cd "$src" && find . -path ./build-deb -prune -o -path ./debian/artifact-repository -prune -o -path ./debian/.debhelper -prune \
+  -o \( -type f -o -type l \) ! -name 'debhelper-build-stamp' ! -name '*.debhelper.log' ! -name '*.substvars' ! -name files -print0) |
+  while IFS= read -r -d '' f; do
+    [[ -e $fresh/$f || -L $fresh/$f ]] || rm -f "$src/$f"
+  done
+rm -rf "$fresh"
+# dh skips the steps its stamps say are done: without this, a rebuild would
+# package the previous binary.
+rm -rf "$src/debian/debhelper-build-stamp" "$src"/debian/*.debhelper.log "$src/debian/.debhelper" \
+  "$src/debian/artifact-repository" "$src/debian/files" "$src"/debian/*.substvars
 rm -f "$out"/src/*.deb "$out"/src/*.changes "$out"/src/*.buildinfo
 
 echo "make-deb: building artifact-repository $version in $src" >&2
