@@ -18,6 +18,7 @@
 
 using artifact::testing::IssuedToken;
 using artifact::testing::RandomBytes;
+using artifact::testing::ReadFile;
 using artifact::testing::Servers;
 
 namespace {
@@ -47,13 +48,6 @@ Run Shell(const std::string& dir, const std::map<std::string, std::string>& vars
   int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // The README must show the command the test runs, character for character.

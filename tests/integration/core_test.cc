@@ -351,8 +351,7 @@ TEST_CASE("the make run banner commands work as printed, and a second run on its
                           ARTIFACT_TOKEN_BIN + "' timeout 20 bash '" + src + "/scripts/run.sh' >'" + other +
                           ".out' 2>&1";
   CHECK(std::system(run.c_str()) != 0);
-  std::ifstream in(other + ".out");
-  const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string out = artifact::testing::ReadFile(other + ".out");
   CHECK(out.find("already answers") != std::string::npos);
   CHECK(out.find("master credential") == std::string::npos);
   std::filesystem::remove_all(other);

@@ -44,13 +44,6 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 pid_t ReadPid(const std::string& path) {
   std::string text = ReadFile(path);
   return text.empty() ? -1 : static_cast<pid_t>(std::stol(text));
@@ -71,6 +64,13 @@ bool WaitChild(pid_t pid, std::chrono::milliseconds limit) {
 }
 
 }  // namespace
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 Poco::JSON::Object::Ptr ParseObject(const std::string& text) {
   Poco::JSON::Parser parser;

@@ -144,6 +144,9 @@ class Servers {
   std::string master_password_;
 };
 
+// The whole file, or "" when it cannot be read.
+std::string ReadFile(const std::string& path);
+
 // A JSON object from a response or command output (throws when it is not one).
 Poco::JSON::Object::Ptr ParseObject(const std::string& text);
 
