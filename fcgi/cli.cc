@@ -27,9 +27,11 @@
 namespace artifact {
 namespace {
 
-// "<3>" for an error line on stderr when stderr goes to journald (see
+// The priority prefix of a line on stderr when stderr goes to journald (see
 // EventLog), so `journalctl -p warning` shows why a unit failed; "" else.
-std::string ErrorPrefix() { return StderrIsJournal() ? "<3>" : ""; }
+std::string ErrorPrefix(Priority priority = Priority::kError) {
+  return StderrIsJournal() ? SyslogPrefix(priority) : "";
+}
 
 
 std::string ConfigHelp() {
@@ -425,7 +427,7 @@ int RunCheck(const std::vector<std::string>& args) {
       // An empty file is a fresh install, not a fault: nobody can log in
       // (closed), and the service picks up a master as soon as one is added.
       if (parsed.entries.empty() && parsed.problems.empty()) {
-        std::cerr << (StderrIsJournal() ? "<4>" : "") << "warning: masters_file " << c.masters_file
+        std::cerr << ErrorPrefix(Priority::kWarning) << "warning: masters_file " << c.masters_file
                   << " has no master yet, so no token can be issued: add one with htpasswd -B " << c.masters_file
                   << " NAME\n";
       }

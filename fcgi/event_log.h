@@ -13,6 +13,11 @@ namespace artifact {
 // syslog(3) priorities, the ones the app uses.
 enum class Priority { kError = 3, kWarning = 4, kInfo = 6 };
 
+// "<N>": what journald reads as a line's priority (SyslogLevelPrefix=).
+inline std::string SyslogPrefix(Priority priority) {
+  return "<" + std::to_string(static_cast<int>(priority)) + ">";
+}
+
 class EventLog {
  public:
   // With `syslog_prefix`, every line starts with "<N>", which journald reads
@@ -24,7 +29,7 @@ class EventLog {
     // One write per line: the serve processes share one stderr, and journald
     // takes a line's priority and process from the write that starts it.
     std::string text;
-    if (syslog_prefix_) text = "<" + std::to_string(static_cast<int>(priority)) + ">";
+    if (syslog_prefix_) text = SyslogPrefix(priority);
     text += line;
     text += '\n';
     std::lock_guard<std::mutex> lock(mu_);
