@@ -204,6 +204,14 @@ issue() {  # scope [ttl] -> the JSON answer; fails unless 201
   echo "${out%$'\n'*}"
 }
 code() { http -o /dev/null -w '%{http_code}' "$@"; }
+# Waits (5 s at most, while the service starts) until healthz answers STATUS;
+# the caller asserts the status after.
+wait_healthz() {
+  for _ in $(seq 1 50); do
+    [[ $(code "$base_url/token/healthz") == "$1" ]] && return 0
+    sleep 0.1
+  done
+}
 
 [[ $(code "$base_url/token/healthz") == 200 ]] || fail "healthz is not 200 after the install"
 t1=$(issue dpkg/proj/amd64/1)
@@ -238,7 +246,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [[ $new_pid != "$old_pid" && $new_pid != 0 ]] || fail "artifact-token.service was not restarted within 10 s"
-for _ in $(seq 1 50); do [[ $(code "$base_url/token/healthz") == 200 ]] && break; sleep 0.1; done
+wait_healthz 200
 [[ $(code -u "$u3:$p3" -T "$run/pkg.bin" "$base_url/dpkg/proj/amd64/3/pkg.bin") == 201 ]] ||
   fail "a token issued before the kill stopped working"
 ok "restarted (pid $old_pid -> $new_pid), the token issued before still uploads"
@@ -277,7 +285,7 @@ printf '[Service]\nUMask=0027\n' | put_inside /run/systemd/system/artifact-token
 inside systemctl daemon-reload
 inside systemctl restart artifact-token.service
 since=$(inside date '+%Y-%m-%d %H:%M:%S')
-for _ in $(seq 1 50); do [[ $(code "$base_url/token/healthz") != 502 ]] && break; sleep 0.1; done
+wait_healthz 503
 out=$(http -w '\n%{http_code}' "$base_url/token/healthz")
 [[ ${out##*$'\n'} == 503 ]] || fail "healthz answered ${out##*$'\n'} for a service that cannot create builds"
 grep -q 'artifacts volume' <<<"${out%$'\n'*}" || fail "the 503 does not say what failed: ${out%$'\n'*}"
@@ -291,7 +299,7 @@ ok "healthz 503 '$(json message <<<"${out%$'\n'*}")', the cause in journalctl -p
 inside rm -r /run/systemd/system/artifact-token.service.d
 inside systemctl daemon-reload
 inside systemctl restart artifact-token.service
-for _ in $(seq 1 50); do [[ $(code "$base_url/token/healthz") == 200 ]] && break; sleep 0.1; done
+wait_healthz 200
 [[ $(code "$base_url/token/healthz") == 200 ]] || fail "healthz not 200 again after the shipped unit is back"
 
 # --- the timers start prune and retention ------------------------------------------
@@ -361,7 +369,7 @@ new_pid=$(inside systemctl show -p MainPID --value artifact-token.service)
 [[ $new_pid != "$old_pid" && $(inside systemctl is-active artifact-token.service) == active ]] ||
   fail "the upgrade did not restart the service (pid $old_pid -> $new_pid)"
 [[ $(inside sha256sum /etc/artifact-repository/masters) == "$masters_sum" ]] || fail "the upgrade changed the masters file"
-for _ in $(seq 1 50); do [[ $(code "$base_url/token/healthz") == 200 ]] && break; sleep 0.1; done
+wait_healthz 200
 [[ $(code -u "$u7:$p7" -T "$run/pkg.bin" "$base_url/dpkg/proj/amd64/7/pkg.bin") == 201 ]] ||
   fail "a token issued before the upgrade stopped working"
 http "$base_url/dpkg/proj/amd64/1/deb/pkg.bin" -o "$run/pkg.got"
