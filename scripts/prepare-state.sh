@@ -64,17 +64,24 @@ if [[ $(id -u) -eq 0 ]]; then
   user_line="user $run_user $run_group;"
 fi
 
-mkdir -p "$state"/{logs,run,nginx/{fastcgi,proxy,scgi,uwsgi}} "$tokens" "$artifacts/.incoming"
+# Upload bodies land in a directory of this node's own below .incoming: two
+# nginx on one artifacts volume numbering temp files in one directory removed
+# each other's files (chmod()/unlink() of .incoming/NNN: ENOENT, PUT 500).
+# The name is unique per host and state directory (containers of one image
+# differ by host name, test nodes on one host by state directory).
+node_id=$(uname -n)-$(printf '%s' "$state" | cksum | cut -d' ' -f1)
+incoming=$artifacts/.incoming/$node_id
+mkdir -p "$state"/{logs,run,nginx/{fastcgi,proxy,scgi,uwsgi}} "$tokens" "$incoming"
 # chmod and chown follow symlinks: as root, a link planted by the run user
 # (who owns these directories) would hand it whatever the link points to.
-for path in "$tokens" "$artifacts" "$artifacts/.incoming" "$state/run" "$state"/nginx/{fastcgi,proxy,scgi,uwsgi}; do
+for path in "$tokens" "$artifacts" "$artifacts/.incoming" "$incoming" "$state/run" "$state"/nginx/{fastcgi,proxy,scgi,uwsgi}; do
   [[ -L $path ]] && fail "$path is a symlink: refusing to chmod or chown through it"
 done
 chmod 0755 "$state" "$artifacts" "$state/nginx" "$state/run"
 chmod 0750 "$tokens"
-chmod 0700 "$artifacts/.incoming"
+chmod 0700 "$artifacts/.incoming" "$incoming"
 if [[ $(id -u) -eq 0 ]]; then
-  chown "$run_user:$run_group" "$tokens" "$artifacts" "$artifacts/.incoming" "$state/run" \
+  chown "$run_user:$run_group" "$tokens" "$artifacts" "$artifacts/.incoming" "$incoming" "$state/run" \
     "$state"/nginx/{fastcgi,proxy,scgi,uwsgi}
 fi
 
@@ -100,6 +107,7 @@ render() {
   sed -e "s|@MAP_FILE@|$state/nginx/scope-map.conf|g" \
       -e "s|@LISTEN@|$listen|g" \
       -e "s|@ARTIFACTS_DIR@|$artifacts|g" \
+      -e "s|@INCOMING_DIR@|$incoming|g" \
       -e "s|@SOCKET@|$state/run/token.sock|g" \
       -e "s|@MAX_UPLOAD@|$max_upload|g" \
       -e "s|@TOKEN_RATE@|$rate|g" \
