@@ -39,6 +39,8 @@ fail() {
     nsenter -t "$leader" -a journalctl -u artifact-token.service --no-pager -n 30 >&2 || true
     echo "--- failed units:" >&2
     nsenter -t "$leader" -a systemctl --failed --no-pager >&2 || true
+    # Again, last: CI shows the tail of the output.
+    echo "test-systemd: FAIL: $*" >&2
   fi
   exit 1
 }
@@ -212,6 +214,17 @@ wait_healthz() {
     sleep 0.1
   done
 }
+# journald reads the service's output stream asynchronously, so a line written
+# a moment ago may not be in the journal yet (CI once queried it too early).
+# Waits (5 s at most) until a line matching PATTERN is; fails otherwise.
+wait_journal() {  # PATTERN JOURNALCTL-ARGS...
+  local pattern=$1; shift
+  for _ in $(seq 1 50); do
+    inside journalctl "$@" --no-pager -q | grep -q -- "$pattern" && return 0
+    sleep 0.1
+  done
+  return 1
+}
 
 [[ $(code "$base_url/token/healthz") == 200 ]] || fail "healthz is not 200 after the install"
 t1=$(issue dpkg/proj/amd64/1)
@@ -293,7 +306,7 @@ grep -q '/var/lib' <<<"${out%$'\n'*}" && fail "the 503 leaks a path: ${out%$'\n'
 t5=$(http -w '\n%{http_code}' -u "ci:$master_pass" -H 'Content-Type: application/json' \
   -d '{"scope": "dpkg/proj/amd64/5"}' "$base_url/token")
 [[ ${t5##*$'\n'} == 503 ]] || fail "issue answered ${t5##*$'\n'} for a service that cannot create builds"
-inside journalctl -t artifact-token -p warning --since "$since" --no-pager -q | grep -q 'issue master=ci outcome=503' ||
+wait_journal 'issue master=ci outcome=503' -t artifact-token -p warning --since "$since" ||
   fail "the issue's 503 is not in the journal at warning priority under artifact-token"
 ok "healthz 503 '$(json message <<<"${out%$'\n'*}")', the cause in journalctl -p warning -t artifact-token"
 inside rm -r /run/systemd/system/artifact-token.service.d
