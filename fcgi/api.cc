@@ -28,7 +28,7 @@ constexpr const char* kJson = "application/json";
 
 // Usernames that are API routes, so never token names.
 bool IsReservedUsername(const std::string& u) {
-  return u == "healthz" || u == "metrics" || u == "latest" || u == "tree";
+  return u == "healthz" || u == "metrics" || u == "latest" || u == "tree" || u == "seal";
 }
 
 // "a=1&b=2" -> {a: 1, b: 2}; the last of repeated keys wins.
@@ -261,23 +261,37 @@ Result<std::string> Api::AuthenticateBuildToken(const Request& req, const std::s
 
 Response Api::BuildTree(const Request& req, const std::string& op) {
   // nginx's internal locations only: "mkdirs" from the auth_request of a PUT
-  // whose directory is missing, "delete" for a directory DELETE. nginx has
-  // checked the token; it is checked again here, against the same file.
+  // whose directory is missing, "mkcol" for MKCOL, "delete" for a directory
+  // DELETE. nginx has checked the token; it is checked again here, against
+  // the same file.
   const bool mkdirs = op == "mkdirs";
-  if (!mkdirs && op != "delete") return Fail(Error{ErrorCode::kNotFound, "no such route"}, "refuse");
-  if (req.method != (mkdirs ? "GET" : "DELETE")) return MethodNotAllowed(mkdirs ? "GET" : "DELETE");
   auto path = ParseBuildPath(req.tree_path, config_.scope_depth);
   if (!path) return Fail(path.error(), op);
   auto user = AuthenticateBuildToken(req, path->scope);
   if (!user) return Fail(user.error(), op);
   std::vector<std::string> dirs = path->entries;
   if (mkdirs) dirs.pop_back();  // the file the PUT writes
-  // A revoke removes the scope file first, then seals: from then on no
-  // directory of the build may appear or go.
+  // A revoke removes the scope file first, then freezes the build under its
+  // lock: holding the lock, a change either comes before the freeze (and is
+  // frozen with the rest) or finds the token gone and the build frozen.
   const std::string scope_file = store_.ScopeFilePath(path->scope);
   const StillLive still_live = [&scope_file] { return ::access(scope_file.c_str(), F_OK) == 0; };
-  Status done = mkdirs ? MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live)
-                       : RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
+  Status done = Ok{};
+  {
+    auto lock = builds_.Lock(path->scope);
+    if (!lock) return Fail(lock.error(), op);
+    auto frozen = builds_.IsFrozen(path->scope);
+    if (!frozen) return Fail(frozen.error(), op);
+    if (frozen.value()) {
+      done = Error{ErrorCode::kConflict, "the build is sealed"};
+    } else if (mkdirs) {
+      done = MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
+    } else if (op == "mkcol") {
+      done = MakeCollection(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
+    } else {
+      done = RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
+    }
+  }
   if (!done) {
     Response refused = Fail(done.error(), op);
     // nginx's auth_request passes on 401 and 403 only (anything else is its
@@ -285,9 +299,10 @@ Response Api::BuildTree(const Request& req, const std::string& op) {
     if (mkdirs && refused.status != 401 && refused.status < 500) refused.status = 403;
     return refused;
   }
-  LogLine(op, "-", user.value(), path->scope, "204 path=" + req.tree_path);
+  const int status = op == "mkcol" ? 201 : 204;
+  LogLine(op, "-", user.value(), path->scope, std::to_string(status) + " path=" + req.tree_path);
   Response r;
-  r.status = 204;
+  r.status = status;
   return r;
 }
 
@@ -314,6 +329,8 @@ const std::vector<Api::Route>& Api::Routes() {
       // directory DELETE; authenticated by the build's token, not a master.
       {"GET", "/token/tree/mkdirs", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkdirs"); }},
       {"DELETE", "/token/tree/delete", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "delete"); }},
+      {"MKCOL", "/token/tree/mkcol", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkcol"); }},
+      {"POST", "/token/seal/*", true, [](Api& a, Req r, Who m, Arg scope) { return a.SealBuild(r, m, scope); }},
       {"GET", "/token/:user", true, [](Api& a, Req, Who m, Arg u) { return a.GetToken(m, u); }},
       {"DELETE", "/token/:user", true, [](Api& a, Req r, Who m, Arg u) { return a.Revoke(r, m, u); }},
       {"POST", "/token/:user/renew", true, [](Api& a, Req r, Who m, Arg u) { return a.Renew(r, m, u); }},
@@ -490,18 +507,73 @@ Response Api::Revoke(const Request& req, const Master& master, const std::string
     r.status = 204;
     return r;
   }
-  // The token is gone: the build is read-only, its file set final.
-  SealStatus status = services_.sealer->Seal(t.value(), result == "success");
+  // The token is gone: freezing makes the build read-only, its file set final.
+  return SealAnswer(services_.sealer->Seal(t.value(), *ParseBuildResult(result)), username);
+}
+
+Response Api::SealAnswer(const SealStatus& status, const std::string& username) {
   Response r;
   r.headers.emplace_back("Content-Type", kJson);
+  if (status.state == "failed") {
+    // The token is gone either way; the build is not sealed, and says so.
+    Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
+    obj.set("error", std::string("seal_failed"));
+    obj.set("message", status.error + "; the token is revoked, the build is not sealed: the token service's log "
+                                      "has the details, and `artifact-token seal` seals it once they are fixed");
+    r.status = 500;
+    r.body = ToJson(obj);
+    return r;
+  }
   r.body = status.ToJson();
   if (status.state == "running") {
     r.status = 202;
-    r.headers.emplace_back("Location", "/token/" + username + "/seal");
+    if (username != "-") r.headers.emplace_back("Location", "/token/" + username + "/seal");
   } else {
     r.status = 200;
   }
   return r;
+}
+
+Response Api::SealBuild(const Request& req, const Master& master, const std::string& scope_text) {
+  // POST /token/seal/<scope>?result=failure|success|expired: seals a build
+  // whose token is gone without a seal (a master that vanished, a crash).
+  auto query = ParseQuery(req.query);
+  const auto result = ParseBuildResult(query.count("result") != 0 ? query["result"] : "failure");
+  if (!result) {
+    return Fail(Error{ErrorCode::kBadRequest, "use ?result=success|failure|expired"}, "seal", master.name);
+  }
+  auto scope = Scope::Parse(scope_text, config_.scope_depth);
+  if (!scope) return Fail(scope.error(), "seal", master.name);
+  if (!master.MayIssue(scope.value())) {
+    return Fail(Error{ErrorCode::kForbidden, "master " + master.name + " may not seal " + scope_text}, "seal",
+                master.name);
+  }
+  if (services_.sealer == nullptr) return Fail(Error{ErrorCode::kNotFound, "sealing is off"}, "seal", master.name);
+  if (store_.HoldsScope(scope_text)) {
+    return Fail(Error{ErrorCode::kConflict, "build " + scope_text + " has a live token: revoke it (that seals it)"},
+                "seal", master.name);
+  }
+  auto frozen = builds_.IsFrozen(scope_text);
+  if (!frozen) return Fail(frozen.error(), "seal", master.name);
+  if (frozen.value()) {
+    // Sealed already: the record it wrote, as an idempotent answer.
+    if (auto record = builds_.RecordJson(scope_text)) {
+      Response r;
+      r.headers.emplace_back("Content-Type", kJson);
+      r.body = record.value();
+      return r;
+    }
+  } else if (auto published = builds_.IsPublished(scope_text); !published) {
+    return Fail(published.error(), "seal", master.name);
+  } else if (!published.value() && ::access(builds_.PathOf(scope_text).c_str(), F_OK) != 0) {
+    return Fail(Error{ErrorCode::kNotFound, "no build " + scope_text}, "seal", master.name);
+  }
+  TokenInfo none;
+  none.username = "-";
+  none.issued_by = master.name;
+  none.scopes = {scope_text};
+  LogLine("seal", master.name, "-", scope_text, "requested");
+  return SealAnswer(services_.sealer->Seal(none, *result), "-");
 }
 
 Response Api::SealStatusOf(const Master& master, const std::string& username) {

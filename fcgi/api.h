@@ -49,6 +49,7 @@ struct Response {
 class ExpiryTimer;
 class Metrics;
 class Sealer;
+struct SealStatus;
 
 // What `serve` adds to the pure API; each may be absent (unit tests).
 struct ApiServices {
@@ -83,6 +84,8 @@ class Api {
   Response GetToken(const Master& master, const std::string& username);
   Response Revoke(const Request& req, const Master& master, const std::string& username);
   Response SealStatusOf(const Master& master, const std::string& username);
+  Response SealBuild(const Request& req, const Master& master, const std::string& scope);
+  Response SealAnswer(const SealStatus& status, const std::string& username);
   Response MetricsText();
   Response Latest(const std::string& path);
   Response Renew(const Request& req, const Master& master, const std::string& username);

@@ -159,6 +159,34 @@ Result<BuildPath> ParseBuildPath(const std::string& uri, int depth) {
   return out;
 }
 
+namespace {
+
+// mkdir `name` in the open directory `dir` (`path`) with the permission bits
+// `mode`, widened by fchmod only when the umask narrowed them (see
+// kBuildDirMode), keeping the setgid bit the kernel inherited; opens it
+// without following a link. `made` says whether it was made now.
+Result<Fd> MakeDirAt(int dir, const std::string& path, const std::string& name, mode_t mode, bool* made) {
+  const std::string child = path + "/" + name;
+  *made = ::mkdirat(dir, name.c_str(), mode) == 0;
+  if (!*made && errno != EEXIST) return StepError("mkdir", child, errno);
+  auto next = OpenDirAt(dir, name, child);
+  if (!next) return next.error().code == ErrorCode::kNotFound ? StepError("open", child, ENOTDIR) : next.error();
+  if (*made) {
+    // Through the opened directory, never by name: a link swapped in
+    // meanwhile is not followed.
+    struct stat st{};
+    if (::fstat(next.value().get(), &st) != 0) return ErrnoError("stat", child, errno);
+    if ((st.st_mode & 0777) != (mode & 0777) &&
+        ::fchmod(next.value().get(), (st.st_mode & S_ISGID) | (mode & 0777)) != 0) {
+      return ErrnoError("chmod", child, errno);
+    }
+    if (::fsync(dir) != 0) return ErrnoError("fsync", path, errno);
+  }
+  return next;
+}
+
+}  // namespace
+
 Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
                      const std::vector<std::string>& dirs, mode_t mode, const StillLive& still_live) {
   std::string path;
@@ -167,27 +195,43 @@ Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
   Fd dir = std::move(fd.value());
   for (const auto& name : dirs) {
     if (!IsValidEntry(name)) return Error{ErrorCode::kBadRequest, "invalid name"};
-    const std::string child = path + "/" + name;
     if (!still_live()) return kRevoked;
-    bool made = ::mkdirat(dir.get(), name.c_str(), mode) == 0;
-    if (!made && errno != EEXIST) return StepError("mkdir", child, errno);
-    auto next = OpenDirAt(dir.get(), name, child);
-    if (!next) return next.error().code == ErrorCode::kNotFound ? StepError("open", child, ENOTDIR) : next.error();
-    if (made) {
-      // Through the opened directory, never by name: a link swapped in
-      // meanwhile is not followed. Only when the umask narrowed the mode
-      // (see kBuildDirMode), keeping the setgid bit the kernel inherited.
-      struct stat st{};
-      if (::fstat(next.value().get(), &st) != 0) return ErrnoError("stat", child, errno);
-      if ((st.st_mode & 0777) != (mode & 0777) &&
-          ::fchmod(next.value().get(), (st.st_mode & S_ISGID) | (mode & 0777)) != 0) {
-        return ErrnoError("chmod", child, errno);
-      }
-      if (::fsync(dir.get()) != 0) return ErrnoError("fsync", path, errno);
+    bool made = false;
+    auto next = MakeDirAt(dir.get(), path, name, mode, &made);
+    if (!next) return next.error();
+    dir = std::move(next.value());
+    path += "/" + name;
+  }
+  return Ok{};
+}
+
+Status MakeCollection(const std::string& artifacts_dir, const std::string& scope,
+                      const std::vector<std::string>& entries, mode_t mode, const StillLive& still_live) {
+  if (entries.empty()) return Error{ErrorCode::kMethodNotAllowed, "the build directory exists"};
+  std::string path;
+  auto fd = OpenBuild(artifacts_dir, scope, &path);
+  if (!fd) return fd.error();
+  Fd dir = std::move(fd.value());
+  for (size_t i = 0; i + 1 < entries.size(); ++i) {
+    if (!IsValidEntry(entries[i])) return Error{ErrorCode::kBadRequest, "invalid name"};
+    path += "/" + entries[i];
+    auto next = OpenDirAt(dir.get(), entries[i], path);
+    if (!next) {
+      return Error{ErrorCode::kConflict, path + " does not exist or is not a real directory: MKCOL it first"};
     }
     dir = std::move(next.value());
-    path = child;
   }
+  const std::string& name = entries.back();
+  if (!IsValidEntry(name)) return Error{ErrorCode::kBadRequest, "invalid name"};
+  if (!still_live()) return kRevoked;
+  struct stat st{};
+  if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    return Error{ErrorCode::kMethodNotAllowed, path + "/" + name + " exists"};
+  }
+  bool made = false;
+  auto next = MakeDirAt(dir.get(), path, name, mode, &made);
+  if (!next) return next.error();
+  if (!made) return Error{ErrorCode::kMethodNotAllowed, path + "/" + name + " exists"};
   return Ok{};
 }
 

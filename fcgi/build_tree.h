@@ -51,6 +51,13 @@ using StillLive = std::function<bool()>;
 Status MakeBuildDirs(const std::string& artifacts_dir, const std::string& scope,
                      const std::vector<std::string>& dirs, mode_t mode, const StillLive& still_live);
 
+// MKCOL (RFC 4918 9.3): makes the one directory `entries` names, whose
+// parent must exist (409 otherwise); 405 when the name exists. nginx's own
+// MKCOL would make a directory owned by nginx's user, which the seal could
+// not freeze (builds.h): every directory of a build is the app's.
+Status MakeCollection(const std::string& artifacts_dir, const std::string& scope,
+                      const std::vector<std::string>& entries, mode_t mode, const StillLive& still_live);
+
 // Deletes the directory `dir` below the build directory `scope`, with
 // everything in it; a symlink inside is unlinked, never followed. 404 when it
 // does not exist, 409 when it (or a directory on the way) is not a real

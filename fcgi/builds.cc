@@ -11,6 +11,13 @@
 #include <filesystem>
 #include <tuple>
 
+#include <Poco/JSON/Array.h>
+#include <Poco/DateTimeFormat.h>
+#include <Poco/DateTimeParser.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+
+#include "api.h"
 #include "posix_file.h"
 #include "split.h"
 
@@ -21,6 +28,10 @@ namespace {
 // that keeps the group comes from the artifacts root (tmpfiles: 2775), never
 // from this mode: see MakeDirs.
 constexpr mode_t kArtifactDirMode = 0775;
+// A frozen directory: nobody without CAP_DAC_OVERRIDE may add, replace or
+// remove an entry, not even its owner (nginx's workers may run as the app's
+// user). The owner may still chmod it back: Thaw and the seal's own files.
+constexpr mode_t kFrozenDirMode = 0555;
 
 std::string Parent(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
@@ -48,6 +59,79 @@ bool Exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
+// An owned descriptor, closed on every path out.
+struct Fd {
+  int fd;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+// Sets every directory below (and including) the open directory `fd` to
+// `mode`, each before it is listed, never following a symlink; counts the
+// regular files and their bytes into `count` when given.
+Status ChmodTree(int fd, const std::string& path, mode_t mode, TreeCount* count) {
+  if (::fchmod(fd, mode) != 0) return ErrnoError("chmod", path, errno);
+  int dup = ::dup(fd);
+  if (dup < 0) return ErrnoError("dup", path, errno);
+  DIR* d = ::fdopendir(dup);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(dup);
+    return ErrnoError("opendir", path, err);
+  }
+  std::vector<std::string> dirs;
+  while (struct dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    unsigned char type = e->d_type;
+    struct stat st{};
+    if (type == DT_UNKNOWN || (type == DT_REG && count != nullptr)) {
+      if (::fstatat(fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+      type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+    }
+    if (type == DT_DIR) {
+      dirs.push_back(name);
+    } else if (type == DT_REG && count != nullptr && name[0] != '.') {
+      ++count->files;
+      count->bytes += static_cast<int64_t>(st.st_size);
+    }
+  }
+  ::closedir(d);
+  for (const auto& name : dirs) {
+    Fd child(::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (child.fd < 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoError("open", path + "/" + name, errno);
+    }
+    if (auto st = ChmodTree(child.fd, path + "/" + name, mode, count); !st) return st;
+  }
+  return Ok{};
+}
+
+// ChmodTree from the build directory `path`, which must be a real directory.
+Status ChmodBuild(const std::string& path, mode_t mode, TreeCount* count) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.fd < 0) return ErrnoError("open", path, errno);
+  return ChmodTree(fd.fd, path, mode, count);
+}
+
+// The seal time a record states (unix time), if it is readable.
+std::optional<int64_t> SealedAt(const std::string& record_json) {
+  try {
+    Poco::JSON::Parser parser;
+    auto obj = parser.parse(record_json).extract<Poco::JSON::Object::Ptr>();
+    int tzd = 0;
+    auto at = Poco::DateTimeParser::parse(Poco::DateTimeFormat::ISO8601_FORMAT, obj->getValue<std::string>("sealed_at"), tzd);
+    return static_cast<int64_t>(at.timestamp().epochTime()) - tzd;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 std::string FirstLine(std::string text) {
   auto nl = text.find('\n');
   if (nl != std::string::npos) text.resize(nl);
@@ -55,6 +139,47 @@ std::string FirstLine(std::string text) {
 }
 
 }  // namespace
+
+const char* BuildResultName(BuildResult r) {
+  switch (r) {
+    case BuildResult::kSuccess:
+      return "success";
+    case BuildResult::kFailure:
+      return "failure";
+    case BuildResult::kExpired:
+      return "expired";
+  }
+  return "failure";
+}
+
+std::optional<BuildResult> ParseBuildResult(const std::string& text) {
+  for (auto r : {BuildResult::kSuccess, BuildResult::kFailure, BuildResult::kExpired}) {
+    if (text == BuildResultName(r)) return r;
+  }
+  return std::nullopt;
+}
+
+bool BuildRecord::LatestEligible() const {
+  return state == "sealed" && result == BuildResult::kSuccess && report.mismatches.empty() && report.files > 0;
+}
+
+std::string BuildRecord::ToJson() const {
+  Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
+  obj.set("scope", scope);
+  obj.set("state", state);
+  obj.set("result", std::string(BuildResultName(result)));
+  obj.set("files", static_cast<Poco::Int64>(report.files));
+  obj.set("bytes", static_cast<Poco::Int64>(report.bytes));
+  Poco::JSON::Array mismatches;
+  for (const auto& m : report.mismatches) mismatches.add(m);
+  obj.set("mismatches", mismatches);
+  obj.set("latest_eligible", LatestEligible());
+  obj.set("issued_by", issued_by);
+  obj.set("username", username);
+  obj.set("created_at", created > 0 ? Rfc3339(created) : std::string());
+  obj.set("sealed_at", Rfc3339(sealed_at));
+  return artifact::ToJson(obj);
+}
 
 bool operator<(const BuildKey& a, const BuildKey& b) {
   // Lexicographic on (stamp, numbers before other names, number, name): a
@@ -90,6 +215,17 @@ Status Builds::Open(const std::string& scope) {
   if (auto st = MakeDirs(artifacts_dir_, scope, kArtifactDirMode); !st) {
     return Explained(st.error(), "cannot create the build directory in the artifacts volume");
   }
+  // A sealed build is opened again only when the caller allowed it (a
+  // reopen, or a build that published nothing): it becomes writable again.
+  {
+    auto lock = Lock(scope);
+    if (!lock) return Explained(lock.error(), "cannot lock the build in the artifacts volume");
+    auto frozen = IsFrozen(scope);
+    if (!frozen) return frozen.error();
+    if (frozen.value()) {
+      if (auto st = Thaw(scope); !st) return Explained(st.error(), "cannot reopen the sealed build");
+    }
+  }
   // O_EXCL: of two issuers of a new build one stamps it, and a reopened build
   // keeps its first stamp. The stamp is not fsynced: one lost in a crash
   // only makes the build order as an unstamped (old) one.
@@ -108,6 +244,102 @@ Status Builds::Open(const std::string& scope) {
     return ErrnoError("write", path, n < 0 ? err : ENOSPC);
   }
   return Ok{};
+}
+
+std::string Builds::LockPath(const std::string& scope) const {
+  const std::string path = PathOf(scope);
+  const auto slash = path.rfind('/');
+  return path.substr(0, slash) + "/." + path.substr(slash + 1) + ".lock";
+}
+
+std::string Builds::HiddenPath(const std::string& scope) const {
+  const std::string path = PathOf(scope);
+  const auto slash = path.rfind('/');
+  return path.substr(0, slash) + "/.sealing-" + path.substr(slash + 1);
+}
+
+Result<FileLock> Builds::Lock(const std::string& scope, bool wait) const {
+  auto lock = disk_.Lock(LockPath(scope), wait);
+  if (!lock) return lock;
+  // A seal that died while its build was renamed away (WriteIntoFrozen):
+  // put the build back before anyone looks at it.
+  const std::string hidden = HiddenPath(scope);
+  if (Exists(hidden) && !Exists(PathOf(scope))) {
+    if (::rename(hidden.c_str(), PathOf(scope).c_str()) != 0) return ErrnoError("rename", hidden, errno);
+  }
+  return lock;
+}
+
+Result<bool> Builds::IsFrozen(const std::string& scope) const {
+  struct stat st{};
+  if (::lstat(PathOf(scope).c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    return ErrnoError("stat", PathOf(scope), errno);
+  }
+  return S_ISDIR(st.st_mode) && (st.st_mode & 0222) == 0;
+}
+
+Result<TreeCount> Builds::Freeze(const std::string& scope) {
+  TreeCount count;
+  if (auto st = ChmodBuild(PathOf(scope), kFrozenDirMode, &count); !st) {
+    return Explained(st.error(), "cannot make the build read-only");
+  }
+  return count;
+}
+
+Status Builds::Thaw(const std::string& scope) {
+  if (auto st = ChmodBuild(PathOf(scope), kArtifactDirMode, nullptr); !st) return st;
+  const std::string record = PathOf(scope) + "/" + kRecordFile;
+  if (::unlink(record.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", record, errno);
+  return FsyncDir(PathOf(scope));
+}
+
+Status Builds::WriteIntoFrozen(const std::string& scope,
+                               const std::vector<std::pair<std::string, std::string>>& files) {
+  const std::string path = PathOf(scope);
+  const std::string hidden = HiddenPath(scope);
+  if (::rename(path.c_str(), hidden.c_str()) != 0) return ErrnoError("rename", path, errno);
+  Status written = Ok{};
+  if (::chmod(hidden.c_str(), 0755) != 0) {
+    written = ErrnoError("chmod", hidden, errno);
+  } else {
+    for (const auto& [name, content] : files) {
+      if (written) written = ReplaceFile(disk_, hidden, name, content, 0644);
+    }
+    if (::chmod(hidden.c_str(), kFrozenDirMode) != 0 && written) written = ErrnoError("chmod", hidden, errno);
+  }
+  if (::rename(hidden.c_str(), path.c_str()) != 0) return ErrnoError("rename", hidden, errno);
+  if (!written) return written;
+  return FsyncDir(Parent(path));
+}
+
+Status Builds::Seal(const std::string& scope, BuildRecord* record) {
+  record->scope = scope;
+  const std::string path = PathOf(scope);
+  if (auto text = disk_.Read(path + "/" + kCreatedFile, 64)) {
+    if (auto ns = ParseDigits(FirstLine(text.value()))) record->created = *ns / 1000000000;
+  }
+  auto manifest = HashTree(path);
+  record->sealed_at = clock_.Now();
+  if (!manifest) {
+    record->state = "failed";
+    return Explained(manifest.error(), "cannot read the build's files");
+  }
+  record->report = manifest->report;
+  record->state = "sealed";
+  std::vector<std::pair<std::string, std::string>> files;
+  // An empty build gets no SHA256SUMS (it would mark the scope published).
+  if (!manifest->text.empty()) files.emplace_back(kManifestName, manifest->text);
+  files.emplace_back(kRecordFile, record->ToJson() + "\n");
+  if (auto st = WriteIntoFrozen(scope, files); !st) {
+    record->state = "failed";
+    return Explained(st.error(), "cannot write the build's SHA256SUMS");
+  }
+  return Ok{};
+}
+
+Result<std::string> Builds::RecordJson(const std::string& scope) const {
+  return disk_.Read(PathOf(scope) + "/" + kRecordFile, 1 << 20);
 }
 
 Status Builds::CheckWritable() const {
@@ -186,20 +418,31 @@ std::vector<std::string> Builds::Builders(int depth) const {
 std::vector<BuildEntry> Builds::List(const std::string& builder,
                                      const std::function<bool(const std::string& scope)>& has_token) const {
   std::vector<BuildEntry> builds;
+  auto latest = ResolveLatest(builder);
   for (const auto& name : Subdirectories(PathOf(builder))) {
     const std::string scope = builder + "/" + name;
     const std::string dir = PathOf(scope);
     BuildEntry b;
     b.name = name;
     b.key = KeyOf(scope);
-    b.time = std::max(MtimeOf(dir), MtimeOf(dir + "/" + kManifestName));
-    b.protect = Exists(dir + "/KEEP") || has_token(scope);
+    // Times the app recorded (the seal's, else the first issue's); an mtime
+    // only for a build the app never stamped: nginx sets a file's mtime from
+    // the client's Date: header, and directories' from whatever happens.
+    b.time = b.key.created_ns >= 0 ? b.key.created_ns / 1000000000 : MtimeOf(dir);
+    if (auto record = disk_.Read(dir + "/" + kRecordFile, 1 << 20)) {
+      if (auto t = SealedAt(record.value())) b.time = *t;
+    }
+    b.protect = Exists(dir + "/KEEP") || has_token(scope) || (latest && latest.value() == name);
     builds.push_back(b);
   }
   return builds;
 }
 
 Status Builds::Remove(const std::string& scope) {
+  // A frozen build's directories cannot lose entries: writable again first.
+  if (auto frozen = IsFrozen(scope); frozen && frozen.value()) {
+    if (auto st = ChmodBuild(PathOf(scope), kArtifactDirMode, nullptr); !st) return st;
+  }
   std::error_code ec;
   // remove_all deletes symlinks themselves, never what they point to.
   std::filesystem::remove_all(PathOf(scope), ec);

@@ -19,10 +19,31 @@
 // success. It only ever moves to a newer build: the read, the comparison and
 // the rename happen under the builder's lock (`.latest.lock`, an open file
 // description lock, disk.h), so two seals racing cannot move it backwards.
+//
+// Sealed means sealed. nginx checks a write's token when its headers arrive
+// and renames the finished body into place much later, with no second
+// check, so removing the token cannot stop an upload already in flight.
+// Freezing does: every directory of the build loses its write bits (0555,
+// walked top-down, each chmod before its listing, so nothing can appear
+// behind the walk). nginx's final rename (or unlink, or mkdir) then fails
+// with EACCES and leaves nothing. That holds for nginx's workers whether they
+// run as the app's user or only share its group, on every node of a shared
+// volume, as long as the app owns the build's directories (it makes them
+// all: nginx creates none, see build_tree.h) and nginx's workers are not
+// root. A frozen build is one whose directory has no write bit; the app's
+// own directory operations check that under the build's lock (Lock), so the
+// app cannot undo a seal even when it runs as root.
+//
+// The seal's files, SHA256SUMS and the record `.build.json`, are written into
+// the frozen build root while it is renamed away to a hidden name, so no
+// upload can land there while its write bit is briefly back (downloads of
+// the build answer 404 for those milliseconds). A crash in between leaves
+// the hidden name; the next Lock() of the build renames it back.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +56,36 @@ namespace artifact {
 
 inline constexpr const char* kCreatedFile = ".created";
 inline constexpr const char* kLatestFile = ".latest";
+// The public per-build record, written at seal (BuildRecord).
+inline constexpr const char* kRecordFile = ".build.json";
+
+// How a build ended (DESIGN.md "Build states"): its master's verdict, or
+// `expired` when its token ran out (or an operator sealed it).
+enum class BuildResult { kSuccess, kFailure, kExpired };
+const char* BuildResultName(BuildResult r);
+// "success", "failure", "expired"; nullopt for anything else.
+std::optional<BuildResult> ParseBuildResult(const std::string& text);
+
+// What a seal records about a build: no secret, public.
+struct BuildRecord {
+  std::string scope;
+  std::string state;  // "sealed", or "failed" when hashing or writing failed
+  BuildResult result = BuildResult::kFailure;
+  std::string issued_by;  // the master, "-" for an operator's seal
+  std::string username;   // the token, "-" when none
+  int64_t created = 0;    // unix time of the build's first issue (0: unknown)
+  int64_t sealed_at = 0;  // unix time
+  SealReport report;
+  // Whether `latest` may name it: a success with files and no mismatch.
+  bool LatestEligible() const;
+  std::string ToJson() const;
+};
+
+// A frozen build's size, counted by the freeze walk.
+struct TreeCount {
+  int64_t files = 0;
+  int64_t bytes = 0;
+};
 
 // A build's place in the build order.
 struct BuildKey {
@@ -49,8 +100,8 @@ struct BuildKey {
 struct BuildEntry {
   std::string name;      // the build segment
   BuildKey key;          // its place in the build order
-  int64_t time = 0;      // when it was published (seal time, else directory mtime), for days=
-  bool protect = false;  // live token or KEEP pin
+  int64_t time = 0;      // when it was sealed (else created), as the app recorded it, for days=
+  bool protect = false;  // live token, KEEP pin, or its builder's latest
 };
 
 class Builds {
@@ -76,9 +127,26 @@ class Builds {
   // The scope's place in the build order.
   BuildKey KeyOf(const std::string& scope) const;
 
-  // SHA256SUMS for the scope (seal.h), and its size before sealing.
-  Result<SealReport> Seal(const std::string& scope) const { return SealDirectory(PathOf(scope)); }
-  Result<int64_t> Bytes(const std::string& scope) const { return TreeBytes(PathOf(scope)); }
+  // The build's lock: every change of a build's directories by the app
+  // (tree operations, freeze, seal, thaw, removal) holds it. A lock file
+  // beside the build (`.<build>.lock` in its builder), as the build itself
+  // may be frozen. `wait` false: kConflict at once when someone holds it.
+  Result<FileLock> Lock(const std::string& scope, bool wait = true) const;
+  // True when the build's directory has no write bit (see above). Ask under
+  // the build's lock.
+  Result<bool> IsFrozen(const std::string& scope) const;
+  // Makes every directory of the build 0555, top-down; counts its files and
+  // bytes on the way. Under the build's lock. kForbidden-free: a directory
+  // that is not the app's (EPERM) fails it, and the build is then not sealed.
+  Result<TreeCount> Freeze(const std::string& scope);
+  // Hashes the frozen build and writes SHA256SUMS and the record (see above).
+  // `record` gets the report and the seal time. Under the build's lock.
+  Status Seal(const std::string& scope, BuildRecord* record);
+  // The record a seal wrote; kNotFound when the build was never sealed.
+  Result<std::string> RecordJson(const std::string& scope) const;
+  // Undoes Freeze for a reopen: directories 0775 again, the record removed
+  // (SHA256SUMS stays until the next seal replaces it). Under the lock.
+  Status Thaw(const std::string& scope);
 
   // Makes the scope its builder's `latest` unless the current one is newer.
   Status UpdateLatest(const std::string& scope);
@@ -91,10 +159,15 @@ class Builds {
   // A builder's builds; `has_token(scope)` says which have a live token.
   std::vector<BuildEntry> List(const std::string& builder,
                                const std::function<bool(const std::string& scope)>& has_token) const;
-  // Deletes a build (never following a symlink out of the tree).
+  // Deletes a build (never following a symlink out of the tree), frozen or
+  // not. Under the build's lock.
   Status Remove(const std::string& scope);
 
  private:
+  std::string LockPath(const std::string& scope) const;
+  std::string HiddenPath(const std::string& scope) const;
+  // Writes `files` (name, content) into the frozen build root (see above).
+  Status WriteIntoFrozen(const std::string& scope, const std::vector<std::pair<std::string, std::string>>& files);
   std::string artifacts_dir_;
   const Clock& clock_;
   Disk& disk_;

@@ -9,8 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <memory>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <iomanip>
 #include <iostream>
 
@@ -23,6 +24,7 @@
 #include "supervisor.h"
 #include "posix_file.h"
 #include "retention.h"
+#include "sealer.h"
 
 namespace artifact {
 namespace {
@@ -131,7 +133,41 @@ struct Admin {
     builds = std::make_unique<Builds>(loaded.config.artifacts_dir, clock);
     return true;
   }
+
+  // Seals `token`'s builds within this command (no background thread),
+  // logging like serve does; prints one line per build. True when sealed.
+  bool Seal(const TokenInfo& token, BuildResult result) {
+    EventLog log(std::cerr, StderrIsJournal());
+    Sealer sealer(loaded.config.tokens_dir, *builds, clock, log, nullptr);
+    SealStatus status = sealer.Seal(token, result);
+    if (status.state != "done") {
+      std::cerr << ErrorPrefix() << "artifact-token: sealing failed: " << status.error << "\n";
+      return false;
+    }
+    for (const auto& s : status.scopes) {
+      std::cout << "sealed " << s.scope << ": " << s.report.files << " files, " << s.report.bytes
+                << " bytes, result " << BuildResultName(result)
+                << (s.report.mismatches.empty() ? "" : ", " + std::to_string(s.report.mismatches.size()) +
+                                                           " checksum mismatches")
+                << "\n";
+    }
+    return true;
+  }
 };
+
+// The --result option of revoke and seal: `fallback` when absent.
+std::optional<BuildResult> TakeResult(std::vector<std::string>& rest, BuildResult fallback, bool* bad) {
+  bool missing = false;
+  auto values = TakeOption(rest, "--result", &missing);
+  if (missing || values.size() > 1) {
+    *bad = true;
+    return std::nullopt;
+  }
+  if (values.empty()) return fallback;
+  auto r = ParseBuildResult(values[0]);
+  if (!r) *bad = true;
+  return r;
+}
 
 
 
@@ -148,6 +184,7 @@ std::string ProgramUsage() {
          "  revoke      revoke tokens by username\n"
          "  list        list live tokens (a table, or --json)\n"
          "  prune       remove expired tokens and files left by a crash\n"
+         "  seal        seal builds whose token is gone without a seal\n"
          "  retention   delete old builds the retention rules no longer keep\n"
          "  check       validate the configuration, directories and masters file\n"
          "  nginx-map   print the nginx map that selects a request's scope file\n"
@@ -240,20 +277,27 @@ int RunIssue(const std::vector<std::string>& args) {
 
 int RunRevoke(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
-    std::cout << "Usage: artifact-token revoke USERNAME... [OPTIONS]\n\n"
-                 "Revokes tokens of any master at once: removes every scope file and the record.\n"
-                 "Exit 0 when all were revoked, 1 when one was unknown or could not be removed.\n\n"
+    std::cout << "Usage: artifact-token revoke USERNAME... [--result success|failure|expired] [--no-seal]\n"
+                 "                            [OPTIONS]\n\n"
+                 "Revokes tokens of any master at once: removes every scope file and the record,\n"
+                 "then seals the token's builds with --result (default failure: never latest),\n"
+                 "unless --no-seal. Exit 0 when all were revoked and sealed, 1 otherwise.\n\n"
               << ConfigHelp();
     return 0;
   }
   Admin admin;
   if (!admin.Init("revoke", args)) return 2;
+  bool bad = false;
+  const bool no_seal = TakeFlag(admin.loaded.rest, "--no-seal");
+  const auto result = TakeResult(admin.loaded.rest, BuildResult::kFailure, &bad);
+  if (bad) return Usage("revoke", "--result is success, failure or expired");
   if (admin.loaded.rest.empty()) return Usage("revoke", "name at least one token username");
   int rc = 0;
   for (const auto& name : admin.loaded.rest) {
     auto st = admin.store->Revoke(name);  // any master's
     if (st) {
       std::cout << "revoked " << name << "\n";
+      if (!no_seal && !admin.Seal(st.value(), *result)) rc = 1;
     } else {
       std::cerr << "artifact-token revoke: " << name << ": " << st.error().message << "\n";
       rc = 1;
@@ -321,14 +365,63 @@ int RunPrune(const std::vector<std::string>& args) {
     if (!seconds) return Usage("prune", "--stale-after must be a number of seconds");
     stale_after = *seconds;
   }
-  auto removed = admin.store->Prune(stale_after);
+  std::vector<TokenInfo> expired;
+  auto removed = admin.store->Prune(stale_after, &expired);
   if (!removed) {
     std::cerr << ErrorPrefix() << "artifact-token prune: " << removed.error().message << "\n";
     return 1;
   }
   for (const auto& line : removed.value()) std::cout << "removed " << line << "\n";
   if (removed->empty()) std::cout << "nothing to prune\n";
-  return 0;
+  // Expired builds end sealed, with result `expired`, as under serve.
+  int rc = 0;
+  for (const auto& t : expired) {
+    if (!admin.Seal(t, BuildResult::kExpired)) rc = 1;
+  }
+  return rc;
+}
+
+int RunSeal(const std::vector<std::string>& args) {
+  if (WantsHelp(args)) {
+    std::cout << "Usage: artifact-token seal SCOPE... [--result success|failure|expired] [OPTIONS]\n\n"
+                 "Seals builds that have no live token and were never sealed (their master vanished,\n"
+                 "or a crash came between a revoke and its seal): makes them read-only, writes\n"
+                 "SHA256SUMS and the build's record. --result defaults to failure (never latest);\n"
+                 "success makes the build latest when it is the newest. A build that is sealed\n"
+                 "already is left as it is. Exit 0 when every build is sealed, 1 otherwise.\n"
+                 "Masters do the same with POST /token/seal/SCOPE?result=...\n\n"
+              << ConfigHelp();
+    return 0;
+  }
+  Admin admin;
+  if (!admin.Init("seal", args)) return 2;
+  bool bad = false;
+  const auto result = TakeResult(admin.loaded.rest, BuildResult::kFailure, &bad);
+  if (bad) return Usage("seal", "--result is success, failure or expired");
+  if (admin.loaded.rest.empty()) return Usage("seal", "name at least one build scope");
+  int rc = 0;
+  for (const auto& text : admin.loaded.rest) {
+    auto scope = Scope::Parse(text, admin.loaded.config.scope_depth);
+    if (!scope) return Usage("seal", "scope " + text + ": " + scope.error().message);
+    const std::string dir = admin.builds->PathOf(text);
+    auto frozen = admin.builds->IsFrozen(text);
+    if (admin.store->HoldsScope(text)) {
+      std::cerr << ErrorPrefix() << "artifact-token seal: " << text << " has a live token: revoke it instead\n";
+      rc = 1;
+    } else if (::access(dir.c_str(), F_OK) != 0) {
+      std::cerr << ErrorPrefix() << "artifact-token seal: no build " << text << "\n";
+      rc = 1;
+    } else if (frozen && frozen.value() && admin.builds->RecordJson(text)) {
+      std::cout << "sealed already: " << text << "\n";
+    } else {
+      TokenInfo none;
+      none.username = "-";
+      none.issued_by = "-";
+      none.scopes = {text};
+      if (!admin.Seal(none, *result)) rc = 1;
+    }
+  }
+  return rc;
 }
 
 int RunRetention(const std::vector<std::string>& args) {

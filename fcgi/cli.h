@@ -13,6 +13,7 @@ int RunIssue(const std::vector<std::string>& args);
 int RunRevoke(const std::vector<std::string>& args);
 int RunList(const std::vector<std::string>& args);
 int RunPrune(const std::vector<std::string>& args);
+int RunSeal(const std::vector<std::string>& args);
 int RunRetention(const std::vector<std::string>& args);
 int RunCheck(const std::vector<std::string>& args);
 int RunNginxMap(const std::vector<std::string>& args);

@@ -104,7 +104,9 @@ void ExpiryTimer::Loop() {
     const int64_t now = clock_.Now();
     const bool sweep = now >= next_sweep;
     lock.unlock();
-    RunDue(sweep);
+    for (const auto& t : RunDue(sweep)) {
+      if (on_expired_) on_expired_(t);
+    }
     lock.lock();
     if (sweep) next_sweep = clock_.Now() + rescan_seconds_;
     int64_t wake = next_sweep;

@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <queue>
 #include <string>
@@ -37,6 +38,10 @@ class ExpiryTimer {
   void Start();
   void Stop();
 
+  // Called on the timer's thread for every token it expired (serve seals
+  // the token's builds with result `expired`). Set before Start().
+  void OnExpired(std::function<void(const TokenInfo&)> on_expired) { on_expired_ = std::move(on_expired); }
+
   // A token of this process now expires at `expires`.
   void Schedule(const std::string& username, int64_t expires);
 
@@ -54,6 +59,7 @@ class ExpiryTimer {
   const int64_t rescan_seconds_;
   const int64_t first_sweep_delay_;
   Metrics* metrics_;
+  std::function<void(const TokenInfo&)> on_expired_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> due_;

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   if (cmd == "revoke") return artifact::RunRevoke(args);
   if (cmd == "list") return artifact::RunList(args);
   if (cmd == "prune") return artifact::RunPrune(args);
+  if (cmd == "seal") return artifact::RunSeal(args);
   if (cmd == "retention") return artifact::RunRetention(args);
   if (cmd == "check") return artifact::RunCheck(args);
   if (cmd == "nginx-map") return artifact::RunNginxMap(args);

@@ -87,6 +87,13 @@ Result<RetentionReport> ApplyRetention(Builds& builds, int depth, const std::vec
     for (const auto& name : PlanRemovals(entries, *rule, now)) {
       const std::string scope = builder + "/" + name;
       if (!dry_run) {
+        // A build being sealed or written by the app right now is left for
+        // the next run.
+        auto lock = builds.Lock(scope, /*wait=*/false);
+        if (!lock) {
+          if (lock.error().code == ErrorCode::kConflict) continue;
+          return lock.error();
+        }
         if (auto st = builds.Remove(scope); !st) return st.error();
       }
       report.removed.push_back(scope);

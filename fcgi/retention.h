@@ -7,8 +7,9 @@
 // longest matching prefix applies (whole segments); builders without a rule
 // keep everything. A build is kept when it is among the `keep` newest (in the
 // build order of builds.h, the one `latest` uses) or younger than `days`
-// (either, when both are given). A build with a live token or a KEEP file (a
-// pin) is never removed.
+// (either, when both are given). A build with a live token, a KEEP file (a
+// pin), or that its builder's `latest` names is never removed; neither is
+// one the app holds locked (being sealed) at that moment.
 #pragma once
 
 #include <cstdint>

@@ -84,23 +84,13 @@ std::string StatedDigest(const std::string& text) {
 
 }  // namespace
 
-Result<int64_t> TreeBytes(const std::string& dir) {
-  std::vector<Entry> files;
-  if (auto s = Walk(dir, "", &files); !s) return s.error();
-  int64_t total = 0;
-  for (const auto& f : files) total += f.size;
-  return total;
-}
-
-Result<SealReport> SealDirectory(const std::string& dir) {
+Result<Manifest> HashTree(const std::string& dir) {
   std::vector<Entry> files;
   if (auto s = Walk(dir, "", &files); !s) return s.error();
   std::sort(files.begin(), files.end(), [](const Entry& a, const Entry& b) { return a.rel < b.rel; });
-  SealReport report;
-  // A build that uploaded nothing has nothing to seal: no manifest, which
-  // would also mark its scope as published for good.
-  if (files.empty()) return report;
-  std::string manifest;
+  Manifest out;
+  SealReport& report = out.report;
+  std::string& manifest = out.text;
   std::vector<std::pair<std::string, std::string>> digests;  // rel -> hex
   for (const auto& f : files) {
     auto digest = Sha256File(dir + "/" + f.rel);
@@ -119,8 +109,7 @@ Result<SealReport> SealDirectory(const std::string& dir) {
     auto stated = ReadSmallFile(dir + "/" + rel, 4096);
     if (!stated || StatedDigest(stated.value()) != it->second) report.mismatches.push_back(target);
   }
-  if (auto s = ReplaceFile(Disk::Default(), dir, kManifestName, manifest, 0644); !s) return s.error();
-  return report;
+  return out;
 }
 
 }  // namespace artifact

@@ -20,14 +20,15 @@ struct SealReport {
   std::vector<std::string> mismatches;  // files whose .sha256 sidecar disagrees
 };
 
-// Total size of the regular files below `dir`, without following symlinks:
-// what sealing would hash.
-Result<int64_t> TreeBytes(const std::string& dir);
+struct Manifest {
+  SealReport report;
+  std::string text;  // the SHA256SUMS content; empty for an empty build
+};
 
 // Hashes every regular file below `dir` (symlinks and hidden entries are
-// never followed or listed), writes `dir`/SHA256SUMS atomically (temp file,
-// fsync, rename) and returns what it sealed. An empty build gets no
-// manifest (files == 0).
-Result<SealReport> SealDirectory(const std::string& dir);
+// never followed or listed, nor a SHA256SUMS at the top) and returns the
+// manifest; writing it is the caller's (Builds::Seal). An empty build has an
+// empty manifest (files == 0).
+Result<Manifest> HashTree(const std::string& dir);
 
 }  // namespace artifact

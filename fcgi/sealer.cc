@@ -19,7 +19,7 @@ std::string SealStatus::ToJson() const {
   obj.set("username", username);
   obj.set("issued_by", issued_by);
   obj.set("state", state);
-  obj.set("result", std::string(success ? "success" : "failure"));
+  obj.set("result", std::string(BuildResultName(result)));
   int64_t files = 0, bytes = 0;
   Poco::JSON::Array list, all_mismatches;
   for (const auto& s : scopes) {
@@ -76,62 +76,106 @@ void Sealer::WriteStatus(const SealStatus& status) {
 
 void Sealer::Run(SealStatus* status) {
   const auto start = std::chrono::steady_clock::now();
+  std::string reason;  // the whole error, for the log
   for (auto& s : status->scopes) {
-    auto report = builds_.Seal(s.scope);
-    if (!report) {
-      status->state = "failed";
-      status->error = "sealing " + s.scope + " failed: " + report.error().message;
-      break;
+    BuildRecord record;
+    record.result = status->result;
+    record.issued_by = status->issued_by;
+    record.username = status->username;
+    {
+      auto lock = builds_.Lock(s.scope);
+      if (!lock) {
+        reason = lock.error().message;
+        status->error = "cannot lock the build " + s.scope;
+        break;
+      }
+      // Reopened after its freeze (its hash was queued): the next revoke
+      // seals it.
+      auto frozen = builds_.IsFrozen(s.scope);
+      if (frozen && !frozen.value()) continue;
+      auto sealed = builds_.Seal(s.scope, &record);
+      s.report = record.report;
+      if (!sealed) {
+        reason = sealed.error().message;
+        status->error = "sealing " + s.scope + " failed: " + sealed.error().public_message;
+        break;
+      }
     }
-    s.report = report.value();
-    // Only a build that published something can become latest.
-    if (status->success && report->mismatches.empty() && report->files > 0) {
+    if (record.LatestEligible()) {
       if (auto st = builds_.UpdateLatest(s.scope); !st) {
         log_.Write(Rfc3339(clock_.Now()) + " latest scope=" + s.scope + " failed: " + st.error().message,
                    Priority::kWarning);
       }
     }
   }
-  if (status->state != "failed") status->state = "done";
+  status->state = status->error.empty() ? "done" : "failed";
+  Finish(*status, reason, start);
+}
+
+void Sealer::Finish(const SealStatus& status, const std::string& reason,
+                    std::chrono::steady_clock::time_point start) {
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
   int64_t files = 0, bytes = 0;
-  for (const auto& s : status->scopes) {
+  size_t mismatches = 0;
+  for (const auto& s : status.scopes) {
     files += s.report.files;
     bytes += s.report.bytes;
+    mismatches += s.report.mismatches.size();
   }
-  if (metrics_ != nullptr && status->state == "done") {
+  if (metrics_ != nullptr && status.state == "done") {
     metrics_->Add(Metrics::kSeals);
     metrics_->Add(Metrics::kSealFiles, static_cast<uint64_t>(files));
     metrics_->Add(Metrics::kSealBytes, static_cast<uint64_t>(bytes));
     metrics_->Add(Metrics::kSealMicros, static_cast<uint64_t>(micros.count()));
   }
-  size_t mismatches = 0;
-  for (const auto& s : status->scopes) mismatches += s.report.mismatches.size();
-  log_.Write(Rfc3339(clock_.Now()) + " seal master=" + status->issued_by + " username=" + status->username +
-             " files=" + std::to_string(files) + " bytes=" + std::to_string(bytes) +
-             " mismatches=" + std::to_string(mismatches) + " result=" + (status->success ? "success" : "failure") +
-             " outcome=" + status->state + (status->error.empty() ? "" : " reason=\"" + status->error + "\""),
-             status->state == "failed" ? Priority::kError : Priority::kInfo);
-  if (files > 0 || status->state != "done") WriteStatus(*status);
+  log_.Write(Rfc3339(clock_.Now()) + " seal master=" + status.issued_by + " username=" + status.username +
+                 " files=" + std::to_string(files) + " bytes=" + std::to_string(bytes) +
+                 " mismatches=" + std::to_string(mismatches) + " result=" + BuildResultName(status.result) +
+                 " outcome=" + status.state + (reason.empty() ? "" : " reason=\"" + reason + "\""),
+             status.state == "failed" ? Priority::kError : Priority::kInfo);
+  if (status.username != "-" && (files > 0 || status.state != "done")) WriteStatus(status);
 }
 
-SealStatus Sealer::Seal(const TokenInfo& token, bool success) {
+SealStatus Sealer::Seal(const TokenInfo& token, BuildResult result, bool queue_all) {
+  const auto start = std::chrono::steady_clock::now();
   SealStatus status;
   status.username = token.username;
   status.issued_by = token.issued_by;
-  status.success = success;
+  status.result = result;
   status.state = "running";
-  int64_t total = 0;
+  // Freeze every build first, whatever happens to the hashing: from here on
+  // no upload in flight can land (builds.h).
+  TreeCount total;
+  std::string reason;
   for (const auto& scope : token.scopes) {
+    auto lock = builds_.Lock(scope);
+    if (!lock) {
+      reason = lock.error().message;
+      status.error = "cannot lock the build " + scope;
+      break;
+    }
+    auto count = builds_.Freeze(scope);
+    if (!count) {
+      if (count.error().code == ErrorCode::kNotFound) continue;  // no directory: nothing to seal
+      reason = count.error().message;
+      status.error = "sealing " + scope + " failed: " + count.error().public_message;
+      break;
+    }
     status.scopes.push_back({scope, {}});
-    auto bytes = builds_.Bytes(scope);
-    if (bytes) total += bytes.value();
+    total.files += count->files;
+    total.bytes += count->bytes;
   }
-  if (!started_ || total <= kInlineSealBytes) {
+  if (!status.error.empty()) {
+    status.state = "failed";
+    Finish(status, reason, start);
+    return status;
+  }
+  const bool small = total.bytes <= kInlineSealBytes && total.files <= kInlineSealFiles;
+  if (!started_ || (small && !queue_all)) {
     Run(&status);
     return status;
   }
-  WriteStatus(status);
+  if (status.username != "-") WriteStatus(status);
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(status);

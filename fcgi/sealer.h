@@ -1,11 +1,15 @@
-// Seals the scopes of a revoked token (SHA256SUMS, then `latest` when the
-// build succeeded). Builds up to kInlineSealBytes are sealed within the
-// revoke request; larger ones on a thread of their own, so a 1 GiB build
-// never holds up the FastCGI loop: the revoke answers 202 and the status is
-// kept in tokens_dir/.seals/<username> for GET /token/<username>/seal, where
-// any process or node can read it.
+// Seals the scopes of a revoked or expired token (builds.h: freeze, then
+// SHA256SUMS and the record, then `latest` when the build succeeded). The
+// freeze always happens at once, before the revoke answers: from then on no
+// upload lands. Hashing happens within the request only for builds up to
+// kInlineSealBytes and kInlineSealFiles; larger ones (in bytes or in files)
+// are hashed on a thread of their own, so neither a 1 GiB build nor 80,000
+// small files hold up the FastCGI loop: the revoke answers 202 and the status
+// is kept in tokens_dir/.seals/<username> for GET /token/<username>/seal,
+// where any process or node can read it.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -23,6 +27,8 @@
 namespace artifact {
 
 inline constexpr int64_t kInlineSealBytes = 16 << 20;
+// About 20 ms of open/read/close on this machine's disks.
+inline constexpr int64_t kInlineSealFiles = 1000;
 
 struct ScopeSeal {
   std::string scope;
@@ -30,11 +36,12 @@ struct ScopeSeal {
 };
 
 struct SealStatus {
-  std::string username;
+  std::string username;  // "-" for a seal without a token (Sealer::SealBuild)
   std::string issued_by;
   std::string state;  // "running", "done" or "failed"
-  bool success = true;  // the build's result as its master reported it
+  BuildResult result = BuildResult::kSuccess;
   std::vector<ScopeSeal> scopes;
+  // Why it failed, in words for the client (no path; the log has those).
   std::string error;
 
   std::string ToJson() const;
@@ -52,15 +59,18 @@ class Sealer {
   void Start();
   void Stop();
 
-  // Seals the token's scopes now when they are small (state "done" or
-  // "failed"), else queues them (state "running").
-  SealStatus Seal(const TokenInfo& token, bool success);
+  // Freezes the token's builds now, then seals them now when they are small
+  // (state "done" or "failed"), else queues them (state "running"). With
+  // `queue_all` (the expiry timer's thread) every hash is queued.
+  SealStatus Seal(const TokenInfo& token, BuildResult result, bool queue_all = false);
 
   // The stored status JSON of `username`'s seal, for its own master only.
   Result<std::string> StatusJson(const std::string& username, const std::string& master) const;
 
  private:
   void Run(SealStatus* status);
+  // Counts, logs and stores the outcome of a seal.
+  void Finish(const SealStatus& status, const std::string& reason, std::chrono::steady_clock::time_point start);
   void WriteStatus(const SealStatus& status);
   void Loop();
 

@@ -395,11 +395,12 @@ Result<TokenStore::Sweep> TokenStore::ExpireAll() {
   return sweep;
 }
 
-Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after) {
+Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after, std::vector<TokenInfo>* expired) {
   std::vector<std::string> removed;
   auto sweep = ExpireAll();
   if (!sweep) return sweep.error();
   for (const auto& t : sweep->expired) removed.push_back("expired token " + t.username);
+  if (expired != nullptr) *expired = sweep->expired;
 
   const int64_t now = clock_.Now();
   std::vector<std::string> dirs = {tokens_dir_};

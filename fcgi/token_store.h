@@ -106,7 +106,8 @@ class TokenStore {
   // than `stale_after` seconds (left by a crash mid-write), scope files
   // without a matching record, and unreadable records older than
   // `stale_after`. Returns one human line per removal.
-  Result<std::vector<std::string>> Prune(int64_t stale_after);
+  // The expired tokens it removed go to `expired` too, when given.
+  Result<std::vector<std::string>> Prune(int64_t stale_after, std::vector<TokenInfo>* expired = nullptr);
 
   // True when a scope file of `scope` exists (a token holds it, live or not
   // yet removed): retention never deletes such a build.

@@ -12,6 +12,11 @@ using namespace artifact::testing;
 
 namespace {
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 struct BuildsFixture {
   TempDir dir;
   std::string artifacts = dir.Sub("artifacts");
@@ -81,4 +86,68 @@ TEST_CASE_METHOD(BuildsFixture, "two seals racing cannot move latest backwards",
     if (e.path().filename().string()[0] == '.') hidden.push_back(e.path().filename().string());
   }
   CHECK(hidden == std::vector<std::string>{".latest"});
+}
+
+TEST_CASE_METHOD(BuildsFixture, "freeze, seal and thaw a build", "[builds][seal]") {
+  const std::string scope = "dpkg/p/linux/1";
+  const std::string build_dir = artifacts + "/" + scope;
+  OpenInOrder({scope.c_str()});
+  std::filesystem::create_directories(build_dir + "/sub/deeper");
+  std::ofstream(build_dir + "/pkg.deb") << "abc";
+  std::ofstream(build_dir + "/sub/deeper/log.txt") << "12345";
+  {
+    auto lock = builds.Lock(scope);
+    REQUIRE(lock);
+    CHECK_FALSE(builds.IsFrozen(scope).value());
+    auto count = builds.Freeze(scope);
+    REQUIRE(count);
+    CHECK(count->files == 2);
+    CHECK(count->bytes == 8);
+    CHECK(builds.IsFrozen(scope).value());
+    for (const char* d : {"", "/sub", "/sub/deeper"}) CHECK((ModeOf(build_dir + d) & 07777) == 0555);
+    BuildRecord record;
+    record.result = BuildResult::kSuccess;
+    record.issued_by = "ci";
+    record.username = "t1";
+    REQUIRE(builds.Seal(scope, &record));
+    CHECK(record.state == "sealed");
+    CHECK(record.report.files == 2);
+    CHECK(record.LatestEligible());
+  }
+  // The seal's files went into the frozen root, which is frozen again, and
+  // under its own name.
+  CHECK((ModeOf(build_dir) & 07777) == 0555);
+  CHECK(ReadAll(build_dir + "/SHA256SUMS").find("  sub/deeper/log.txt\n") != std::string::npos);
+  CHECK(ReadAll(build_dir + "/.build.json").find("\"result\":\"success\"") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(artifacts + "/dpkg/p/linux/.sealing-1"));
+  // Reopening thaws it and drops the record.
+  REQUIRE(builds.Open(scope));
+  CHECK_FALSE(builds.IsFrozen(scope).value());
+  for (const char* d : {"", "/sub", "/sub/deeper"}) CHECK((ModeOf(build_dir + d) & 0777) == 0775);
+  CHECK_FALSE(std::filesystem::exists(build_dir + "/.build.json"));
+}
+
+TEST_CASE_METHOD(BuildsFixture, "a seal that died while its build was renamed away is undone by the next lock",
+                 "[builds][seal]") {
+  const std::string scope = "dpkg/p/linux/2";
+  OpenInOrder({scope.c_str()});
+  // What WriteIntoFrozen leaves when the process dies between its renames.
+  std::filesystem::rename(artifacts + "/" + scope, artifacts + "/dpkg/p/linux/.sealing-2");
+  REQUIRE(builds.Lock(scope));
+  CHECK(std::filesystem::is_directory(artifacts + "/" + scope));
+  CHECK_FALSE(std::filesystem::exists(artifacts + "/dpkg/p/linux/.sealing-2"));
+}
+
+TEST_CASE_METHOD(BuildsFixture, "retention time and protection come from what the app recorded", "[builds][seal]") {
+  OpenInOrder({"dpkg/p/linux/1", "dpkg/p/linux/2"});
+  Publish("dpkg/p/linux/1");
+  REQUIRE(builds.UpdateLatest("dpkg/p/linux/1"));
+  // A client-set mtime far in the future changes nothing.
+  SetMtime(artifacts + "/dpkg/p/linux/2", 4102444800);
+  auto list = builds.List("dpkg/p/linux", [](const std::string&) { return false; });
+  REQUIRE(list.size() == 2);
+  for (const auto& b : list) {
+    CHECK(b.time < 4102444800);
+    CHECK(b.protect == (b.name == "1"));  // latest
+  }
 }
