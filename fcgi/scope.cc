@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "seal.h"
+
 namespace artifact {
 namespace {
 
@@ -59,10 +61,21 @@ bool Scope::IsUnder(const std::string& prefix) const {
 }
 
 std::string NginxMapSnippet(int depth, const std::string& tokens_dir, const std::string& artifacts_dir) {
+  std::ostringstream segments;
+  segments << kSegmentRegex;
+  for (int i = 1; i < depth; ++i) segments << "/" << kSegmentRegex;
   std::ostringstream scope;
-  scope << "^/(?<artifact_scope>" << kSegmentRegex;
-  for (int i = 1; i < depth; ++i) scope << "/" << kSegmentRegex;
-  scope << ")";
+  scope << "^/(?<artifact_scope>" << segments.str() << ")";
+  // The names the seal writes at a scope's root (seal.h); its hidden files
+  // need no entry: nginx never writes a name that starts with a dot.
+  std::string seal_names;
+  for (const char* name : {kManifestName}) {
+    if (!seal_names.empty()) seal_names += "|";
+    for (const char* c = name; *c != '\0'; ++c) {
+      if (!IsSegmentStart(*c)) seal_names += '\\';  // '.', '+', ... literally
+      seal_names += *c;
+    }
+  }
   // \\z, not $: PCRE's $ also matches before a final newline ("f%0a").
   const std::string file_re = scope.str() + "(?:/" + kEntryRegex + ")+/?\\z";
   // The same language, split before the last entry: what is left is the
@@ -98,6 +111,14 @@ std::string NginxMapSnippet(int depth, const std::string& tokens_dir, const std:
       << "    default outside_build;\n"
       << "    \"~" << scope.str() << "/?\\z\" build_root;\n"
       << "    \"~" << scope.str() << "/\" name_not_allowed;\n"
+      << "}\n"
+      << "\n"
+      << "# $artifact_seal_name: 1 for a name the seal writes at a scope's root,\n"
+      << "# and for anything below it: no token may create, replace or delete one.\n"
+      << "# The same name deeper in a build is the build's own.\n"
+      << "map $uri $artifact_seal_name {\n"
+      << "    default 0;\n"
+      << "    \"~^/" << segments.str() << "/(?:" << seal_names << ")(?:/|\\z)\" 1;\n"
       << "}\n";
   if (depth >= 2) {
     std::ostringstream builder;

@@ -296,8 +296,9 @@ TEST_CASE("a part of a method is 405 on every /token route, through nginx", "[in
   for (const auto& [path, allow] : routes) {
     for (const char* method : {"LETE", "GE", "T", "E", "ELETE", "POS", "OST", "DELET", "GETS"}) {
       INFO(method << " " << path);
-      auto r = s.Request(method, path, "{\"ttl\": 60}",
-                         {{"Authorization", master}, {"Content-Type", "application/json"}});
+      // Without a body: with one, nginx refuses these methods itself (413,
+      // request_body_test.cc) and the app's comparison is never reached.
+      auto r = s.Request(method, path, "", {{"Authorization", master}, {"Content-Type", "application/json"}});
       CHECK(r.status == 405);
       CHECK(r.headers["allow"] == allow);
       CHECK(ParseObject(r.body)->getValue<std::string>("error") == "method_not_allowed");

@@ -56,9 +56,9 @@ TEST_CASE("the nginx map has one segment pattern per scope level", "[scope]") {
          pos = snippet.find(artifact::kSegmentRegex, pos + 1)) {
       ++count;
     }
-    // The file and directory maps and both patterns of the place map have
-    // `depth` segments, the latest map one fewer.
-    CHECK(count == static_cast<size_t>(4 * depth + (depth >= 2 ? depth - 1 : 0)));
+    // The file and directory maps, both patterns of the place map and the
+    // seal-name map have `depth` segments, the latest map one fewer.
+    CHECK(count == static_cast<size_t>(5 * depth + (depth >= 2 ? depth - 1 : 0)));
     CHECK(snippet.find("\"/srv/tokens/$artifact_scope.htpasswd\"") != std::string::npos);
     CHECK(snippet.find("\"/srv/artifacts/$artifact_scope$artifact_parent\"") != std::string::npos);
   }
@@ -125,5 +125,32 @@ TEST_CASE("the nginx map's parent directory is the URI's last entry's directory"
   for (const char* outside : {"/p/1", "/p/1/", "/p", "/p/1//f", "/p/1/../f", "/p/1/.f"}) {
     INFO(outside);
     CHECK_FALSE(std::regex_match(std::string(outside), re));
+  }
+}
+
+TEST_CASE("the nginx map reserves the seal's names at a scope's root only", "[scope]") {
+  for (int depth : {1, 2, 4}) {
+    std::string snippet = artifact::NginxMapSnippet(depth, "/t", "/a");
+    auto map = snippet.find("$artifact_seal_name {");
+    REQUIRE(map != std::string::npos);
+    auto start = snippet.find("\"~", map) + 2;
+    std::string pattern = snippet.substr(start, snippet.find("\" 1;", start) - start);
+    pattern.replace(pattern.find("\\z"), 2, "$");
+    std::regex re(pattern);
+    std::string scope = "s";
+    for (int i = 1; i < depth; ++i) scope += "/s" + std::to_string(i);
+    INFO("depth " << depth << " pattern " << pattern);
+    for (const char* reserved : {"/SHA256SUMS", "/SHA256SUMS/", "/SHA256SUMS/x", "/SHA256SUMS/x/y/"}) {
+      INFO(reserved);
+      CHECK(std::regex_search("/" + scope + reserved, re));
+    }
+    for (const char* own : {"/d/SHA256SUMS", "/d/e/SHA256SUMS/", "/SHA256SUMS.asc", "/SHA256SUMSx",
+                                   "/sha256sums", "/x.SHA256SUMS"}) {
+      INFO(own);
+      CHECK_FALSE(std::regex_search("/" + scope + own, re));
+    }
+    // A build named SHA256SUMS is a build, not the seal's file.
+    CHECK_FALSE(std::regex_search("/SHA256SUMS", re));
+    if (depth >= 2) CHECK_FALSE(std::regex_search("/" + scope.substr(0, scope.rfind('/')) + "/SHA256SUMS/f", re));
   }
 }
