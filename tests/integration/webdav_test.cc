@@ -135,7 +135,7 @@ TEST_CASE("every refusal says why in the API's JSON error shape", "[integration]
       {"DELETE", "/dpkg/p/linux/1/file/", auth, 409, "conflict", "not a real directory"},
       {"DELETE", "/dpkg/p/linux/1/none/", auth, 404, "not_found", "does not exist"},
       {"MKCOL", "/dpkg/p/linux/1/e", auth, 409, "mkcol_slash", "slash"},
-      {"MKCOL", "/dpkg/p/linux/1/d/", auth, 405, "not_allowed", "exists"},
+      {"MKCOL", "/dpkg/p/linux/1/d/", auth, 405, "method_not_allowed", "exists"},
       {"PUT", "/dpkg/p/linux/1/d", auth, 409, "conflict", "directory"},
       {"COPY", "/dpkg/p/linux/1/f", auth, 405, "method", "PUT"},
       {"GET", "/dpkg/p/linux/1/missing", "", 404, "not_found", "no such file"},
