@@ -470,13 +470,14 @@ sum() {
 }
 
 # no_leftovers WHAT: no temp files, no scope files, no records, no files in
-# scopes but the stamp a build gets when it is opened (.created)
+# scopes but the stamp a build gets when it is opened (.created) and the
+# record its seal writes (.build.json)
 leftovers() { find "$tokens" \( -name '.tmp-*' -o -name '*.htpasswd' -o -path "$tokens/.by-user/*" \) -print; }
 no_leftovers() {
   local left
   left=$(leftovers)
   [[ -z $left ]] || die "$1: files left in the tokens volume: $(head -n 5 <<<"$left" | tr '\n' ' ')"
-  left=$(find "$artifacts" -type f ! -name .created ! -path "$artifacts/mn/a/*" ! -path "$artifacts/mn/c/*" -print)
+  left=$(find "$artifacts" -type f ! -name .created ! -name .build.json ! -path "$artifacts/mn/a/*" ! -path "$artifacts/mn/c/*" -print)
   [[ -z $left ]] || die "$1: files left in the artifacts volume: $(head -n 5 <<<"$left" | tr '\n' ' ')"
 }
 
