@@ -240,6 +240,9 @@ ok "issued for an existing, empty build directory"
 
 head -c 100000 /dev/urandom >"$run/pkg.bin"
 [[ $(code -u "$u1:$p1" -X MKCOL "$base_url/dpkg/proj/amd64/1/deb/") == 201 ]] || fail "MKCOL refused"
+# The service makes every directory of a build, so its seal can freeze them.
+[[ $(inside stat -c '%U' /var/lib/artifact-repository/artifacts/dpkg/proj/amd64/1/deb) == artifact-token ]] ||
+  fail "MKCOL made a directory owned by $(inside stat -c '%U' /var/lib/artifact-repository/artifacts/dpkg/proj/amd64/1/deb)"
 [[ $(code -u "$u1:$p1" -T "$run/pkg.bin" "$base_url/dpkg/proj/amd64/1/deb/pkg.bin") == 201 ]] || fail "PUT refused"
 http -o "$run/pkg.got" "$base_url/dpkg/proj/amd64/1/deb/pkg.bin"
 cmp -s "$run/pkg.bin" "$run/pkg.got" || fail "downloaded file differs"
@@ -271,11 +274,18 @@ out=$(http -w '\n%{http_code}' -u "ci:$master_pass" -X DELETE "$base_url/token/$
 [[ $(code -u "$u1:$p1" -T "$run/pkg.bin" "$base_url/dpkg/proj/amd64/1/deb/again.bin") == 403 ]] ||
   fail "the revoked token still uploads"
 http "$base_url/dpkg/proj/amd64/1/SHA256SUMS" | grep -q ' deb/pkg.bin$' || fail "SHA256SUMS does not list deb/pkg.bin"
+# Frozen: nginx's user (www-data) can no longer add, replace or remove an
+# entry anywhere in the build, which is what makes an upload in flight fail.
+for d in /var/lib/artifact-repository/artifacts/dpkg/proj/amd64/1 /var/lib/artifact-repository/artifacts/dpkg/proj/amd64/1/deb; do
+  [[ $(inside stat -c '%a' "$d") == 555 ]] || fail "$d is $(inside stat -c '%a' "$d") after the seal, not 555"
+  inside setpriv --reuid=www-data --regid=www-data --clear-groups touch "$d/late" 2>/dev/null &&
+    fail "www-data can still create a file in the sealed $d"
+done
 out=$(http -w '\n%{http_code}' -u "ci:$master_pass" -X DELETE "$base_url/token/$u3?result=success")
 [[ ${out##*$'\n'} == 200 ]] || fail "revoke of build 3 answered ${out##*$'\n'}"
 loc=$(http -o /dev/null -w '%{http_code} %{redirect_url}' "$base_url/dpkg/proj/amd64/latest/pkg.bin")
 [[ $loc == "302 "*"/dpkg/proj/amd64/3/pkg.bin" ]] || fail "latest answered '$loc', not a redirect to build 3"
-ok "revoked and sealed (SHA256SUMS lists the file), the token refused after, latest -> build 3"
+ok "revoked and sealed (SHA256SUMS lists the file, directories 555), the token refused after, latest -> build 3"
 
 metrics=$(http "$base_url/token/metrics")
 # The counters started again with the restart above: the revokes came after.
