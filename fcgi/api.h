@@ -84,7 +84,7 @@ class Api {
   Response Revoke(const Request& req, const Master& master, const std::string& username);
   Response SealStatusOf(const Master& master, const std::string& username);
   Response MetricsText();
-  Response Latest(const std::string& path);
+  Response Latest(const std::string& path, const std::string& query);
   Response Renew(const Request& req, const Master& master, const std::string& username);
   Response Health();
   Response BuildTree(const Request& req, const std::string& op);
