@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <map>
 #include <sstream>
@@ -323,8 +324,8 @@ const std::vector<Api::Route>& Api::Routes() {
       {"HEAD", "/token/healthz", false, [](Api& a, Req, Who, Arg) { return a.Health(); }},
       {"GET", "/token/metrics", false, [](Api& a, Req, Who, Arg) { return a.MetricsText(); }},
       {"HEAD", "/token/metrics", false, [](Api& a, Req, Who, Arg) { return a.MetricsText(); }},
-      {"GET", "/token/latest/*", false, [](Api& a, Req, Who, Arg rest) { return a.Latest(rest); }},
-      {"HEAD", "/token/latest/*", false, [](Api& a, Req, Who, Arg rest) { return a.Latest(rest); }},
+      {"GET", "/token/latest/*", false, [](Api& a, Req r, Who, Arg rest) { return a.Latest(rest, r.query); }},
+      {"HEAD", "/token/latest/*", false, [](Api& a, Req r, Who, Arg rest) { return a.Latest(rest, r.query); }},
       // nginx's internal locations for a PUT's missing directories and a
       // directory DELETE; authenticated by the build's token, not a master.
       {"GET", "/token/tree/mkdirs", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkdirs"); }},
@@ -598,7 +599,7 @@ Response Api::MetricsText() {
   return r;
 }
 
-Response Api::Latest(const std::string& path) {
+Response Api::Latest(const std::string& path, const std::string& query) {
   // path: <builder: scope_depth - 1 segments>/latest[/rest]
   const std::vector<std::string> parts = SplitFields(path, '/');
   const size_t builder_depth = static_cast<size_t>(config_.scope_depth - 1);
@@ -617,6 +618,11 @@ Response Api::Latest(const std::string& path) {
     // The rest is passed on as nginx normalised it; it only ever lands below
     // the real build directory, where nginx serves it under its own rules.
     location += parts[i] + (i + 1 < parts.size() ? "/" : "");
+  }
+  // The query goes along (.../latest/?format=json lists the build as JSON),
+  // as nginx passed it on: still percent-encoded, so printable ASCII.
+  if (!query.empty() && std::all_of(query.begin(), query.end(), [](char c) { return c > ' ' && c <= '~'; })) {
+    location += "?" + query;
   }
   Response r;
   r.status = 302;

@@ -87,7 +87,7 @@ class Api {
   Response SealBuild(const Request& req, const Master& master, const std::string& scope);
   Response SealAnswer(const SealStatus& status, const std::string& username);
   Response MetricsText();
-  Response Latest(const std::string& path);
+  Response Latest(const std::string& path, const std::string& query);
   Response Renew(const Request& req, const Master& master, const std::string& username);
   Response Health();
   Response BuildTree(const Request& req, const std::string& op);

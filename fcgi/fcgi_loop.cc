@@ -34,25 +34,6 @@ std::string Param(FCGX_Request& r, const char* name) {
   return v == nullptr ? std::string() : std::string(v);
 }
 
-const char* ReasonPhrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 503: return "Service Unavailable";
-    case 507: return "Insufficient Storage";
-    default: return "Error";
-  }
-}
-
 Request ReadRequest(FCGX_Request& r) {
   Request req;
   req.method = Param(r, "REQUEST_METHOD");
@@ -82,12 +63,26 @@ Request ReadRequest(FCGX_Request& r) {
   return req;
 }
 
+// A JSON body goes out as one line: ended by a newline, like nginx's own
+// refusal bodies, so a shell prompt does not stick to curl's output and line
+// tools (grep -x, read) see a complete line.
+bool IsUnterminatedJson(const Response& resp) {
+  if (resp.body.empty() || resp.body.back() == '\n') return false;
+  for (const auto& [k, v] : resp.headers) {
+    if (k == "Content-Type" && v.rfind("application/json", 0) == 0) return true;
+  }
+  return false;
+}
+
 void WriteResponse(FCGX_Request& r, const Response& resp, bool head) {
+  const bool newline = IsUnterminatedJson(resp);
   std::string out = "Status: " + std::to_string(resp.status) + " " + ReasonPhrase(resp.status) + "\r\n";
   for (const auto& [k, v] : resp.headers) out += k + ": " + v + "\r\n";
-  if (resp.status != 204) out += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n";
+  if (resp.status != 204) {
+    out += "Content-Length: " + std::to_string(resp.body.size() + (newline ? 1 : 0)) + "\r\n";
+  }
   out += "\r\n";
-  if (!head) out += resp.body;
+  if (!head) out += resp.body + (newline ? "\n" : "");
   FCGX_PutStr(out.data(), static_cast<int>(out.size()), r.out);
 }
 

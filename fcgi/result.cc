@@ -1,5 +1,7 @@
 #include "result.h"
 
+#include <map>
+
 namespace artifact {
 
 int HttpStatus(ErrorCode code) {
@@ -34,6 +36,41 @@ const char* ErrorName(ErrorCode code) {
     case ErrorCode::kInsufficientStorage: return "insufficient_storage";
   }
   return "internal";
+}
+
+const char* ReasonPhrase(int status) {
+  static const std::map<int, const char*> kPhrases = {
+      {200, "OK"},
+      {201, "Created"},
+      {202, "Accepted"},
+      {204, "No Content"},
+      {301, "Moved Permanently"},
+      {302, "Found"},
+      {304, "Not Modified"},
+      {400, "Bad Request"},
+      {401, "Unauthorized"},
+      {403, "Forbidden"},
+      {404, "Not Found"},
+      {405, "Method Not Allowed"},
+      {409, "Conflict"},
+      {411, "Length Required"},
+      {413, "Content Too Large"},
+      {415, "Unsupported Media Type"},
+      {429, "Too Many Requests"},
+      {500, "Internal Server Error"},
+      {502, "Bad Gateway"},
+      {503, "Service Unavailable"},
+      {504, "Gateway Timeout"},
+      {507, "Insufficient Storage"},
+  };
+  if (auto it = kPhrases.find(status); it != kPhrases.end()) return it->second;
+  switch (status / 100) {
+    case 1: return "Informational";
+    case 2: return "Successful";
+    case 3: return "Redirection";
+    case 4: return "Client Error";
+    default: return "Server Error";
+  }
 }
 
 }  // namespace artifact

@@ -41,6 +41,11 @@ inline Error Explained(Error e, const std::string& what) {
 int HttpStatus(ErrorCode code);
 const char* ErrorName(ErrorCode code);
 
+// The reason phrase of an HTTP status (RFC 9110 section 15) for the status
+// line; a status missing from the table gets the name of its class
+// ("Client Error"), never a misleading word.
+const char* ReasonPhrase(int status);
+
 // A value or an Error. Deliberately tiny: `if (!r) return r.error();`.
 template <typename T>
 class Result {

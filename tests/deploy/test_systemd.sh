@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test-systemd`: the host install for real. Boots a Debian 12 root
 # file system with systemd as PID 1 (systemd-nspawn --boot, its own network
-# namespace), installs the built .deb with apt, follows the README's host
+# namespace), installs the built .deb with apt, follows docs/install.md's host
 # install block verbatim, and drives the real flow through nginx on the
 # container's port 80: issue for a new and an existing build directory,
 # MKCOL/PUT, revoke and seal, latest, healthz, metrics, a 5xx logged at error
@@ -152,8 +152,8 @@ ok "booted to running (init pid $leader)"
   fail "the container shares the host's network namespace; refusing to send traffic"
 http() { nsenter -t "$leader" -n curl -sS --max-time 10 "$@"; }
 
-# --- install, as the README says ------------------------------------------------
-say "installing $(basename "$deb") with apt and following the README"
+# --- install, as docs/install.md says -------------------------------------------
+say "installing $(basename "$deb") with apt and following docs/install.md"
 inside apt-get install -y -qq "$deb_in" >"$run/apt-install.log" 2>&1 ||
   { tail -n 20 "$run/apt-install.log" >&2; fail "apt-get install of the package failed"; }
 for unit in artifact-token.service artifact-token-prune.timer artifact-token-retention.timer; do
@@ -167,14 +167,14 @@ ok "the package enabled and started the service and both timers"
 [[ -L $root/etc/nginx/sites-enabled/artifact-repository ]] && fail "the package enabled the nginx site itself"
 ok "masters file 0640 root:artifact-token, tokens volume 0750, site left for the operator"
 
-# The README's block between the host-install markers, verbatim: `sudo` is
+# docs/install.md's block between the host-install markers, verbatim: `sudo` is
 # dropped (we are root), and htpasswd reads the password from stdin (-i)
 # instead of asking twice on a terminal. `apt install ./...deb` was done above.
 master_pass=systemd-test-$$-$RANDOM
 # shellcheck disable=SC2016  # backquotes of the Markdown fence, not a command
-block=$(sed -n '/<!-- host-install:begin -->/,/<!-- host-install:end -->/p' "$here/README.md" |
+block=$(sed -n '/<!-- host-install:begin -->/,/<!-- host-install:end -->/p' "$here/docs/install.md" |
   sed -n '/^```sh$/,/^```$/p' | sed '1d;$d')
-[[ -n $block ]] || fail "README has no host-install block between its markers"
+[[ -n $block ]] || fail "docs/install.md has no host-install block between its markers"
 while IFS= read -r line; do
   cmd=${line%%#*}
   cmd=${cmd%"${cmd##*[![:space:]]}"}
@@ -186,13 +186,13 @@ while IFS= read -r line; do
   echo "+ $cmd"
   if [[ $cmd == htpasswd\ -B* ]]; then
     printf '%s\n' "$master_pass" | inside sh -c "htpasswd -i${cmd#htpasswd -}" >/dev/null 2>&1 ||
-      fail "README step failed: $cmd"
+      fail "docs/install.md step failed: $cmd"
   else
-    out=$(inside sh -c "$cmd" 2>&1) || { echo "$out" >&2; fail "README step failed: $cmd"; }
+    out=$(inside sh -c "$cmd" 2>&1) || { echo "$out" >&2; fail "docs/install.md step failed: $cmd"; }
     [[ -n $out ]] && echo "$out" | tail -n 3
   fi
 done <<<"$block"
-ok "README host install block followed ($(grep -c . <<<"$block") lines)"
+ok "docs/install.md host install block followed ($(grep -c . <<<"$block") lines)"
 
 # --- the flow ---------------------------------------------------------------------
 say "issue, upload, revoke and seal through nginx on port 80"

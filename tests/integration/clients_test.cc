@@ -1,7 +1,7 @@
 // Real WebDAV clients against a live scope on the shipped nginx site: the
-// litmus suites, rclone, cadaver and wget. The client commands are the
-// README's "Clients" section, run as written (the test checks that the
-// README still holds each of them).
+// litmus suites, rclone, cadaver and wget. The client commands are those of
+// docs/clients.md, run as written (the test checks that the page still holds
+// each of them).
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Parser.h>
 #include <catch2/catch.hpp>
@@ -50,11 +50,11 @@ Run Shell(const std::string& dir, const std::map<std::string, std::string>& vars
   return r;
 }
 
-// The README must show the command the test runs, character for character.
-void RequireInReadme(const std::string& command) {
-  static const std::string readme = ReadFile(std::string(ARTIFACT_SOURCE_DIR) + "/README.md");
-  INFO("README.md is missing: " << command);
-  REQUIRE(readme.find(command) != std::string::npos);
+// docs/clients.md must show the command the test runs, character for character.
+void RequireInClientsDoc(const std::string& command) {
+  static const std::string page = ReadFile(std::string(ARTIFACT_SOURCE_DIR) + "/docs/clients.md");
+  INFO("docs/clients.md is missing: " << command);
+  REQUIRE(page.find(command) != std::string::npos);
 }
 
 // A temporary directory for a client's files, removed at the end.
@@ -172,7 +172,7 @@ TEST_CASE("rclone copies, checks and lists a build, and shows why it is refused 
   const std::string copy = "rclone copy ./out art:";
   const std::string check = "rclone check ./out art:";
   const std::string lsjson = "rclone lsjson -R art:";
-  for (const auto& command : {create, copy, check, lsjson}) RequireInReadme(command);
+  for (const auto& command : {create, copy, check, lsjson}) RequireInClientsDoc(command);
 
   // Without --obscure rclone takes the password for an obscured one and
   // sends something else: refused, and the refusal says what to do.
@@ -253,7 +253,7 @@ TEST_CASE("cadaver and curl upload and list a build, wget fetches the sealed bui
   const std::string cadaver_put = R"(printf 'mkcol docs\nput notes.txt docs/notes.txt\nls docs\n' | cadaver "$BUILD_URL/")";
   const std::string cadaver_ls = R"(echo ls | cadaver "$BUILD_URL/")";
   const std::string wget = R"(wget -q -r -np -nH --cut-dirs=4 -R 'index.html*' "$BUILD_URL/")";
-  for (const auto& command : {curl_put, cadaver_put, cadaver_ls, wget}) RequireInReadme(command);
+  for (const auto& command : {curl_put, cadaver_put, cadaver_ls, wget}) RequireInClientsDoc(command);
 
   Run put = Shell(work.path, vars, curl_put);
   INFO(put.out);

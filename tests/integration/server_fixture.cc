@@ -302,6 +302,7 @@ HttpResponse Servers::Request(const std::string& method, const std::string& targ
   std::istream& in = session.receiveResponse(resp);
   HttpResponse out;
   out.status = static_cast<int>(resp.getStatus());
+  out.reason = resp.getReason();
   for (const auto& [k, v] : resp) {
     std::string key = k;
     for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -15,6 +15,7 @@ namespace artifact::testing {
 
 struct HttpResponse {
   int status = 0;
+  std::string reason;  // the status line's reason phrase
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
 };
