@@ -157,7 +157,9 @@ Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueReq
   auto token = store.Issue(req);
   if (!token) return token;
   for (const auto& s : req.scopes) {
-    if (auto st = builds.Open(s.str()); !st) {
+    // Open decides "published" again, under the build's lock: the check
+    // above is only the early answer that spares a token.
+    if (auto st = builds.Open(s.str(), req.reopen, req.master); !st) {
       (void)store.Revoke(token->info.username);
       OPENSSL_cleanse(token->password.data(), token->password.size());
       return st.error();
@@ -515,12 +517,14 @@ Response Api::Revoke(const Request& req, const Master& master, const std::string
 Response Api::SealAnswer(const SealStatus& status, const std::string& username) {
   Response r;
   r.headers.emplace_back("Content-Type", kJson);
+  if (status.conflict) return Fail(Error{ErrorCode::kConflict, status.error}, "seal", status.issued_by);
   if (status.state == "failed") {
     // The token is gone either way; the build is not sealed, and says so.
     Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
     obj.set("error", std::string("seal_failed"));
-    obj.set("message", status.error + "; the token is revoked, the build is not sealed: the token service's log "
-                                      "has the details, and `artifact-token seal` seals it once they are fixed");
+    obj.set("message", status.error + (status.username == "-" ? "" : "; the token is revoked") +
+                           "; the build is not sealed: the token service's log has the details, and "
+                           "`artifact-token seal` seals it once they are fixed");
     r.status = 500;
     r.body = ToJson(obj);
     return r;
@@ -550,6 +554,12 @@ Response Api::SealBuild(const Request& req, const Master& master, const std::str
                 master.name);
   }
   if (services_.sealer == nullptr) return Fail(Error{ErrorCode::kNotFound, "sealing is off"}, "seal", master.name);
+  // A build is its master's: another master (even one allowed the prefix)
+  // cannot declare it a success.
+  if (const std::string opener = builds_.OpenedBy(scope_text); !opener.empty() && opener != master.name) {
+    return Fail(Error{ErrorCode::kForbidden, "build " + scope_text + " was opened by another master"}, "seal",
+                master.name);
+  }
   if (store_.HoldsScope(scope_text)) {
     return Fail(Error{ErrorCode::kConflict, "build " + scope_text + " has a live token: revoke it (that seals it)"},
                 "seal", master.name);

@@ -150,6 +150,10 @@ Result<BuildPath> ParseBuildPath(const std::string& uri, int depth) {
   if (!scope) return scope.error();
   BuildPath out;
   out.scope = scope->str();
+  if (parts.size() - static_cast<size_t>(depth) > kMaxEntriesBelowBuild) {
+    return Error{ErrorCode::kBadRequest,
+                 "at most " + std::to_string(kMaxEntriesBelowBuild) + " names deep below a build directory"};
+  }
   for (size_t i = static_cast<size_t>(depth); i < parts.size(); ++i) {
     if (!IsValidEntry(parts[i])) {
       return Error{ErrorCode::kBadRequest, std::string("names below a build match ") + kEntryRegex};

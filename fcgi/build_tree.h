@@ -23,6 +23,12 @@ namespace artifact {
 // for: systemd's RestrictSUIDSGID= refuses a mkdir or chmod that asks for it.
 inline constexpr mode_t kBuildDirMode = 0775;
 
+// How deep a path below a build may go (directories and the file): the
+// seal walks every directory of a build, one descriptor per level, and a
+// token holder must not be able to make that walk fail (issue 14: 1,100
+// levels exhausted the descriptors and left the deepest ones writable).
+inline constexpr size_t kMaxEntriesBelowBuild = 32;
+
 // A name below a build: [A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254} (kEntryRegex).
 bool IsValidEntry(const std::string& name);
 
@@ -33,7 +39,8 @@ struct BuildPath {
   std::vector<std::string> entries;  // e.g. {"logs", "build.log"}
 };
 
-// Parses "/<scope>/<entry>/.../<entry>[/]" for `depth`; at least one entry.
+// Parses "/<scope>/<entry>/.../<entry>[/]" for `depth`; at least one entry,
+// at most kMaxEntriesBelowBuild.
 // 400 for anything else (the scope grammar, an invalid or hidden entry, "..").
 Result<BuildPath> ParseBuildPath(const std::string& uri, int depth);
 

@@ -119,6 +119,17 @@ Status ChmodBuild(const std::string& path, mode_t mode, TreeCount* count) {
   return ChmodTree(fd.fd, path, mode, count);
 }
 
+// Whether a record says its build may be latest.
+bool RecordEligible(const std::string& record_json) {
+  try {
+    Poco::JSON::Parser parser;
+    auto obj = parser.parse(record_json).extract<Poco::JSON::Object::Ptr>();
+    return obj->optValue<bool>("latest_eligible", false);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 // The seal time a record states (unix time), if it is readable.
 std::optional<int64_t> SealedAt(const std::string& record_json) {
   try {
@@ -211,31 +222,47 @@ Result<bool> Builds::IsPublished(const std::string& scope) const {
   return found;
 }
 
-Status Builds::Open(const std::string& scope) {
+Status Builds::Open(const std::string& scope, bool reopen, const std::string& master) {
+  // The builder's directory first: the build's lock file lives there.
+  const std::string builder = scope.find('/') == std::string::npos ? "" : scope.substr(0, scope.rfind('/'));
+  if (!builder.empty()) {
+    if (auto st = MakeDirs(artifacts_dir_, builder, kArtifactDirMode); !st) {
+      return Explained(st.error(), "cannot create the build directory in the artifacts volume");
+    }
+  }
+  // Under the build's lock: a seal writing into the build (its root renamed
+  // away for a moment) is done, so "published" and "sealed" are what they
+  // are, not what a half-finished seal makes them look like.
+  auto lock = Lock(scope);
+  if (!lock) return Explained(lock.error(), "cannot lock the build in the artifacts volume");
   if (auto st = MakeDirs(artifacts_dir_, scope, kArtifactDirMode); !st) {
     return Explained(st.error(), "cannot create the build directory in the artifacts volume");
   }
+  if (!reopen) {
+    auto published = IsPublished(scope);
+    if (!published) return published.error();
+    if (published.value()) {
+      return Error{ErrorCode::kConflict, "scope " + scope + " is published (its directory holds files)"};
+    }
+  }
   // A sealed build is opened again only when the caller allowed it (a
   // reopen, or a build that published nothing): it becomes writable again.
-  {
-    auto lock = Lock(scope);
-    if (!lock) return Explained(lock.error(), "cannot lock the build in the artifacts volume");
-    auto frozen = IsFrozen(scope);
-    if (!frozen) return frozen.error();
-    if (frozen.value()) {
-      if (auto st = Thaw(scope); !st) return Explained(st.error(), "cannot reopen the sealed build");
-    }
+  auto frozen = IsFrozen(scope);
+  if (!frozen) return frozen.error();
+  if (frozen.value()) {
+    if (auto st = Thaw(scope); !st) return Explained(st.error(), "cannot reopen the sealed build");
   }
   // O_EXCL: of two issuers of a new build one stamps it, and a reopened build
   // keeps its first stamp. The stamp is not fsynced: one lost in a crash
-  // only makes the build order as an unstamped (old) one.
+  // only makes the build order as an unstamped (old) one. Its second line
+  // names the master that opened the build (who may seal it later).
   const std::string path = PathOf(scope) + "/" + kCreatedFile;
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     if (errno == EEXIST) return Ok{};
     return ErrnoError("create", path, errno);
   }
-  const std::string text = std::to_string(clock_.NowNanos()) + "\n";
+  const std::string text = std::to_string(clock_.NowNanos()) + "\n" + master + "\n";
   ssize_t n = ::write(fd, text.data(), text.size());
   int err = errno;
   ::close(fd);
@@ -244,6 +271,25 @@ Status Builds::Open(const std::string& scope) {
     return ErrnoError("write", path, n < 0 ? err : ENOSPC);
   }
   return Ok{};
+}
+
+std::string Builds::OpenedBy(const std::string& scope) const {
+  auto text = disk_.Read(PathOf(scope) + "/" + kCreatedFile, 256);
+  if (!text) return {};
+  const auto nl = text->find('\n');
+  if (nl == std::string::npos) return {};
+  return FirstLine(text->substr(nl + 1));
+}
+
+std::string Builds::TicketPath(const std::string& scope) const {
+  const std::string path = PathOf(scope);
+  const auto slash = path.rfind('/');
+  return path.substr(0, slash) + "/." + path.substr(slash + 1) + ".frozen";
+}
+
+bool Builds::HoldsTicket(const std::string& scope, const std::string& ticket) const {
+  auto text = disk_.Read(TicketPath(scope), 256);
+  return text && text.value() == ticket + "\n";
 }
 
 std::string Builds::LockPath(const std::string& scope) const {
@@ -279,19 +325,30 @@ Result<bool> Builds::IsFrozen(const std::string& scope) const {
   return S_ISDIR(st.st_mode) && (st.st_mode & 0222) == 0;
 }
 
-Result<TreeCount> Builds::Freeze(const std::string& scope) {
+Result<TreeCount> Builds::Freeze(const std::string& scope, const std::string& ticket) {
   TreeCount count;
   if (auto st = ChmodBuild(PathOf(scope), kFrozenDirMode, &count); !st) {
     return Explained(st.error(), "cannot make the build read-only");
+  }
+  if (auto st = ReplaceFile(disk_, Parent(PathOf(scope)), "." + scope.substr(scope.rfind('/') + 1) + ".frozen",
+                            ticket + "\n", 0644);
+      !st) {
+    return Explained(st.error(), "cannot record the build's freeze");
   }
   return count;
 }
 
 Status Builds::Thaw(const std::string& scope) {
+  // The freeze's ticket goes first: a seal queued for it finds it gone.
+  if (::unlink(TicketPath(scope).c_str()) != 0 && errno != ENOENT) {
+    return ErrnoError("unlink", TicketPath(scope), errno);
+  }
   if (auto st = ChmodBuild(PathOf(scope), kArtifactDirMode, nullptr); !st) return st;
   const std::string record = PathOf(scope) + "/" + kRecordFile;
   if (::unlink(record.c_str()) != 0 && errno != ENOENT) return ErrnoError("unlink", record, errno);
-  return FsyncDir(PathOf(scope));
+  if (auto st = FsyncDir(PathOf(scope)); !st) return st;
+  // An open build is nobody's latest.
+  return ForgetLatest(scope);
 }
 
 Status Builds::WriteIntoFrozen(const std::string& scope,
@@ -313,8 +370,11 @@ Status Builds::WriteIntoFrozen(const std::string& scope,
   return FsyncDir(Parent(path));
 }
 
-Status Builds::Seal(const std::string& scope, BuildRecord* record) {
+Status Builds::Seal(const std::string& scope, const std::string& ticket, BuildRecord* record) {
   record->scope = scope;
+  if (!HoldsTicket(scope, ticket)) {
+    return Error{ErrorCode::kConflict, "the build was reopened or sealed again after this seal froze it"};
+  }
   const std::string path = PathOf(scope);
   if (auto text = disk_.Read(path + "/" + kCreatedFile, 64)) {
     if (auto ns = ParseDigits(FirstLine(text.value()))) record->created = *ns / 1000000000;
@@ -335,7 +395,43 @@ Status Builds::Seal(const std::string& scope, BuildRecord* record) {
     record->state = "failed";
     return Explained(st.error(), "cannot write the build's SHA256SUMS");
   }
+  ::unlink(TicketPath(scope).c_str());
+  // A build sealed again (after a reopen) as not eligible stops being latest.
+  if (!record->LatestEligible()) return ForgetLatest(scope);
   return Ok{};
+}
+
+Status Builds::ForgetLatest(const std::string& scope) {
+  const auto slash = scope.rfind('/');
+  if (slash == std::string::npos) return Ok{};
+  const std::string builder = scope.substr(0, slash);
+  const std::string build = scope.substr(slash + 1);
+  auto current = disk_.Read(PathOf(builder) + "/" + kLatestFile, 256);
+  if (!current || FirstLine(current.value()) != build) return Ok{};
+  auto lock = disk_.Lock(PathOf(builder) + "/" + kLatestFile + ".lock", /*wait=*/true);
+  if (!lock) return lock.error();
+  current = disk_.Read(PathOf(builder) + "/" + kLatestFile, 256);
+  if (!current || FirstLine(current.value()) != build) return Ok{};
+  // The newest other build whose record makes it eligible, or none.
+  std::optional<BuildKey> best;
+  std::string best_name;
+  for (const auto& name : Subdirectories(PathOf(builder))) {
+    if (name == build) continue;
+    auto record = disk_.Read(PathOf(builder + "/" + name) + "/" + kRecordFile, 1 << 20);
+    if (!record || !RecordEligible(record.value())) continue;
+    BuildKey key = KeyOf(builder + "/" + name);
+    if (!best || *best < key) {
+      best = key;
+      best_name = name;
+    }
+  }
+  if (!best) {
+    if (disk_.Unlink(PathOf(builder) + "/" + kLatestFile) != 0 && errno != ENOENT) {
+      return ErrnoError("unlink", PathOf(builder) + "/" + kLatestFile, errno);
+    }
+    return FsyncDir(PathOf(builder));
+  }
+  return ReplaceFile(disk_, PathOf(builder), kLatestFile, best_name + "\n", 0644);
 }
 
 Result<std::string> Builds::RecordJson(const std::string& scope) const {
@@ -446,7 +542,11 @@ Status Builds::Remove(const std::string& scope) {
   std::error_code ec;
   // remove_all deletes symlinks themselves, never what they point to.
   std::filesystem::remove_all(PathOf(scope), ec);
-  if (ec) return Error{ErrorCode::kUnavailable, "removing " + scope + ": " + ec.message()};
+  if (ec) {
+    // Whatever is left stays read-only (fail closed).
+    (void)ChmodBuild(PathOf(scope), kFrozenDirMode, nullptr);
+    return Error{ErrorCode::kUnavailable, "removing " + scope + ": " + ec.message()};
+  }
   return FsyncDir(Parent(PathOf(scope)));
 }
 

@@ -120,9 +120,13 @@ class Builds {
   Result<bool> IsPublished(const std::string& scope) const;
 
   // Creates the scope's directories (group-writable for nginx's workers,
-  // setgid) and stamps a new build with its place in the build order. An
-  // existing build keeps its stamp: reopening does not make it newer.
-  Status Open(const std::string& scope);
+  // setgid) and stamps a new build with its place in the build order and
+  // the master that opened it. An existing build keeps its stamp: reopening
+  // does not make it newer. Under the build's lock: a published build (one
+  // holding files) is 409 unless `reopen`; a sealed one is thawed.
+  Status Open(const std::string& scope, bool reopen = false, const std::string& master = "");
+  // The master that opened the build ("" when unknown).
+  std::string OpenedBy(const std::string& scope) const;
 
   // The scope's place in the build order.
   BuildKey KeyOf(const std::string& scope) const;
@@ -136,16 +140,23 @@ class Builds {
   // the build's lock.
   Result<bool> IsFrozen(const std::string& scope) const;
   // Makes every directory of the build 0555, top-down; counts its files and
-  // bytes on the way. Under the build's lock. kForbidden-free: a directory
-  // that is not the app's (EPERM) fails it, and the build is then not sealed.
-  Result<TreeCount> Freeze(const std::string& scope);
-  // Hashes the frozen build and writes SHA256SUMS and the record (see above).
-  // `record` gets the report and the seal time. Under the build's lock.
-  Status Seal(const std::string& scope, BuildRecord* record);
+  // bytes on the way. Under the build's lock. A directory that is not the
+  // app's (EPERM) fails it, and the build is then not sealed.
+  // `ticket` names this freeze (`.<build>.frozen` beside the build): a seal
+  // queued for it seals only while the ticket is still there, so a seal
+  // overtaken by a reopen (Thaw removes the ticket) and a newer freeze
+  // does nothing.
+  Result<TreeCount> Freeze(const std::string& scope, const std::string& ticket);
+  // Hashes the frozen build and writes SHA256SUMS and the record (see above),
+  // when `ticket` is still the build's (kConflict otherwise). `record` gets
+  // the report and the seal time. A build sealed as not eligible stops being
+  // latest. Under the build's lock.
+  Status Seal(const std::string& scope, const std::string& ticket, BuildRecord* record);
   // The record a seal wrote; kNotFound when the build was never sealed.
   Result<std::string> RecordJson(const std::string& scope) const;
   // Undoes Freeze for a reopen: directories 0775 again, the record removed
-  // (SHA256SUMS stays until the next seal replaces it). Under the lock.
+  // (SHA256SUMS stays until the next seal replaces it), and `latest` moved
+  // to the newest other eligible build if it named this one. Under the lock.
   Status Thaw(const std::string& scope);
 
   // Makes the scope its builder's `latest` unless the current one is newer.
@@ -165,6 +176,11 @@ class Builds {
 
  private:
   std::string LockPath(const std::string& scope) const;
+  std::string TicketPath(const std::string& scope) const;
+  bool HoldsTicket(const std::string& scope, const std::string& ticket) const;
+  // When `latest` names `scope`, points it at the newest other build whose
+  // record makes it eligible (or removes it).
+  Status ForgetLatest(const std::string& scope);
   std::string HiddenPath(const std::string& scope) const;
   // Writes `files` (name, content) into the frozen build root (see above).
   Status WriteIntoFrozen(const std::string& scope, const std::vector<std::pair<std::string, std::string>>& files);

@@ -138,7 +138,7 @@ struct Admin {
   // logging like serve does; prints one line per build. True when sealed.
   bool Seal(const TokenInfo& token, BuildResult result) {
     EventLog log(std::cerr, StderrIsJournal());
-    Sealer sealer(loaded.config.tokens_dir, *builds, clock, log, nullptr);
+    Sealer sealer(*store, *builds, clock, log, nullptr);
     SealStatus status = sealer.Seal(token, result);
     if (status.state != "done") {
       std::cerr << ErrorPrefix() << "artifact-token: sealing failed: " << status.error << "\n";
@@ -457,7 +457,10 @@ int RunRetention(const std::vector<std::string>& args) {
   for (const auto& scope : report->removed) std::cout << (dry_run ? "would remove " : "removed ") << scope << "\n";
   std::cout << (dry_run ? "would remove " : "removed ") << report->removed.size() << " of " << report->builds
             << " builds in " << report->builders << " builders\n";
-  return 0;
+  for (const auto& why : report->failed) {
+    std::cerr << ErrorPrefix() << "artifact-token retention: could not remove " << why << "\n";
+  }
+  return report->failed.empty() ? 0 : 1;
 }
 
 int RunCheck(const std::vector<std::string>& args) {

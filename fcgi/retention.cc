@@ -94,7 +94,11 @@ Result<RetentionReport> ApplyRetention(Builds& builds, int depth, const std::vec
           if (lock.error().code == ErrorCode::kConflict) continue;
           return lock.error();
         }
-        if (auto st = builds.Remove(scope); !st) return st.error();
+        // One build that cannot be removed does not stop the others.
+        if (auto st = builds.Remove(scope); !st) {
+          report.failed.push_back(scope + ": " + st.error().message);
+          continue;
+        }
       }
       report.removed.push_back(scope);
     }

@@ -41,6 +41,7 @@ struct RetentionReport {
   int64_t builders = 0;
   int64_t builds = 0;
   std::vector<std::string> removed;  // scopes
+  std::vector<std::string> failed;   // "scope: why", builds it could not remove
 };
 
 // Applies the rules to the builds (scope_depth levels); `has_token(scope)`

@@ -44,12 +44,13 @@ Status Walk(const std::string& root, const std::string& rel, std::vector<Entry>*
   return Ok{};
 }
 
-Result<std::string> Sha256File(const std::string& path) {
+// `buf` is the caller's, reused across files: a fresh zeroed 1 MiB per file
+// was a third of a 50,000-file seal (bench figure 7).
+Result<std::string> Sha256File(const std::string& path, std::vector<unsigned char>& buf) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return ErrnoError("open", path, errno);
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<unsigned char> buf(1 << 20);
   while (true) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
@@ -91,9 +92,10 @@ Result<Manifest> HashTree(const std::string& dir) {
   Manifest out;
   SealReport& report = out.report;
   std::string& manifest = out.text;
-  std::vector<std::pair<std::string, std::string>> digests;  // rel -> hex
+  std::vector<std::pair<std::string, std::string>> digests;  // rel -> hex, sorted by rel
+  std::vector<unsigned char> buf(1 << 20);
   for (const auto& f : files) {
-    auto digest = Sha256File(dir + "/" + f.rel);
+    auto digest = Sha256File(dir + "/" + f.rel, buf);
     if (!digest) return digest.error();
     manifest += digest.value() + "  " + f.rel + "\n";
     digests.emplace_back(f.rel, digest.value());
@@ -104,8 +106,9 @@ Result<Manifest> HashTree(const std::string& dir) {
     const std::string suffix = ".sha256";
     if (rel.size() <= suffix.size() || rel.compare(rel.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
     const std::string target = rel.substr(0, rel.size() - suffix.size());
-    auto it = std::find_if(digests.begin(), digests.end(), [&](const auto& d) { return d.first == target; });
-    if (it == digests.end()) continue;
+    auto it = std::lower_bound(digests.begin(), digests.end(), target,
+                               [](const auto& d, const std::string& name) { return d.first < name; });
+    if (it == digests.end() || it->first != target) continue;
     auto stated = ReadSmallFile(dir + "/" + rel, 4096);
     if (!stated || StatedDigest(stated.value()) != it->second) report.mismatches.push_back(target);
   }

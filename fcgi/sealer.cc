@@ -45,10 +45,9 @@ std::string SealStatus::ToJson() const {
   return artifact::ToJson(obj);
 }
 
-Sealer::Sealer(std::string tokens_dir, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics)
-    : tokens_dir_(std::move(tokens_dir)),
+Sealer::Sealer(TokenStore& store, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics)
+    : store_(store),
       builds_(builds),
-      status_dir_(tokens_dir_ + "/.seals"),
       clock_(clock),
       log_(log),
       metrics_(metrics) {}
@@ -70,8 +69,11 @@ void Sealer::Stop() {
 }
 
 void Sealer::WriteStatus(const SealStatus& status) {
-  if (auto st = MakeDirs(tokens_dir_, ".seals", 0750); !st) return;
-  (void)ReplaceFile(Disk::Default(), status_dir_, status.username, status.ToJson() + "\n", 0640);
+  if (auto st = store_.WriteSealStatus(status.username, status.ToJson() + "\n"); !st) {
+    log_.Write(Rfc3339(clock_.Now()) + " seal username=" + status.username +
+                   " status not stored: " + st.error().message,
+               Priority::kWarning);
+  }
 }
 
 void Sealer::Run(SealStatus* status) {
@@ -89,11 +91,14 @@ void Sealer::Run(SealStatus* status) {
         status->error = "cannot lock the build " + s.scope;
         break;
       }
-      // Reopened after its freeze (its hash was queued): the next revoke
-      // seals it.
-      auto frozen = builds_.IsFrozen(s.scope);
-      if (frozen && !frozen.value()) continue;
-      auto sealed = builds_.Seal(s.scope, &record);
+      auto sealed = builds_.Seal(s.scope, status->ticket, &record);
+      if (!sealed && sealed.error().code == ErrorCode::kConflict) {
+        // Reopened (or frozen by a newer seal) since this seal froze it:
+        // that one's seal decides, not this stale one.
+        log_.Write(Rfc3339(clock_.Now()) + " seal scope=" + s.scope + " username=" + status->username +
+                   " skipped: " + sealed.error().message);
+        continue;
+      }
       s.report = record.report;
       if (!sealed) {
         reason = sealed.error().message;
@@ -143,6 +148,9 @@ SealStatus Sealer::Seal(const TokenInfo& token, BuildResult result, bool queue_a
   status.issued_by = token.issued_by;
   status.result = result;
   status.state = "running";
+  // This freeze's name: the seal queued for it runs only while it is the
+  // build's latest freeze (Builds::Freeze).
+  status.ticket = token.username + "-" + std::to_string(clock_.NowNanos());
   // Freeze every build first, whatever happens to the hashing: from here on
   // no upload in flight can land (builds.h).
   TreeCount total;
@@ -154,7 +162,15 @@ SealStatus Sealer::Seal(const TokenInfo& token, BuildResult result, bool queue_a
       status.error = "cannot lock the build " + scope;
       break;
     }
-    auto count = builds_.Freeze(scope);
+    // A seal without a token (an operator's, a master's) must not freeze a
+    // build a token was issued for meanwhile: checked under the lock that
+    // an issue takes too.
+    if (token.username == "-" && store_.HoldsScope(scope)) {
+      status.error = "build " + scope + " has a live token: revoke it (that seals it)";
+      status.conflict = true;
+      break;
+    }
+    auto count = builds_.Freeze(scope, status.ticket);
     if (!count) {
       if (count.error().code == ErrorCode::kNotFound) continue;  // no directory: nothing to seal
       reason = count.error().message;
@@ -202,7 +218,7 @@ void Sealer::Loop() {
 Result<std::string> Sealer::StatusJson(const std::string& username, const std::string& master) const {
   const Error missing{ErrorCode::kNotFound, "no seal for this token"};
   if (!IsValidUsername(username)) return missing;
-  auto text = ReadSmallFile(status_dir_ + "/" + username, 1 << 20);
+  auto text = store_.ReadSealStatus(username);
   if (!text) return text.error().code == ErrorCode::kNotFound ? Result<std::string>(missing) : text.error();
   try {
     Poco::JSON::Parser parser;

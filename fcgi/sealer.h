@@ -5,8 +5,8 @@
 // kInlineSealBytes and kInlineSealFiles; larger ones (in bytes or in files)
 // are hashed on a thread of their own, so neither a 1 GiB build nor 80,000
 // small files hold up the FastCGI loop: the revoke answers 202 and the status
-// is kept in tokens_dir/.seals/<username> for GET /token/<username>/seal,
-// where any process or node can read it.
+// is kept by the token store (TokenStore::WriteSealStatus) for
+// GET /token/<username>/seal, where any process or node can read it.
 #pragma once
 
 #include <chrono>
@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "password_file.h"
 #include "seal.h"
+#include "token_store.h"
 
 namespace artifact {
 
@@ -43,14 +44,17 @@ struct SealStatus {
   std::vector<ScopeSeal> scopes;
   // Why it failed, in words for the client (no path; the log has those).
   std::string error;
+  bool conflict = false;  // failed because the build has a live token (409)
+  std::string ticket;     // names the freeze (Builds::Freeze); not shown
 
   std::string ToJson() const;
 };
 
 class Sealer {
  public:
-  // The seal statuses are kept in tokens_dir; the builds are sealed through `builds`.
-  Sealer(std::string tokens_dir, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics);
+  // The seal statuses are kept by the token store; the builds are sealed
+  // through `builds`.
+  Sealer(TokenStore& store, Builds& builds, const Clock& clock, EventLog& log, Metrics* metrics);
   ~Sealer();
   Sealer(const Sealer&) = delete;
   Sealer& operator=(const Sealer&) = delete;
@@ -74,9 +78,8 @@ class Sealer {
   void WriteStatus(const SealStatus& status);
   void Loop();
 
-  std::string tokens_dir_;
+  TokenStore& store_;
   Builds& builds_;
-  std::string status_dir_;
   const Clock& clock_;
   EventLog& log_;
   Metrics* metrics_;

@@ -29,7 +29,7 @@ int ServeProcess(const Config& config, int index, Metrics* metrics) {
   // The processes of a host take turns at the full sweep: together they
   // sweep once a minute, not once a minute each (10,000 records each time).
   ExpiryTimer timer(store, clock, log, 60 * config.processes, metrics, 60 * index);
-  Sealer sealer(config.tokens_dir, builds, clock, log, metrics);
+  Sealer sealer(store, builds, clock, log, metrics);
   // An expired token's builds end sealed too, never as latest: frozen on the
   // timer's thread at once, hashed on the sealer's.
   timer.OnExpired([&sealer](const TokenInfo& t) { sealer.Seal(t, BuildResult::kExpired, /*queue_all=*/true); });

@@ -495,4 +495,15 @@ Status TokenStore::CheckWritable() const {
   return Ok{};
 }
 
+Status TokenStore::WriteSealStatus(const std::string& username, const std::string& json) {
+  if (!IsValidUsername(username)) return Error{ErrorCode::kBadRequest, "invalid username"};
+  if (auto st = MakeDirs(tokens_dir_, ".seals", kTokenDirMode); !st) return st;
+  return ReplaceFile(disk_, tokens_dir_ + "/.seals", username, json, kFileMode);
+}
+
+Result<std::string> TokenStore::ReadSealStatus(const std::string& username) const {
+  if (!IsValidUsername(username)) return Error{ErrorCode::kNotFound, "no seal for this token"};
+  return disk_.Read(tokens_dir_ + "/.seals/" + username, 1 << 20);
+}
+
 }  // namespace artifact

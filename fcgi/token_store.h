@@ -120,6 +120,14 @@ class TokenStore {
   std::string ScopeFilePath(const std::string& scope) const;
   std::string RecordPath(const std::string& username) const;
 
+  // The status of a revoked token's seal (JSON, no secret), kept after the
+  // token for GET /token/<username>/seal, where any process or node reads
+  // it: tokens_dir/.seals/<username>, replaced atomically, removed by prune
+  // when old.
+  Status WriteSealStatus(const std::string& username, const std::string& json);
+  // kNotFound when there is none (or the name is not a valid username).
+  Result<std::string> ReadSealStatus(const std::string& username) const;
+
  private:
   Result<PasswordLine> ReadRecord(const std::string& username) const;
   // The token's lock (see the top of this file); `wait` false: 409 when busy.

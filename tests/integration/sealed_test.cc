@@ -320,3 +320,52 @@ TEST_CASE("healthz and issue answer within 500 ms while four 50,000-file builds 
   std::printf("FIGURE sealed: %d probes during four 50,000-file seals, worst healthz+issue %.1f ms\n", probes,
               worst_ms);
 }
+
+TEST_CASE("a token cannot make a build too deep for its seal", "[integration][sealed]") {
+  Servers s;
+  IssuedToken t = s.Issue(Servers::ScopeBody(ScopeOf(1)));
+  std::string deep = UrlOf(1);
+  for (int i = 0; i < 40; ++i) deep += "a/";
+  // Issue 14's attack: 1,100 levels made by one PUT exhausted the seal's
+  // descriptors and left the deepest directories writable after the revoke.
+  HttpResponse put = s.Put(deep + "f.txt", "x", t.username, t.password);
+  CHECK(put.status >= 400);
+  CHECK(s.Mkcol(deep, t.username, t.password).status >= 400);
+  CHECK_FALSE(fs::exists(s.artifacts_dir() + "/" + ScopeOf(1) + "/a"));
+  std::string ok = UrlOf(1);
+  for (int i = 0; i < 31; ++i) ok += "b/";
+  CHECK(s.Put(ok + "f.txt", "x", t.username, t.password).status == 201);
+  CHECK(s.Revoke(t.username).status == 200);
+}
+
+TEST_CASE("an issue while a seal has the build renamed away cannot reopen it", "[integration][sealed]") {
+  Servers s;
+  IssuedToken t = s.Issue(Servers::ScopeBody(ScopeOf(1)));
+  REQUIRE(s.Put(UrlOf(1) + "pkg.bin", "sealed bytes", t.username, t.password).status == 201);
+  REQUIRE(s.Revoke(t.username, "?result=success").status == 200);
+  // The moment of Builds::WriteIntoFrozen, frozen in time (as a seal that
+  // died there leaves it): the build's root is under its hidden name.
+  const std::string builder = s.artifacts_dir() + "/dpkg/sealed/amd64";
+  fs::rename(builder + "/1", builder + "/.sealing-1");
+  HttpResponse again = s.IssueRaw(Servers::ScopeBody(ScopeOf(1)));
+  INFO(again.body);
+  CHECK(again.status == 409);
+  CHECK(fs::is_directory(builder + "/1"));  // put back under its name
+  CHECK_FALSE(fs::exists(builder + "/.sealing-1"));
+  CHECK(s.Get(UrlOf(1) + "pkg.bin").body == "sealed bytes");
+  struct stat st{};
+  REQUIRE(::stat((builder + "/1").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0222) == 0);  // still frozen
+}
+
+TEST_CASE("only the master that opened a build may seal it", "[integration][sealed]") {
+  Servers s;
+  s.AddMaster("other", "other-password");
+  IssuedToken t = s.Issue(Servers::ScopeBody(ScopeOf(1)));
+  REQUIRE(s.Put(UrlOf(1) + "pkg.bin", "x", t.username, t.password).status == 201);
+  REQUIRE(s.Revoke(t.username, "?seal=false").status == 204);
+  HttpResponse r = s.Request("POST", "/token/seal/" + ScopeOf(1) + "?result=success", "",
+                             {{"Authorization", Servers::Basic("other", "other-password")}});
+  CHECK(r.status == 403);
+  CHECK(s.Get(UrlOf(1) + "SHA256SUMS").status == 404);
+}

@@ -99,7 +99,7 @@ TEST_CASE_METHOD(BuildsFixture, "freeze, seal and thaw a build", "[builds][seal]
     auto lock = builds.Lock(scope);
     REQUIRE(lock);
     CHECK_FALSE(builds.IsFrozen(scope).value());
-    auto count = builds.Freeze(scope);
+    auto count = builds.Freeze(scope, "t1-1");
     REQUIRE(count);
     CHECK(count->files == 2);
     CHECK(count->bytes == 8);
@@ -109,7 +109,7 @@ TEST_CASE_METHOD(BuildsFixture, "freeze, seal and thaw a build", "[builds][seal]
     record.result = BuildResult::kSuccess;
     record.issued_by = "ci";
     record.username = "t1";
-    REQUIRE(builds.Seal(scope, &record));
+    REQUIRE(builds.Seal(scope, "t1-1", &record));
     CHECK(record.state == "sealed");
     CHECK(record.report.files == 2);
     CHECK(record.LatestEligible());
@@ -120,8 +120,11 @@ TEST_CASE_METHOD(BuildsFixture, "freeze, seal and thaw a build", "[builds][seal]
   CHECK(ReadAll(build_dir + "/SHA256SUMS").find("  sub/deeper/log.txt\n") != std::string::npos);
   CHECK(ReadAll(build_dir + "/.build.json").find("\"result\":\"success\"") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(artifacts + "/dpkg/p/linux/.sealing-1"));
+  // Opening it again is a reopen (it is published): refused without one.
+  CHECK(builds.Open(scope).error().code == ErrorCode::kConflict);
+  CHECK(builds.IsFrozen(scope).value());
   // Reopening thaws it and drops the record.
-  REQUIRE(builds.Open(scope));
+  REQUIRE(builds.Open(scope, /*reopen=*/true));
   CHECK_FALSE(builds.IsFrozen(scope).value());
   for (const char* d : {"", "/sub", "/sub/deeper"}) CHECK((ModeOf(build_dir + d) & 0777) == 0775);
   CHECK_FALSE(std::filesystem::exists(build_dir + "/.build.json"));
@@ -150,4 +153,48 @@ TEST_CASE_METHOD(BuildsFixture, "retention time and protection come from what th
     CHECK(b.time < 4102444800);
     CHECK(b.protect == (b.name == "1"));  // latest
   }
+}
+
+TEST_CASE_METHOD(BuildsFixture, "a seal overtaken by a reopen and a newer seal does nothing", "[builds][seal]") {
+  const std::string scope = "dpkg/p/linux/3";
+  OpenInOrder({scope.c_str()});
+  Publish(scope);
+  BuildRecord stale;
+  stale.result = BuildResult::kSuccess;
+  {
+    auto lock = builds.Lock(scope);
+    REQUIRE(builds.Freeze(scope, "t1-1"));  // the revoke of t1; its hash is queued
+  }
+  REQUIRE(builds.Open(scope, /*reopen=*/true));  // reopened: t1's freeze is gone
+  {
+    auto lock = builds.Lock(scope);
+    REQUIRE(builds.Freeze(scope, "t2-2"));  // t2's revoke
+    BuildRecord fresh;
+    fresh.result = BuildResult::kFailure;
+    REQUIRE(builds.Seal(scope, "t2-2", &fresh));
+  }
+  auto lock = builds.Lock(scope);
+  CHECK(builds.Seal(scope, "t1-1", &stale).error().code == ErrorCode::kConflict);
+  CHECK(ReadAll(artifacts + "/" + scope + "/.build.json").find("\"result\":\"failure\"") != std::string::npos);
+}
+
+TEST_CASE_METHOD(BuildsFixture, "latest leaves a build that is reopened or sealed again as a failure",
+                 "[builds][seal]") {
+  OpenInOrder({"dpkg/p/linux/1", "dpkg/p/linux/2"});
+  for (const char* scope : {"dpkg/p/linux/1", "dpkg/p/linux/2"}) {
+    Publish(scope);
+    {
+      auto lock = builds.Lock(scope);
+      REQUIRE(builds.Freeze(scope, std::string(scope) + "-t"));
+      BuildRecord record;
+      record.result = BuildResult::kSuccess;
+      REQUIRE(builds.Seal(scope, std::string(scope) + "-t", &record));
+    }
+    REQUIRE(builds.UpdateLatest(scope));
+  }
+  CHECK(builds.ResolveLatest("dpkg/p/linux").value() == "2");
+  REQUIRE(builds.Open("dpkg/p/linux/2", /*reopen=*/true));
+  CHECK(builds.ResolveLatest("dpkg/p/linux").value() == "1");
+  REQUIRE(builds.Open("dpkg/p/linux/1", /*reopen=*/true));
+  CHECK(builds.ResolveLatest("dpkg/p/linux").error().code == ErrorCode::kNotFound);
 }
