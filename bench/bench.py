@@ -409,16 +409,266 @@ def strace_cycles(app_pids, port, master_pw, cycles, tmp):
     return {k: v / n for k, v in counts.items()}, res["cycles"]
 
 
+# ---------------------------------------------------------------- figure 7: the seal
+
+SEAL_BIG = "bench/seal/big/1"    # scopes at scope_depth 4, scripts/run.sh's default
+SEAL_MANY = "bench/seal/many/1"
+RAM_FS = ("tmpfs", "ramfs")
+
+
+def fstype(path):
+    return run(["findmnt", "-n", "-o", "FSTYPE", "-T", path], 10).stdout.split()[0]
+
+
+def seal_parent(disk_parent):
+    """Where figure 7 makes its own temp dir: BENCH_SEALDIR, else the disk tmpdir of
+    figures 2-4, unless that is a RAM filesystem (then /var/tmp, when it is not)."""
+    if os.environ.get("BENCH_SEALDIR"):
+        return os.environ["BENCH_SEALDIR"]
+    if fstype(disk_parent) in RAM_FS and os.path.isdir("/var/tmp") and fstype("/var/tmp") not in RAM_FS:
+        return "/var/tmp"
+    return disk_parent
+
+
+def thaw(root):
+    """chmod u+w every directory at and below `root`: undoes a seal's freeze (0555),
+    so the build can be reset or removed by a user who is not root."""
+    for d, _, _ in os.walk(root):
+        mode = os.lstat(d).st_mode
+        if not mode & 0o200:
+            os.chmod(d, (mode & 0o7777) | 0o200)
+
+
+def remove_tree(d):
+    if d and os.path.isdir(d):
+        try:
+            thaw(d)
+        except OSError:
+            pass
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def reset_build(path):
+    """What a seal changed in a build, undone (untimed): its directories writable again,
+    SHA256SUMS and .build.json deleted."""
+    thaw(path)
+    for name in ("SHA256SUMS", ".build.json"):
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+
+
+def make_seal_builds(artifacts, big_bytes, big_files, many_files, many_dirs):
+    """Two builds in `artifacts`: SEAL_BIG, `big_files` files of `big_bytes` in all, and
+    SEAL_MANY, `many_files` files of 256 B to 4 KiB in `many_dirs` directories. Distinct
+    random content. Returns {scope: (files, bytes, sorted relative paths)}."""
+    blk = os.urandom(8 * MiB)
+    out = {}
+    big = os.path.join(artifacts, SEAL_BIG)
+    os.makedirs(big)
+    names, total = [], 0
+    for j in range(big_files):
+        names.append("part%02d.bin" % j)
+        with open(os.path.join(big, names[-1]), "wb") as fo:
+            left, k = big_bytes // big_files, 0
+            while left:
+                n = min(left, len(blk))
+                fo.write((b"%08d%08d" % (j, k) + blk[16:n])[:n])
+                left, k, total = left - n, k + 1, total + n
+    out[SEAL_BIG] = (big_files, total, sorted(names))
+    many = os.path.join(artifacts, SEAL_MANY)
+    names, total = [], 0
+    for d in range(many_dirs):
+        os.makedirs(os.path.join(many, "d%03d" % d))
+    for i in range(many_files):
+        size = 256 + (i * 2654435761) % 3841
+        off = (i * 4099) % (len(blk) - 4096)
+        names.append("d%03d/f%06d.dat" % (i % many_dirs, i))
+        with open(os.path.join(many, names[-1]), "wb") as fo:
+            fo.write((b"%08d" % i + blk[off:off + size])[:size])
+        total += size
+    out[SEAL_MANY] = (many_files, total, sorted(names))
+    return out
+
+
+def resident(root, names):
+    """Fraction of the pages of `names` (relative to `root`) in the page cache (fincore)."""
+    ps = os.sysconf("SC_PAGE_SIZE")
+    have = want = 0
+    for i in range(0, len(names), 2000):
+        r = run(["fincore", "-b", "-n", "-r", "-o", "PAGES,SIZE"] + names[i:i + 2000], 120, cwd=root)
+        for line in r.stdout.splitlines():
+            pages, size = (int(x) for x in line.split())
+            have, want = have + pages, want + (size + ps - 1) // ps
+    return have / want if want else float("nan")
+
+
+def timed(cmd, cwd, timeout):
+    """Wall clock of one command, and its stdout (bytes)."""
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=timeout)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit("figure 7: %r exited %d:\n%s" % (cmd, r.returncode, (r.stdout + r.stderr).decode()[-2000:]))
+    return dt, r.stdout
+
+
+def sums(text):
+    """A sha256sum-style listing as {relative path: digest}."""
+    out = {}
+    for line in text.decode().splitlines():
+        digest, _, name = line.partition("  ")
+        out[name[2:] if name.startswith("./") else name] = digest
+    return out
+
+
+def evp_sha256_mbps():
+    """OpenSSL's EVP SHA-256 in memory, 1 MiB blocks, 1 s: MB/s (None if not understood)."""
+    r = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "1048576", "-seconds", "1"],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"(?mi)^sha256\s+([\d.]+)k\s*$", r.stdout)
+    return float(m.group(1)) * 1000 / 1e6 if m else None
+
+
+def seal_figure(sealtmp, q):
+    """Figure 7: `artifact-token seal` (the product's binary, wall clock of the whole
+    command) against sha256sum over the same builds. Returns (rows, notes, raw, method)."""
+    big_bytes, big_files = (128 if q else 1024) * MiB, 8
+    many_files, many_dirs = (5000, 10) if q else (50000, 50)
+    max_rounds = 3 if q else 5
+    limit_s = 15 if q else 50      # per build: no new round starts after this (at least one runs)
+    t_fig = time.monotonic()
+    tokens, artifacts = os.path.join(sealtmp, "tokens"), os.path.join(sealtmp, "artifacts")
+    os.makedirs(tokens, 0o750)
+    os.makedirs(artifacts)
+    open(os.path.join(sealtmp, "masters"), "w").close()
+    conf = os.path.join(sealtmp, "artifact-token.conf")
+    with open(conf, "w") as f:
+        f.write("tokens_dir = %s\nartifacts_dir = %s\nmasters_file = %s\nscope_depth = 4\n"
+                % (tokens, artifacts, os.path.join(sealtmp, "masters")))
+    log("figure 7: writing a %d MiB build and a %d-file build in %s" % (big_bytes // MiB, many_files, sealtmp))
+    builds = make_seal_builds(artifacts, big_bytes, big_files, many_files, many_dirs)
+    # Writeback of what was just written would otherwise land in the timed runs;
+    # `sync -f` flushes this filesystem and keeps the pages cached.
+    run(["sync", "-f", artifacts], 600)
+    log("figure 7: builds written and flushed in %.1f s" % (time.monotonic() - t_fig))
+
+    def seal_cmd(scope):
+        return [APP_BIN, "seal", scope, "--result", "success", "--config", conf]
+
+    def base_cmd(scope):
+        if scope == SEAL_BIG:
+            return ["sha256sum", "--"] + builds[scope][2]
+        return ["sh", "-c", "find . -type f -print0 | xargs -0 sha256sum"]
+
+    raw, med, ratios, res = {}, {}, {}, {}
+    for scope in (SEAL_BIG, SEAL_MANY):
+        path = os.path.join(artifacts, scope)
+        nfiles, nbytes, names = builds[scope]
+        timeout = 300 if scope == SEAL_BIG else 600
+        # Untimed warm-up of both commands (page cache, dentries, the binaries), which
+        # also checks the seal: its SHA256SUMS equals sha256sum's output.
+        reset_build(path)
+        _, out = timed(seal_cmd(scope), artifacts, timeout)
+        if ("sealed %s: %d files" % (scope, nfiles)).encode() not in out:
+            raise SystemExit("figure 7: unexpected seal output %r" % out[-500:])
+        with open(os.path.join(path, "SHA256SUMS"), "rb") as fi:
+            sealed = sums(fi.read())
+        reset_build(path)
+        _, out = timed(base_cmd(scope), path, timeout)
+        if sealed != sums(out) or len(sealed) != nfiles:
+            raise SystemExit("figure 7: the seal's SHA256SUMS differs from sha256sum's for " + scope)
+        before = resident(path, names)
+        log("figure 7: %s, up to %d rounds of (seal, sha256sum)" % (scope, max_rounds))
+        runs = {"seal": [], "sha256sum": []}
+        t0 = time.monotonic()
+        for i in range(max_rounds):
+            if i and time.monotonic() - t0 > limit_s:
+                break
+            for who in (("seal", "sha256sum") if i % 2 == 0 else ("sha256sum", "seal")):
+                reset_build(path)
+                dt, _ = timed(seal_cmd(scope) if who == "seal" else base_cmd(scope), artifacts if who == "seal" else path,
+                              timeout)
+                runs[who].append(dt)
+        reset_build(path)
+        res[scope] = (before, resident(path, names))
+        raw[scope] = runs
+        med[scope] = {k: median(v) for k, v in runs.items()}
+        ratios[scope] = median([b / s for s, b in zip(runs["seal"], runs["sha256sum"])])  # rate ratio
+    evp = evp_sha256_mbps()
+
+    f = lambda x, d=0: "{:,.{}f}".format(x, d)
+    rows = []
+    nfiles, nbytes, _ = builds[SEAL_BIG]
+    size = "1 GiB" if nbytes == 1024 * MiB else "%d MiB" % (nbytes // MiB)
+    big_rate = {k: nbytes / v / 1e6 for k, v in med[SEAL_BIG].items()}
+    ok = ratios[SEAL_BIG] >= 0.9
+    rows.append(("7", "seal of a %s build (%d files): SHA-256 MB/s, `artifact-token seal` wall clock" % (size, nfiles),
+                 f(big_rate["seal"]), "%s (`sha256sum` over the same files)" % f(big_rate["sha256sum"]),
+                 "%.3f" % ratios[SEAL_BIG], ">= 0.9", "pass" if ok else "**FAIL**"))
+    mfiles, mbytes, _ = builds[SEAL_MANY]
+    many_rate = {k: mfiles / v for k, v in med[SEAL_MANY].items()}
+    rows.append(("7", "seal of a %s-file build (%.0f MB): files/s" % (f(mfiles), mbytes / 1e6), f(many_rate["seal"]),
+                 "%s (`find -print0 \\| xargs -0 sha256sum`)" % f(many_rate["sha256sum"]),
+                 "%.3f" % ratios[SEAL_MANY], "(report)", "—"))
+    if evp:
+        rows.append(("7", "diagnosis: SHA-256 in memory, OpenSSL EVP (`openssl speed -evp sha256`, 1 MiB blocks), MB/s",
+                     f(evp), "%s (`sha256sum`, %s build above)" % (f(big_rate["sha256sum"]), size),
+                     "%.3f" % (evp / big_rate["sha256sum"]), "(diagnosis)", "—"))
+
+    sha_bin = shutil.which("sha256sum")
+    links = "libcrypto" in run(["ldd", sha_bin], 10).stdout if sha_bin else False
+    flags = open("/proc/cpuinfo").read()
+    shani = bool(re.search(r"\bsha_ni\b", flags))
+    ver = run(["sha256sum", "--version"], 10).stdout.splitlines()[0]
+    notes = [
+        "Figure 7, page cache: both builds were written, flushed with `sync -f` and then hashed once by each "
+        "command untimed (that warm-up also checks that the seal's SHA256SUMS equals sha256sum's output). "
+        "`fincore` found %.1f%% / %.1f%% of the %s build's pages cached before / after the timed rounds, and "
+        "%.1f%% / %.1f%% of the %s-file build's." % (100 * res[SEAL_BIG][0], 100 * res[SEAL_BIG][1], size,
+                                                    100 * res[SEAL_MANY][0], 100 * res[SEAL_MANY][1], f(mfiles)),
+        "Figure 7, why the ratio is what it is: `%s` %s libcrypto, so it hashes with %s; the seal hashes "
+        "with OpenSSL's EVP SHA-256 in one thread, 1 MiB reads, and this CPU %s the SHA extensions (`sha_ni`), "
+        "which OpenSSL uses. The seal's whole command reached %.0f%% of EVP's in-memory rate on the %s build%s."
+        % (ver, "links" if links else "does not link",
+           "OpenSSL" if links else "gnulib's portable C SHA-256 (no SHA extensions)",
+           "has" if shani else "lacks", 100 * big_rate["seal"] / evp if evp else float("nan"), size,
+           "" if evp else " (openssl speed's output was not understood)"),
+        "Figure 7, per file: the seal took %.1f µs per file on the %s-file build (freeze, walk, open+read+hash, "
+        "SHA256SUMS and .build.json written and fsynced, `latest` updated), find | xargs sha256sum %.1f µs."
+        % (1e6 * med[SEAL_MANY]["seal"] / mfiles, f(mfiles), 1e6 * med[SEAL_MANY]["sha256sum"] / mfiles),
+    ]
+    n_rounds = {s: len(raw[s]["seal"]) for s in raw}
+    method = ("Figure 7: the product's own `artifact-token seal SCOPE --result success --config C` (Release build; "
+              "it freezes the build, chmod 0555 of its directories, walks and hashes every file in one thread with "
+              "1 MiB reads, writes SHA256SUMS and .build.json and fsyncs them, updates `latest`), timed as the wall "
+              "clock of the whole command, nothing subtracted, against `sha256sum FILE...` over the same %d files of "
+              "the %s build and against `find . -type f -print0 | xargs -0 sha256sum` over a build of %s files "
+              "(256 B to 4 KiB, in %d directories). Rounds alternate, the order reversed every other round: %d for "
+              "the %s build, %d for the %s-file build (at most %d; no new round starts after %d s per build). The "
+              "build is reset before every run, untimed: its directories chmod u+w, SHA256SUMS and .build.json "
+              "deleted. The builds are in a temp dir of their own on %s (BENCH_SEALDIR, else BENCH_TMPDIR), with an "
+              "empty token store. Page cache warm for both: see Measured findings.%s"
+              % (nfiles, size, f(mfiles), many_dirs, n_rounds[SEAL_BIG], size, n_rounds[SEAL_MANY], f(mfiles),
+                 max_rounds, limit_s, fstype(sealtmp),
+                 " **Quick mode: a %s build instead of 1 GiB and %s files instead of 50,000.**" % (size, f(mfiles))
+                 if q else ""))
+    raw_out = {"figure 7 (seconds per run)": {s: raw[s] for s in raw}, "figure 7 seconds (setup and all runs)":
+               round(time.monotonic() - t_fig, 1)}
+    return rows, notes, raw_out, method
+
+
 # ---------------------------------------------------------------- main
 
-def machine(tmp, ram):
+def machine(tmp, ram, seal):
+    """The machine table; `tmp` and `ram` are None when figures 1-6 do not run."""
     cpu = "?"
     for line in open("/proc/cpuinfo"):
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    fs = " ".join(run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", tmp], 10).stdout.splitlines()[0].split())
-    fsr = " ".join(run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", ram], 10).stdout.splitlines()[0].split())
+    where = lambda d: " ".join(run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", d], 10).stdout.splitlines()[0].split())
     ngx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     wrkv = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     wrkv = (wrkv.stdout + wrkv.stderr).splitlines()[0].strip()
@@ -429,20 +679,33 @@ def machine(tmp, ram):
         rev += " (+ uncommitted changes)" if dirty else ""
     except Exception:
         rev = "?"
-    return [("date (UTC)", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())), ("product commit", rev),
-            ("nproc", str(os.cpu_count())), ("CPU", cpu), ("memory", "%.1f GiB" % (int(mem) / 1048576)),
-            ("kernel", platform.release()), ("filesystem, figures 2-4 (disk tmpdir)", "%s (%s)" % (fs, tmp)),
-            ("filesystem, figures 1 and 6 (RAM tmpdir)", "%s (%s)" % (fsr, ram)),
-            ("nginx", ngx), ("wrk", wrkv), ("python", platform.python_version())]
+    out = [("date (UTC)", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())), ("product commit", rev),
+           ("nproc", str(os.cpu_count())), ("CPU", cpu), ("memory", "%.1f GiB" % (int(mem) / 1048576)),
+           ("kernel", platform.release())]
+    if tmp:
+        out += [("filesystem, figures 2-4 (disk tmpdir)", "%s (%s)" % (where(tmp), tmp)),
+                ("filesystem, figures 1 and 6 (RAM tmpdir)", "%s (%s)" % (where(ram), ram))]
+    out.append(("filesystem, figure 7 (seal tmpdir)", "%s (%s)" % (where(seal), seal)))
+    if tmp:
+        out += [("nginx", ngx), ("wrk", wrkv)]
+    return out + [("sha256sum", run(["sha256sum", "--version"], 10).stdout.splitlines()[0]),
+                  ("openssl", run(["openssl", "version"], 10).stdout.strip()), ("python", platform.python_version())]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short runs (under two minutes)")
-    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--out", help="the report (default bench/RESULTS.md; required with --only)")
+    ap.add_argument("--only", choices=["seal"], help="run figure 7 alone (no servers): a partial report")
     args = ap.parse_args()
+    if args.out is None:
+        if args.only:
+            ap.error("--only writes a partial report: name it with --out FILE")
+        args.out = os.path.join(HERE, "RESULTS.md")
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.only == "seal":
+        return main_seal_only(args)
 
     q = args.quick
     reps = 3                             # rounds per figure (A B, B A, A B)
@@ -461,11 +724,12 @@ def main():
     ram_parent = os.environ.get("BENCH_RAMDIR", "/dev/shm" if os.path.isdir("/dev/shm") else disk_parent)
     tmp = tempfile.mkdtemp(prefix="artifact-bench.", dir=disk_parent)
     ram = tempfile.mkdtemp(prefix="artifact-bench.", dir=ram_parent)
-    for d in (tmp, ram):
+    sealtmp = tempfile.mkdtemp(prefix="artifact-bench-seal.", dir=seal_parent(disk_parent))
+    for d in (tmp, ram, sealtmp):
         os.chmod(d, 0o755)
     rows, notes = [], []
     try:
-        mach = machine(tmp, ram)
+        mach = machine(tmp, ram, sealtmp)
         master_pw = base64.urlsafe_b64encode(os.urandom(18)).decode()
         url_path = "/bench/put/b/1/file.bin"
 
@@ -619,6 +883,10 @@ def main():
         raw_p99 = median([r["p99"] for r in raw])
         live3_end = live_tokens(state)
         per_cycle, nstrace = strace_cycles(app_pids, pport, master_pw, 100 if q else 500, tmp)
+        stop_all()  # figure 7 needs no server
+
+        # ======== figure 7, on the disk: the seal, no server
+        rows7, notes7, raw7, method7 = seal_figure(sealtmp, q)
 
         # ---------------- table
         def row(fig, what, subj, base, ratio, target, ok):
@@ -707,38 +975,72 @@ def main():
                     "figure 2 (MB/s per run)": f2, "figure 6 (req/s per round)": {hashes_names.get(k, k): v for k, v in fig6.items()},
                     "figure 3 raw loop runs": raw, "figure 1 diagnosis (req/s per round)": diag,
                     "syscalls per PUT (all, openat)": sysc, "figure 3 cycle runs": cyc, "figure 3 per-pair ratios": pair}
+        rows += rows7
+        notes += notes7
+        raw_runs.update(raw7)
     except BaseException:
         stop_all()
         if os.environ.get("BENCH_KEEP"):
-            log("kept " + tmp)
+            log("kept %s %s %s" % (tmp, ram, sealtmp))
         else:
-            for d in (tmp, ram): shutil.rmtree(d, ignore_errors=True)
+            for d in (tmp, ram, sealtmp): remove_tree(d)
         raise
     stop_all()
     elapsed = time.monotonic() - t_start
 
+    method = ("Method. Subject and baseline runs alternate, the order reversed every other round (A B, B A, A B ...); "
+              "each figure is the median over rounds, each ratio the median of the per-round ratios. "
+              "1 KiB PUTs: `wrk -t1 -c%d -d%ds` with bench/put.lua, the same URL overwritten, %d rounds (figure 6: %d). "
+              "Baseline \"nginx, no auth\": a plain nginx started by the benchmark with the product's worker settings "
+              "(worker_processes 2, same access_log, sendfile, dav_methods PUT, client_body_temp_path on the same "
+              "filesystem); the anchor and figure 6 are server blocks of that nginx with auth_basic. Token path: the "
+              "product as `scripts/run.sh` starts it, tokens issued through POST /token.\n\n"
+              "Figures 1 and 6 run with every tree on a RAM filesystem: on this machine's disk a PUT that replaces a "
+              "file costs disk I/O (ext4 starts writeback when a file is renamed over another), which makes plain "
+              "nginx I/O-bound, slow and noisy and would hide the CPU cost of authentication that these figures are "
+              "about. Figures 2, 3 and 4 run on the disk (fsync is the point of figure 3). BENCH_TMPDIR and "
+              "BENCH_RAMDIR choose the two places.\n\n"
+              "Figure 3: bench/tokenload.py (Python threads, one keep-alive connection each), %.1f s per run, %d "
+              "run(s) per client count, alternating with bench/fsloop.cc (%.1f s per run) in a directory on the "
+              "token store's filesystem.%s\n\n"
+              % (conns, put_s, reps, reps6, cyc_s, cyc_reps, raw_s,
+                 " **Quick mode: 1 s PUT runs, fewer rounds, a %d MiB transfer instead of 1 GiB in figure 2 and %s "
+                 "instead of 10,000 live tokens in figure 3.**" % (big // MiB, "{:,}".format(live3_target)) if q else ""))
+    write_results(args, q, elapsed, method + method7 + "\n\n", mach, rows, notes, raw_runs, findings=True)
+    for d in (tmp, ram, sealtmp): remove_tree(d)
+    log("wrote %s (%.0f s)" % (args.out, elapsed))
+
+
+def main_seal_only(args):
+    """`--only seal`: figure 7 alone, no server, into args.out."""
+    q = args.quick
+    t_start = time.monotonic()
+    sealtmp = tempfile.mkdtemp(prefix="artifact-bench-seal.", dir=seal_parent(os.environ.get("BENCH_TMPDIR", "/tmp")))
+    os.chmod(sealtmp, 0o755)
+    try:
+        mach = machine(None, None, sealtmp)
+        rows, notes, raw_runs, method = seal_figure(sealtmp, q)
+    except BaseException:
+        if os.environ.get("BENCH_KEEP"):
+            log("kept " + sealtmp)
+        else:
+            remove_tree(sealtmp)
+        raise
+    remove_tree(sealtmp)
+    elapsed = time.monotonic() - t_start
+    write_results(args, q, elapsed, "Method. Figure 7 alone (`--only seal`): figures 1 to 6 did not run. " + method +
+                  "\n\n", mach, rows, notes, raw_runs, findings=False)
+    log("wrote %s (%.0f s)" % (args.out, elapsed))
+
+
+def write_results(args, q, elapsed, method, mach, rows, notes, raw_runs, findings):
+    """The report: `method` is its method paragraphs, markdown, ending in a blank line."""
+    flags = (" --quick" if q else "") + (" --only " + args.only if args.only else "")
     with open(args.out + ".tmp", "w") as o:
-        o.write("# Benchmark results (%s mode)\n\n" % ("quick" if q else "full"))
+        o.write("# Benchmark results (%s mode%s)\n\n" % ("quick" if q else "full", ", figure 7 only" if args.only else ""))
         o.write("Written by `bench/run.sh%s` in %.0f s; every figure below was measured in that one run. "
-                "Do not edit by hand.\n\n" % (" --quick" if q else "", elapsed))
-        o.write("Method. Subject and baseline runs alternate, the order reversed every other round (A B, B A, A B ...); "
-                "each figure is the median over rounds, each ratio the median of the per-round ratios. "
-                "1 KiB PUTs: `wrk -t1 -c%d -d%ds` with bench/put.lua, the same URL overwritten, %d rounds (figure 6: %d). "
-                "Baseline \"nginx, no auth\": a plain nginx started by the benchmark with the product's worker settings "
-                "(worker_processes 2, same access_log, sendfile, dav_methods PUT, client_body_temp_path on the same "
-                "filesystem); the anchor and figure 6 are server blocks of that nginx with auth_basic. Token path: the "
-                "product as `scripts/run.sh` starts it, tokens issued through POST /token.\n\n"
-                "Figures 1 and 6 run with every tree on a RAM filesystem: on this machine's disk a PUT that replaces a "
-                "file costs disk I/O (ext4 starts writeback when a file is renamed over another), which makes plain "
-                "nginx I/O-bound, slow and noisy and would hide the CPU cost of authentication that these figures are "
-                "about. Figures 2, 3 and 4 run on the disk (fsync is the point of figure 3). BENCH_TMPDIR and "
-                "BENCH_RAMDIR choose the two places.\n\n"
-                "Figure 3: bench/tokenload.py (Python threads, one keep-alive connection each), %.1f s per run, %d "
-                "run(s) per client count, alternating with bench/fsloop.cc (%.1f s per run) in a directory on the "
-                "token store's filesystem.%s\n\n"
-                % (conns, put_s, reps, reps6, cyc_s, cyc_reps, raw_s,
-                   " **Quick mode: 1 s PUT runs, fewer rounds, a %d MiB transfer instead of 1 GiB in figure 2 and %s "
-                   "instead of 10,000 live tokens in figure 3.**" % (big // MiB, "{:,}".format(live3_target)) if q else ""))
+                "Do not edit by hand.\n\n" % (flags, elapsed))
+        o.write(method)
         o.write("## Machine\n\n| | |\n|---|---|\n")
         for k, v in mach:
             o.write("| %s | %s |\n" % (k, v.replace("|", "/")))
@@ -750,14 +1052,12 @@ def main():
         for n in notes:
             o.write("- " + n + "\n")
         extra = os.path.join(HERE, "FINDINGS.md")
-        if os.path.exists(extra):
+        if findings and os.path.exists(extra):
             o.write("\n## Why targets are missed (analysis from bench/FINDINGS.md, written by hand: no figures)\n\n")
             o.write(open(extra).read())
         o.write("\n<details><summary>Every run (raw numbers)</summary>\n\n```\n%s\n```\n</details>\n"
                 % json.dumps(raw_runs, indent=1, default=str))
     os.rename(args.out + ".tmp", args.out)
-    for d in (tmp, ram): shutil.rmtree(d, ignore_errors=True)
-    log("wrote %s (%.0f s)" % (args.out, elapsed))
 
 
 if __name__ == "__main__":
