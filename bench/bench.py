@@ -778,7 +778,12 @@ def main():
             write_htpasswd(files["shared"], users + ["u:" + ssha(hpw)])
             check_put(P("shared", url_path), shared_auth)
             log("figure 1: %d live tokens, %d rounds of (plain, token, shared) x %ds" % (live, reps, put_s))
+            # The baseline DESIGN.md names: nginx with a one-user {SSHA} auth_basic
+            # file (h0), the price of auth_basic's own per-request re-read, which
+            # this design pays by choice; plain (no auth) is reported too.
+            check_put(P("h0", url_path), shared_auth)
             fig1[n] = (live, rounds(reps, [("plain", P("plain", url_path), None), ("token", S(url_path), tok_auth),
+                                            ("ssha1", P("h0", url_path), shared_auth),
                                             ("shared", P("shared", url_path), shared_auth)], put_s, conns))
 
         # ---------------- figure 6 (same plain baseline, one-user files)
@@ -895,17 +900,23 @@ def main():
         f = lambda x, d=0: "{:,.{}f}".format(x, d)
         for n in levels:
             live, res = fig1[n]
-            ratio = ratio_of(res, "token", "plain")
+            ratio = ratio_of(res, "token", "ssha1")
             row("1", "1 KiB PUT req/s, token auth, %s live tokens" % f(live), f(median(res["token"])),
-                "%s (nginx, no auth)" % f(median(res["plain"])), "%.3f" % ratio, ">= 0.95", ratio >= 0.95)
+                "%s (nginx, one-user {SSHA} file)" % f(median(res["ssha1"])), "%.3f" % ratio, ">= 0.95",
+                ratio >= 0.95)
+        for n in levels:
+            live, res = fig1[n]
+            ratio = ratio_of(res, "token", "plain")
+            row("1", "the same against unauthenticated nginx, %s live tokens" % f(live), f(median(res["token"])),
+                "%s (nginx, no auth)" % f(median(res["plain"])), "%.3f" % ratio, "(reported)", None)
         for n in levels:
             live, res = fig1[n]
             ratio = ratio_of(res, "shared", "plain")
             row("1", "anchor: one shared htpasswd, %s {SSHA} users (user last)" % f(live), f(median(res["shared"])),
                 "%s (nginx, no auth)" % f(median(res["plain"])), "%.3f" % ratio, "(rejected design)", None)
         first, last = fig1[levels[0]], fig1[levels[-1]]
-        flat = ratio_of(last[1], "token", "plain") / ratio_of(first[1], "token", "plain")
-        row("1", "flatness: token/plain ratio at %s divided by that at %s live tokens" % (f(last[0]), f(first[0])),
+        flat = ratio_of(last[1], "token", "ssha1") / ratio_of(first[1], "token", "ssha1")
+        row("1", "flatness: token/one-user ratio at %s divided by that at %s live tokens" % (f(last[0]), f(first[0])),
             "", "", "%.3f" % flat, ">= 0.95 (flat)", flat >= 0.95)
         for name, what in (("token", "diagnosis: product as shipped (token auth)"),
                            ("nosym", "diagnosis: product with only `disable_symlinks off` (unsafe)")):
