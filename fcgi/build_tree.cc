@@ -90,23 +90,10 @@ const Error kRevoked{ErrorCode::kConflict, "the build's token was revoked meanwh
 // Empties the directory open as `dir`: files and symlinks are unlinked,
 // directories (opened without following a link) emptied and removed.
 Status RemoveContents(int dir, const std::string& path, const StillLive& still_live) {
-  int listing = ::dup(dir);
-  if (listing < 0) return ErrnoError("dup", path, errno);
-  DIR* d = ::fdopendir(listing);
-  if (d == nullptr) {
-    int err = errno;
-    ::close(listing);
-    return ErrnoError("opendir", path, err);
-  }
+  auto entries = ListDirAt(dir, path);
+  if (!entries) return entries.error();
   std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return ErrnoError("readdir", path, err);
+  for (const auto& e : entries.value()) names.push_back(e.name);
   for (const auto& name : names) {
     const std::string child = path + "/" + name;
     struct stat st{};

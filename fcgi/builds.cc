@@ -75,19 +75,11 @@ struct Fd {
 // regular files and their bytes into `count` when given.
 Status ChmodTree(int fd, const std::string& path, mode_t mode, TreeCount* count) {
   if (::fchmod(fd, mode) != 0) return ErrnoError("chmod", path, errno);
-  int dup = ::dup(fd);
-  if (dup < 0) return ErrnoError("dup", path, errno);
-  DIR* d = ::fdopendir(dup);
-  if (d == nullptr) {
-    int err = errno;
-    ::close(dup);
-    return ErrnoError("opendir", path, err);
-  }
+  auto entries = ListDirAt(fd, path);
+  if (!entries) return entries.error();
   std::vector<std::string> dirs;
-  while (struct dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    if (name == "." || name == "..") continue;
-    unsigned char type = e->d_type;
+  for (const auto& [name, listed_type] : entries.value()) {
+    unsigned char type = listed_type;
     struct stat st{};
     if (type == DT_UNKNOWN || (type == DT_REG && count != nullptr)) {
       if (::fstatat(fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
@@ -100,7 +92,6 @@ Status ChmodTree(int fd, const std::string& path, mode_t mode, TreeCount* count)
       count->bytes += static_cast<int64_t>(st.st_size);
     }
   }
-  ::closedir(d);
   for (const auto& name : dirs) {
     Fd child(::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (child.fd < 0) {

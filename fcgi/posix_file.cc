@@ -134,4 +134,26 @@ Result<std::string> WriteTempFile(const std::string& dir, const std::string& con
   return path;
 }
 
+Result<std::vector<DirEntry>> ListDirAt(int fd, const std::string& path) {
+  // fdopendir takes the descriptor over: a duplicate, so `fd` stays the caller's.
+  int listing = ::dup(fd);
+  if (listing < 0) return ErrnoError("dup", path, errno);
+  DIR* d = ::fdopendir(listing);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(listing);
+    return ErrnoError("opendir", path, err);
+  }
+  std::vector<DirEntry> out;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") out.push_back({std::move(name), e->d_type});
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return ErrnoError("readdir", path, err);
+  return out;
+}
+
 }  // namespace artifact

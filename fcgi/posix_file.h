@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "result.h"
 
@@ -24,6 +25,15 @@ bool StderrIsJournal();
 
 // fsync of a directory, so a create/link/rename/unlink in it is durable.
 Status FsyncDir(const std::string& dir);
+
+// The entries of the open directory `fd` (`path` names it in errors), without
+// "." and "..": each name with its dirent type (DT_UNKNOWN where the
+// filesystem does not say). `fd` stays open and is not moved.
+struct DirEntry {
+  std::string name;
+  unsigned char type;
+};
+Result<std::vector<DirEntry>> ListDirAt(int fd, const std::string& path);
 
 // mkdir -p of `rel` below the existing directory `base`; each directory it
 // creates gets the permission bits `mode` (0777 at most: no setuid/setgid/
