@@ -23,8 +23,8 @@ case $set_name in
   run) ;;
   test | image)
     packages+=(clang libclang-rt-14-dev shellcheck systemd buildbot buildbot-worker iproute2 wrk strace)
-    # The WebDAV clients the tests drive: litmus, rclone, cadaver, wget.
-    packages+=(litmus rclone cadaver wget)
+    # The WebDAV clients the tests drive: litmus, rclone (and rclone mount: fuse3), cadaver, wget.
+    packages+=(litmus rclone cadaver wget fuse3)
     # podman (runc: crun fails on hybrid cgroup hosts), debootstrap for the
     # base image, docker-compose for the compose files.
     [[ $set_name == image ]] && packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)

@@ -283,3 +283,62 @@ TEST_CASE("cadaver and curl upload and list a build, wget fetches the sealed bui
   CHECK(fetched.out.find("pkg.deb: OK") != std::string::npos);
   CHECK(fetched.out.find("docs/notes.txt: OK") != std::string::npos);
 }
+
+TEST_CASE("rclone mount: a build is written through a mounted directory, then read and verified",
+          "[integration][clients]") {
+  Servers s;
+  WorkDir work(s);
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/myproj/linux-amd64/43"));
+  const std::string mnt = work.path + "/mnt";
+  std::filesystem::create_directories(mnt);
+  std::filesystem::create_directories(work.path + "/out/deb");
+  std::ofstream(work.path + "/out/deb/pkg.deb") << RandomBytes(300000);
+  std::ofstream(work.path + "/out/notes.txt") << "built\n";
+  const std::map<std::string, std::string> vars = {
+      {"BUILD_URL", s.BaseUrl() + "/dpkg/myproj/linux-amd64/43"},
+      {"TOKEN_USER", t.username},
+      {"TOKEN_PASS", t.password},
+      {"RCLONE_CONFIG", work.path + "/rclone.conf"},
+  };
+  const std::string create =
+      R"(rclone config create art webdav url="$BUILD_URL" vendor=other user="$TOKEN_USER" pass="$TOKEN_PASS" --obscure)";
+  const std::string mount = "rclone mount art: ./mnt --daemon";
+  const std::string unmount = "fusermount -u ./mnt";
+  for (const auto& command : {mount, unmount}) RequireInClientsDoc(command);
+  REQUIRE(Shell(work.path, vars, create + " >/dev/null").exit_code == 0);
+
+  // --daemon returns once the mount is up. Without a VFS cache each file is
+  // streamed as one PUT while cp writes it (with --vfs-cache-mode writes
+  // rclone 1.60 uploads after the unmount returned, or never). The cache
+  // directory is the test's own: a stale cache of an earlier run made
+  // rclone refuse to create files.
+  {
+    Stopwatch watch("rclone mount, copy through it, unmount");
+    Run r = Shell(work.path, vars,
+                  "trap '" + unmount + " 2>/dev/null || true' EXIT\n" + mount +
+                      " --cache-dir ./cache --daemon-timeout 20s\n"
+                      "mountpoint -q ./mnt\n"
+                      "cp -r ./out/. ./mnt/\n",
+                  90);
+    INFO(r.out);
+    CHECK(r.exit_code == 0);
+  }
+  CHECK(s.Get("/dpkg/myproj/linux-amd64/43/notes.txt").body == "built\n");
+  CHECK(s.Get("/dpkg/myproj/linux-amd64/43/deb/pkg.deb").body.size() == 300000);
+  REQUIRE(s.Revoke(t.username).status == 200);
+
+  // The sealed build, mounted read-only like any public tree, verifies.
+  Run read = Shell(work.path, vars,
+                   "trap '" + unmount + " 2>/dev/null || true' EXIT\n"
+                   "rclone config create pub webdav url=\"$BUILD_URL\" vendor=other >/dev/null\n"
+                   "rclone mount pub: ./mnt --read-only --cache-dir ./cache --daemon --daemon-timeout 20s\n"
+                   "mountpoint -q ./mnt\n"
+                   "(cd ./mnt && sha256sum -c SHA256SUMS)\n",
+                   90);
+  INFO(read.out);
+  CHECK(read.exit_code == 0);
+  CHECK(read.out.find("deb/pkg.deb: OK") != std::string::npos);
+  CHECK(read.out.find("notes.txt: OK") != std::string::npos);
+  // Never leave a mount behind, whatever failed above.
+  (void)Shell(work.path, vars, "! mountpoint -q ./mnt || fusermount -uz ./mnt");
+}
