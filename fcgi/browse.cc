@@ -25,6 +25,15 @@ bool WantsJson(const std::string& query) {
   return false;
 }
 
+// ?page=N of a builder page; 1 when absent or not a number.
+size_t PageOf(const std::string& query) {
+  for (const auto& pair : SplitFields(query, '&')) {
+    if (pair.rfind("page=", 0) != 0) continue;
+    if (auto n = ParseDigits(pair.substr(5), 6); n && *n > 0) return static_cast<size_t>(*n);
+  }
+  return 1;
+}
+
 std::string Join(const std::vector<std::string>& segments, size_t n) {
   std::string out;
   for (size_t i = 0; i < n && i < segments.size(); ++i) out += (i == 0 ? "" : "/") + segments[i];
@@ -110,7 +119,7 @@ Response Api::Browse(const Request& req, const std::string& rest) {
     return r;
   }
   if (path.size() + 1 == depth) {
-    r.body = RenderBuilder(BuilderPage{path, BuilderRows(rest, entries.value())});
+    r.body = RenderBuilder(BuilderPage{path, BuilderRows(rest, entries.value()), PageOf(req.query)});
     return r;
   }
   BuildPage page;

@@ -308,7 +308,11 @@ std::string RenderBuilder(const BuilderPage& page) {
   std::string builder;
   for (const auto& s : page.path) builder += (builder.empty() ? "" : "/") + s;
   std::string out = Head(page.path, "builds");
-  out += "<h1>" + HtmlEscape(builder) + "</h1>\n<p>" + std::to_string(page.builds.size()) + " builds, newest first.";
+  const size_t total = page.builds.size();
+  const size_t pages = std::max<size_t>(1, (total + kBuildsPerPage - 1) / kBuildsPerPage);
+  const size_t current = std::min(std::max<size_t>(page.page, 1), pages);
+  const size_t first = (current - 1) * kBuildsPerPage, last = std::min(total, current * kBuildsPerPage);
+  out += "<h1>" + HtmlEscape(builder) + "</h1>\n<p>" + std::to_string(total) + " builds, newest first.";
   for (const auto& b : page.builds) {
     if (b.latest) {
       out += " Latest good build: <a href=\"" + UrlEscapeSegment(b.summary.name) + "/\">" +
@@ -317,9 +321,26 @@ std::string RenderBuilder(const BuilderPage& page) {
     }
   }
   out += "</p>\n" + Chart(page.builds);
+  // Plain links between the pages, so every build is reachable without
+  // script (and by wget -r).
+  std::string pager;
+  if (pages > 1) {
+    pager = "<p class=\"pager\">Builds " + std::to_string(first + 1) + "-" + std::to_string(last) + " of " +
+            std::to_string(total) + ".";
+    if (current > 1) pager += " <a rel=\"prev\" href=\"?page=" + std::to_string(current - 1) + "\">newer</a>";
+    if (current < pages) pager += " <a rel=\"next\" href=\"?page=" + std::to_string(current + 1) + "\">older</a>";
+    pager += " Page";
+    for (size_t p = 1; p <= pages; ++p) {
+      pager += p == current ? " <b>" + std::to_string(p) + "</b>"
+                            : " <a href=\"?page=" + std::to_string(p) + "\">" + std::to_string(p) + "</a>";
+    }
+    pager += "</p>\n";
+  }
+  out += pager;
   out += "<div class=\"wrap\"><table><thead><tr><th>Build</th><th>State</th><th>Sealed</th><th>Files</th>"
          "<th>Size</th><th>Issued by</th></tr></thead><tbody>\n";
-  for (const auto& b : page.builds) {
+  for (size_t i = first; i < last; ++i) {
+    const BuildRow& b = page.builds[i];
     const auto& r = b.summary.record;
     out += "<tr data-build=\"" + HtmlEscape(b.summary.name) + "\" data-state=\"" + BuildStateName(b.state) + "\"" +
            (b.latest ? " class=\"latest\"" : "") + "><td><a href=\"" + UrlEscapeSegment(b.summary.name) + "/\">" +
@@ -334,7 +355,7 @@ std::string RenderBuilder(const BuilderPage& page) {
     }
     out += "</tr>\n";
   }
-  out += "</tbody></table></div>\n";
+  out += "</tbody></table></div>\n" + pager;
   return out + Foot("/token/builds/" + DirUrl(page.path, page.path.size()).substr(1), "the builds and their records");
 }
 

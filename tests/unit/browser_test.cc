@@ -264,3 +264,31 @@ TEST_CASE("a build record reads back what the seal wrote", "[browser]") {
   CHECK_FALSE(BuildRecord::FromJson("{\"state\": \"sealed\"}"));
   CHECK_FALSE(BuildRecord::FromJson("not json"));
 }
+
+TEST_CASE("a builder page lists kBuildsPerPage builds and links the other pages", "[browser]") {
+  BuilderPage page;
+  page.path = {"dpkg", "p", "l"};
+  for (int i = 1; i <= 450; ++i) page.builds.push_back(Row(std::to_string(i), BuildState::kSuccess, 1800000000 + i));
+  SortNewestFirst(&page.builds);
+  std::string html = RenderBuilder(page);
+  CHECK(Count(html, "<tr data-build=") == kBuildsPerPage);
+  CHECK(html.find("data-build=\"450\"") != std::string::npos);
+  CHECK(html.find("data-build=\"250\"") == std::string::npos);
+  CHECK(html.find("Builds 1-200 of 450.") != std::string::npos);
+  CHECK(html.find("<a rel=\"next\" href=\"?page=2\">older</a>") != std::string::npos);
+  CHECK(html.find("rel=\"prev\"") == std::string::npos);
+  CHECK(Count(html, "<rect ") == kChartBuilds);
+  page.page = 3;
+  html = RenderBuilder(page);
+  CHECK(Count(html, "<tr data-build=") == 50);
+  CHECK(html.find("data-build=\"1\"") != std::string::npos);
+  CHECK(html.find("Builds 401-450 of 450.") != std::string::npos);
+  CHECK(html.find("<a rel=\"prev\" href=\"?page=2\">newer</a>") != std::string::npos);
+  CHECK(html.find("<a href=\"?page=1\">1</a>") != std::string::npos);
+  page.page = 99;  // past the end: the last page
+  CHECK(RenderBuilder(page) == html);
+  // A small builder has no pager.
+  page.builds.resize(10);
+  page.page = 1;
+  CHECK(RenderBuilder(page).find("pager") == std::string::npos);
+}
