@@ -5,6 +5,8 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
+#include <algorithm>
+
 #include "api.h"
 #include "browser.h"
 #include "build_tree.h"
@@ -47,8 +49,8 @@ Poco::JSON::Object RowJson(const BuildRow& row) {
   obj.set("name", row.summary.name);
   obj.set("state", std::string(BuildStateName(row.state)));
   obj.set("latest", row.latest);
-  obj.set("created_at", row.summary.key.created_ns > 0 ? Rfc3339(row.summary.key.created_ns / 1000000000)
-                                                         : std::string());
+  obj.set("created_at",
+          row.summary.key.created_ns > 0 ? Rfc3339(row.summary.key.created_ns / 1000000000) : std::string());
   Poco::Dynamic::Var record;  // empty: null
   if (row.summary.record) {
     try {
@@ -71,22 +73,48 @@ Response JsonText(std::string body) {
 
 }  // namespace
 
-std::vector<BuildRow> Api::BuilderRows(const std::string& builder, const std::vector<DirEntry>& entries) {
+std::vector<BuildRow> Api::BuilderRows(const std::string& builder, const std::vector<DirEntry>& entries, size_t page) {
   auto latest = builds_.ResolveLatest(builder);
+  auto summarize = [&](BuildRow* row, bool frozen) {
+    const std::string scope = builder.empty() ? row->summary.name : builder + "/" + row->summary.name;
+    row->summary = builds_.Summarize(scope, frozen);
+    // The token store is asked only for a build that may be open.
+    const bool open = !row->summary.record && !frozen;
+    row->state = StateOf(row->summary, open && store_.HoldsScope(scope));
+  };
   std::vector<BuildRow> rows;
+  std::vector<bool> frozen, summarized;
   for (const auto& e : entries) {
     if (!e.directory) continue;
-    const std::string scope = builder.empty() ? e.name : builder + "/" + e.name;
     BuildRow row;
-    row.summary = builds_.Summarize(scope, e.frozen);
-    // The token store is asked only for a build that may be open.
-    const bool open = !row.summary.record && !e.frozen;
-    row.state = StateOf(row.summary, open && store_.HoldsScope(scope));
+    row.summary.name = e.name;
+    row.summary.key.name = e.name;
     row.latest = latest && latest.value() == e.name;
+    // A numbered build sorts by its name alone; the others by the seal
+    // time in their record. So a page reads the records of the builds it
+    // shows, not of all 3,000 (measured: 0.14 s of a 0.3 s page).
+    const bool now = page == 0 || !ParseDigits(e.name);
+    if (now) summarize(&row, e.frozen);
     rows.push_back(std::move(row));
+    frozen.push_back(e.frozen);
+    summarized.push_back(now);
   }
-  SortNewestFirst(&rows);
-  return rows;
+  std::vector<size_t> order(rows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&rows](size_t a, size_t b) { return NewerThan(rows[a], rows[b]); });
+  std::vector<BuildRow> sorted;
+  sorted.reserve(rows.size());
+  for (size_t i : order) sorted.push_back(std::move(rows[i]));
+  if (page != 0) {
+    // What RenderBuilder shows: the chart's newest kChartBuilds and the page.
+    const size_t pages = std::max<size_t>(1, (sorted.size() + kBuildsPerPage - 1) / kBuildsPerPage);
+    const size_t first = (std::min(page, pages) - 1) * kBuildsPerPage;
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      const bool shown = i < kChartBuilds || (i >= first && i < first + kBuildsPerPage);
+      if (shown && !summarized[order[i]]) summarize(&sorted[i], frozen[order[i]]);
+    }
+  }
+  return sorted;
 }
 
 Response Api::Browse(const Request& req, const std::string& rest) {
@@ -119,7 +147,8 @@ Response Api::Browse(const Request& req, const std::string& rest) {
     return r;
   }
   if (path.size() + 1 == depth) {
-    r.body = RenderBuilder(BuilderPage{path, BuilderRows(rest, entries.value()), PageOf(req.query)});
+    const size_t page = PageOf(req.query);
+    r.body = RenderBuilder(BuilderPage{path, BuilderRows(rest, entries.value(), page), page});
     return r;
   }
   BuildPage page;
@@ -168,7 +197,7 @@ Response Api::BuildRecords(const std::string& rest) {
   obj.set("builder", rest);
   Poco::Dynamic::Var latest;
   Poco::JSON::Array list;
-  for (const auto& row : BuilderRows(rest, entries.value())) {
+  for (const auto& row : BuilderRows(rest, entries.value(), 0)) {
     if (row.latest) latest = row.summary.name;
     list.add(RowJson(row));
   }

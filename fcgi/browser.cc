@@ -100,9 +100,8 @@ std::string Chart(const std::vector<BuildRow>& rows) {
     const auto h = std::max<int64_t>(2, bytes * (kHeight - 2) / max_bytes);
     out += "<rect class=\"b-" + std::string(BuildStateName(row.state)) + "\" x=\"" +
            std::to_string(static_cast<int>(i) * kBar) + "\" y=\"" + std::to_string(kHeight - h) + "\" width=\"" +
-           std::to_string(kBar - 2) + "\" height=\"" + std::to_string(h) + "\"><title>" +
-           HtmlEscape(row.summary.name) + ": " + BuildStateLabel(row.state) + ", " + HumanBytes(bytes) +
-           "</title></rect>";
+           std::to_string(kBar - 2) + "\" height=\"" + std::to_string(h) + "\"><title>" + HtmlEscape(row.summary.name) +
+           ": " + BuildStateLabel(row.state) + ", " + HumanBytes(bytes) + "</title></rect>";
   }
   return out + "</svg>\n";
 }
@@ -127,7 +126,8 @@ std::string EntryRows(const BuildPage* build, const std::vector<DirEntry>& entri
     }
     if (build != nullptr) {
       auto sha = e->directory ? build->sha256.end() : build->sha256.find(prefix + e->name);
-      out += sha == build->sha256.end() ? "<td>-</td>" : "<td><code class=\"sha\">" + HtmlEscape(sha->second) + "</code></td>";
+      out += sha == build->sha256.end() ? "<td>-</td>"
+                                        : "<td><code class=\"sha\">" + HtmlEscape(sha->second) + "</code></td>";
     } else {
       out += "<td>" + Time(e->mtime) + "</td>";
     }
@@ -190,21 +190,20 @@ BuildState StateOf(const BuildSummary& build, bool has_token) {
   return has_token ? BuildState::kInProgress : BuildState::kUnsealed;
 }
 
-void SortNewestFirst(std::vector<BuildRow>* rows) {
+bool NewerThan(const BuildRow& a, const BuildRow& b) {
   auto time_of = [](const BuildRow& r) {
     if (r.summary.record && r.summary.record->sealed_at > 0) return r.summary.record->sealed_at * 1000000000;
     return r.summary.key.created_ns;
   };
-  // Sorted ascending by (numbered, number, time, name), then reversed: the
-  // key below puts the newest last. Open builds have no seal time and sort
-  // by their stamp, which is older than any seal after it.
-  std::stable_sort(rows->begin(), rows->end(), [&](const BuildRow& a, const BuildRow& b) {
-    const auto na = ParseDigits(a.summary.name), nb = ParseDigits(b.summary.name);
-    const int ka = na ? 1 : 0, kb = nb ? 1 : 0;
-    return std::make_tuple(ka, na.value_or(0), time_of(a), a.summary.name) >
-           std::make_tuple(kb, nb.value_or(0), time_of(b), b.summary.name);
-  });
+  // Descending on (numbered, number, time, name). Open builds have no seal
+  // time and sort by their stamp, which is older than any seal after it.
+  const auto na = ParseDigits(a.summary.name), nb = ParseDigits(b.summary.name);
+  const int ka = na ? 1 : 0, kb = nb ? 1 : 0;
+  return std::make_tuple(ka, na.value_or(0), time_of(a), a.summary.name) >
+         std::make_tuple(kb, nb.value_or(0), time_of(b), b.summary.name);
 }
+
+void SortNewestFirst(std::vector<BuildRow>* rows) { std::stable_sort(rows->begin(), rows->end(), NewerThan); }
 
 std::map<std::string, std::string> ParseManifest(const std::string& text) {
   std::map<std::string, std::string> out;
@@ -226,12 +225,23 @@ std::string HtmlEscape(const std::string& text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -315,8 +325,8 @@ std::string RenderBuilder(const BuilderPage& page) {
   out += "<h1>" + HtmlEscape(builder) + "</h1>\n<p>" + std::to_string(total) + " builds, newest first.";
   for (const auto& b : page.builds) {
     if (b.latest) {
-      out += " Latest good build: <a href=\"" + UrlEscapeSegment(b.summary.name) + "/\">" +
-             HtmlEscape(b.summary.name) + "</a>, always at <a href=\"latest/\">latest/</a>.";
+      out += " Latest good build: <a href=\"" + UrlEscapeSegment(b.summary.name) + "/\">" + HtmlEscape(b.summary.name) +
+             "</a>, always at <a href=\"latest/\">latest/</a>.";
       break;
     }
   }
@@ -337,15 +347,16 @@ std::string RenderBuilder(const BuilderPage& page) {
     pager += "</p>\n";
   }
   out += pager;
-  out += "<div class=\"wrap\"><table><thead><tr><th>Build</th><th>State</th><th>Sealed</th><th>Files</th>"
-         "<th>Size</th><th>Issued by</th></tr></thead><tbody>\n";
+  out +=
+      "<div class=\"wrap\"><table><thead><tr><th>Build</th><th>State</th><th>Sealed</th><th>Files</th>"
+      "<th>Size</th><th>Issued by</th></tr></thead><tbody>\n";
   for (size_t i = first; i < last; ++i) {
     const BuildRow& b = page.builds[i];
     const auto& r = b.summary.record;
     out += "<tr data-build=\"" + HtmlEscape(b.summary.name) + "\" data-state=\"" + BuildStateName(b.state) + "\"" +
            (b.latest ? " class=\"latest\"" : "") + "><td><a href=\"" + UrlEscapeSegment(b.summary.name) + "/\">" +
-           HtmlEscape(b.summary.name) + "</a>" + (b.latest ? "<span class=\"mark\">latest</span>" : "") +
-           "</td><td>" + StateBadge(b.state) + "</td><td>" + Time(r ? r->sealed_at : 0) + "</td>";
+           HtmlEscape(b.summary.name) + "</a>" + (b.latest ? "<span class=\"mark\">latest</span>" : "") + "</td><td>" +
+           StateBadge(b.state) + "</td><td>" + Time(r ? r->sealed_at : 0) + "</td>";
     if (r) {
       out += "<td class=\"n\">" + std::to_string(r->report.files) + "</td><td class=\"n\" title=\"" +
              std::to_string(r->report.bytes) + " bytes\">" + HumanBytes(r->report.bytes) + "</td><td>" +

@@ -65,6 +65,9 @@ struct BuildRow {
 // the others by when they were sealed (else started), newest first, then by
 // name. Equal numbers ("7", "07") by seal time too.
 void SortNewestFirst(std::vector<BuildRow>* rows);
+// The order SortNewestFirst sorts by: true when `a` is listed before `b`.
+// A numbered build's place needs only its name.
+bool NewerThan(const BuildRow& a, const BuildRow& b);
 
 // SHA256SUMS as sha256sum writes it: "<64 hex>  <path>" (or " *<path>") per
 // line, path relative to the build. Lines that are not that are skipped.

@@ -4,13 +4,15 @@
 // 3,000 builds loads within 1 s, and an uploaded HTML or SVG file cannot run
 // script as the site. Chromium is driven by tests/integration/browser.py
 // (DevTools protocol); screenshots go to <build>/test-output/browser/.
+#include "browser.h"
+
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <catch2/catch.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +20,6 @@
 #include <map>
 #include <sstream>
 
-#include "browser.h"
 #include "builds.h"
 #include "integration/server_fixture.h"
 
@@ -85,8 +86,7 @@ std::vector<PageResult> RunChromium(const Servers& s, const std::vector<Step>& s
   }();
   std::filesystem::create_directories(kOutputDir);
   const std::string cmd = "timeout 180 /usr/bin/python3 '" ARTIFACT_SOURCE_DIR "/tests/integration/browser.py' '" +
-                          kOutputDir + "' <'" + dir + "/steps.json' >'" + dir + "/results.json' 2>'" + dir +
-                          "/stderr'";
+                          kOutputDir + "' <'" + dir + "/steps.json' >'" + dir + "/results.json' 2>'" + dir + "/stderr'";
   const int rc = std::system(cmd.c_str());
   INFO(ReadFile(dir + "/stderr"));
   REQUIRE(rc == 0);
@@ -181,31 +181,33 @@ TEST_CASE("build browser in Chromium: builds in numeric order with states and th
   CHECK(s.Request("HEAD", b + "/").status == 200);
 
   const std::string url = s.BaseUrl();
-  auto pages = RunChromium(
-      s, {
-             {url + "/", "document.body.innerText", "root.png"},
-             {url + b + "/", kBuilderRows, "builder.png"},
-             {url + b + "/9/",
-              "JSON.stringify(Object.fromEntries([...document.querySelectorAll('tr[data-file]')].map(r => "
-              "[r.dataset.file, r.cells[2].innerText])))",
-              "build.png"},
-             {url + b + "/9/logs/",
-              "JSON.stringify([...document.querySelectorAll('tr[data-file]')].map(r => [r.dataset.file, "
-              "r.cells[2].innerText]))"},
-             {url + b + "/2/", "document.querySelector('dd[data-state]').innerText + '|' + "
-                               "document.querySelector('h1').innerText"},
-             {url + b + "/3/", "document.querySelector('.mismatches').innerText"},
-             {url + b + "/", "document.documentElement.scrollWidth <= window.innerWidth", "builder-phone.png", 390,
-              844, true},
-         });
+  auto pages =
+      RunChromium(s, {
+                         {url + "/", "document.body.innerText", "root.png"},
+                         {url + b + "/", kBuilderRows, "builder.png"},
+                         {url + b + "/9/",
+                          "JSON.stringify(Object.fromEntries([...document.querySelectorAll('tr[data-file]')].map(r => "
+                          "[r.dataset.file, r.cells[2].innerText])))",
+                          "build.png"},
+                         {url + b + "/9/logs/",
+                          "JSON.stringify([...document.querySelectorAll('tr[data-file]')].map(r => [r.dataset.file, "
+                          "r.cells[2].innerText]))"},
+                         {url + b + "/2/",
+                          "document.querySelector('dd[data-state]').innerText + '|' + "
+                          "document.querySelector('h1').innerText"},
+                         {url + b + "/3/", "document.querySelector('.mismatches').innerText"},
+                         {url + b + "/", "document.documentElement.scrollWidth <= window.innerWidth",
+                          "builder-phone.png", 390, 844, true},
+                     });
 
   // The root lists the type.
   CHECK(pages[0].value.toString().find("dpkg/") != std::string::npos);
   // Builds newest first by number, each with its state; only 9 is latest.
   auto rows = ParseArray(pages[1].value.toString());
   REQUIRE(rows->size() == 6);
-  const std::vector<std::pair<std::string, std::string>> want = {
-      {"11", "in-progress"}, {"10", "expired"}, {"9", "success"}, {"3", "mismatch"}, {"2", "failure"}, {"1", "success"}};
+  const std::vector<std::pair<std::string, std::string>> want = {{"11", "in-progress"}, {"10", "expired"},
+                                                                 {"9", "success"},      {"3", "mismatch"},
+                                                                 {"2", "failure"},      {"1", "success"}};
   for (size_t i = 0; i < want.size(); ++i) {
     auto row = rows->getArray(static_cast<unsigned>(i));
     INFO("row " << i << ": " << row->getElement<std::string>(3));
@@ -254,7 +256,7 @@ TEST_CASE("build browser in Chromium: a builder with 3000 builds loads within 1 
     artifact::BuildRecord r;
     r.scope = "dpkg/big/linux-amd64/" + std::to_string(n);
     r.state = "sealed";
-    r.result = n % 7 == 0 ? artifact::BuildResult::kFailure
+    r.result = n % 7 == 0    ? artifact::BuildResult::kFailure
                : n % 50 == 0 ? artifact::BuildResult::kExpired
                              : artifact::BuildResult::kSuccess;
     r.issued_by = "ci";
@@ -275,9 +277,8 @@ TEST_CASE("build browser in Chromium: a builder with 3000 builds loads within 1 
       "document.querySelector('tr.latest') && document.querySelector('tr.latest').dataset.build, "
       "document.querySelectorAll('svg.chart rect').length, "
       "document.querySelector('a[rel=next]') && document.querySelector('a[rel=next]').getAttribute('href')])";
-  auto pages = RunChromium(s, {{s.BaseUrl() + "/", ""},
-                               {url, facts_js, "builder-3000.png"},
-                               {url + "?page=15", facts_js}});
+  auto pages =
+      RunChromium(s, {{s.BaseUrl() + "/", ""}, {url, facts_js, "builder-3000.png"}, {url + "?page=15", facts_js}});
   // The newest kBuildsPerPage builds, newest first, the latest marked, the
   // chart of the last 50, and a plain link to the older ones.
   auto facts = ParseArray(pages[1].value.toString());

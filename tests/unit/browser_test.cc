@@ -1,16 +1,17 @@
 // The build browser's renderer on plain structs: states, order, escaping,
 // the chart, the checksums, the JSON listing, the page's CSP.
+#include "browser.h"
+
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Parser.h>
-#include <catch2/catch.hpp>
 #include <openssl/evp.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 
 #include "base64.h"
-#include "browser.h"
 #include "unit/test_support.h"
 
 using namespace artifact;
@@ -29,7 +30,7 @@ BuildRow Row(const std::string& name, BuildState state, int64_t sealed_at, int64
   if (state != BuildState::kInProgress) {
     BuildRecord r;
     r.state = "sealed";
-    r.result = state == BuildState::kFailure ? BuildResult::kFailure
+    r.result = state == BuildState::kFailure   ? BuildResult::kFailure
                : state == BuildState::kExpired ? BuildResult::kExpired
                                                : BuildResult::kSuccess;
     r.sealed_at = sealed_at;
@@ -83,10 +84,10 @@ TEST_CASE("build states come from the record, the freeze and the token", "[brows
 
 TEST_CASE("builds sort newest first: numbers by value, then the others by seal time", "[browser]") {
   std::vector<BuildRow> rows = {
-      Row("9", BuildState::kSuccess, 1000),        Row("10", BuildState::kFailure, 900),
-      Row("100", BuildState::kSuccess, 800),       Row("nightly", BuildState::kSuccess, 2000),
-      Row("release", BuildState::kSuccess, 3000),  Row("2", BuildState::kInProgress, 5000),
-      Row("07", BuildState::kSuccess, 700),        Row("7", BuildState::kSuccess, 600),
+      Row("9", BuildState::kSuccess, 1000),       Row("10", BuildState::kFailure, 900),
+      Row("100", BuildState::kSuccess, 800),      Row("nightly", BuildState::kSuccess, 2000),
+      Row("release", BuildState::kSuccess, 3000), Row("2", BuildState::kInProgress, 5000),
+      Row("07", BuildState::kSuccess, 700),       Row("7", BuildState::kSuccess, 600),
   };
   SortNewestFirst(&rows);
   CHECK(Names(rows) == std::vector<std::string>{"100", "10", "9", "07", "7", "2", "release", "nightly"});
@@ -94,8 +95,8 @@ TEST_CASE("builds sort newest first: numbers by value, then the others by seal t
 
 TEST_CASE("SHA256SUMS lines become a map of path to digest", "[browser]") {
   const std::string a(64, 'a'), b(64, '0');
-  auto m = ParseManifest(a + "  pkg.deb\n" + b + " *sub/dir/x y.bin\nnot a line\n" + std::string(64, 'Z') +
-                         "  upper.bin\n");
+  auto m =
+      ParseManifest(a + "  pkg.deb\n" + b + " *sub/dir/x y.bin\nnot a line\n" + std::string(64, 'Z') + "  upper.bin\n");
   CHECK(m.size() == 2);
   CHECK(m["pkg.deb"] == a);
   CHECK(m["sub/dir/x y.bin"] == b);
@@ -142,8 +143,8 @@ TEST_CASE("a builder page: rows with state and the latest mark, a chart of the l
   BuilderPage page;
   page.path = {"dpkg", "myproj", "linux-amd64"};
   for (int i = 1; i <= 60; ++i) {
-    page.builds.push_back(Row(std::to_string(i), i % 10 == 0 ? BuildState::kFailure : BuildState::kSuccess,
-                              1800000000 + i, 1000 * i));
+    page.builds.push_back(
+        Row(std::to_string(i), i % 10 == 0 ? BuildState::kFailure : BuildState::kSuccess, 1800000000 + i, 1000 * i));
   }
   page.builds.push_back(Row("61", BuildState::kInProgress, 1800000100));
   page.builds[58].latest = true;  // build 59
@@ -162,7 +163,7 @@ TEST_CASE("a builder page: rows with state and the latest mark, a chart of the l
   CHECK(Count(html, "<span class=\"mark\">latest</span>") == 1);
   CHECK(html.find("href=\"latest/\"") != std::string::npos);
   CHECK(html.find("2027-01-15T08:00:59Z") != std::string::npos);  // seal time, ISO 8601
-  CHECK(html.find("59 KiB") != std::string::npos);  // 60,000 bytes
+  CHECK(html.find("59 KiB") != std::string::npos);                // 60,000 bytes
   // The chart: kChartBuilds bars, coloured by state, the largest full height.
   CHECK(Count(html, "<rect ") == kChartBuilds);
   CHECK(Count(html, "<rect class=\"b-failure\"") == 5);
@@ -187,8 +188,8 @@ TEST_CASE("a build page: files with size and SHA-256, the verify line, who issue
   page.sha256 = {{"pkg.deb", sha}, {"logs/build.log", std::string(64, 'd')}};
   std::string html = RenderBuild(page);
   CHECK(html.find("<tr data-file=\"pkg.deb\"><td><a href=\"pkg.deb\">pkg.deb</a></td><td class=\"n\" "
-                  "title=\"3000000 bytes\">2.9 MiB</td><td><code class=\"sha\">" + sha + "</code></td></tr>") !=
-        std::string::npos);
+                  "title=\"3000000 bytes\">2.9 MiB</td><td><code class=\"sha\">" +
+                  sha + "</code></td></tr>") != std::string::npos);
   CHECK(html.find("<a href=\"logs/\">logs/</a>") != std::string::npos);
   CHECK(html.find("wget -q -r -np -nH --cut-dirs=4 -R 'index.html*' https://repo.example/dpkg/myproj/"
                   "linux-amd64/42/\nsha256sum -c SHA256SUMS") != std::string::npos);
