@@ -29,7 +29,8 @@ constexpr const char* kJson = "application/json";
 
 // Usernames that are API routes, so never token names.
 bool IsReservedUsername(const std::string& u) {
-  return u == "healthz" || u == "metrics" || u == "latest" || u == "tree" || u == "seal";
+  return u == "healthz" || u == "metrics" || u == "latest" || u == "tree" || u == "seal" || u == "browse" ||
+         u == "builds";
 }
 
 // "a=1&b=2" -> {a: 1, b: 2}; the last of repeated keys wins.
@@ -333,6 +334,14 @@ const std::vector<Api::Route>& Api::Routes() {
       {"GET", "/token/tree/mkdirs", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkdirs"); }},
       {"DELETE", "/token/tree/delete", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "delete"); }},
       {"MKCOL", "/token/tree/mkcol", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkcol"); }},
+      // The build browser: directory URLs of the tree, handed over by nginx
+      // (its internal /token/browse/), and the public build records.
+      {"GET", "/token/browse", false, [](Api& a, Req r, Who, Arg) { return a.Browse(r, ""); }},
+      {"HEAD", "/token/browse", false, [](Api& a, Req r, Who, Arg) { return a.Browse(r, ""); }},
+      {"GET", "/token/browse/*", false, [](Api& a, Req r, Who, Arg rest) { return a.Browse(r, rest); }},
+      {"HEAD", "/token/browse/*", false, [](Api& a, Req r, Who, Arg rest) { return a.Browse(r, rest); }},
+      {"GET", "/token/builds/*", false, [](Api& a, Req, Who, Arg rest) { return a.BuildRecords(rest); }},
+      {"HEAD", "/token/builds/*", false, [](Api& a, Req, Who, Arg rest) { return a.BuildRecords(rest); }},
       {"POST", "/token/seal/*", true, [](Api& a, Req r, Who m, Arg scope) { return a.SealBuild(r, m, scope); }},
       {"GET", "/token/:user", true, [](Api& a, Req, Who m, Arg u) { return a.GetToken(m, u); }},
       {"DELETE", "/token/:user", true, [](Api& a, Req r, Who m, Arg u) { return a.Revoke(r, m, u); }},

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "browser.h"
 #include "builds.h"
 #include "clock.h"
 #include "config.h"
@@ -90,6 +91,15 @@ class Api {
   Response Latest(const std::string& path, const std::string& query);
   Response Renew(const Request& req, const Master& master, const std::string& username);
   Response Health();
+  // The build browser (browse.cc): the page or ?format=json listing of the
+  // directory `rest` of the artifact tree (nginx hands directory URLs over),
+  // and the public records of a builder's builds or of one build.
+  Response Browse(const Request& req, const std::string& rest);
+  Response BuildRecords(const std::string& rest);
+  // The rows of `builder`'s builds, newest first, with the latest mark; with
+  // `page` 0 each with its summary and state, else only the rows that page
+  // of RenderBuilder shows (and those whose order needs their record).
+  std::vector<BuildRow> BuilderRows(const std::string& builder, const std::vector<DirEntry>& entries, size_t page);
   Response BuildTree(const Request& req, const std::string& op);
   Result<Master> Authenticate(const Request& req);
   // The username of the live token of `scope` that the request's basic

@@ -110,28 +110,29 @@ Status ChmodBuild(const std::string& path, mode_t mode, TreeCount* count) {
   return ChmodTree(fd.fd, path, mode, count);
 }
 
-// Whether a record says its build may be latest.
-bool RecordEligible(const std::string& record_json) {
+// An RFC 3339 time as the app writes it (Rfc3339), as unix time.
+std::optional<int64_t> ParseTime(const std::string& text) {
+  if (text.empty()) return std::nullopt;
   try {
-    Poco::JSON::Parser parser;
-    auto obj = parser.parse(record_json).extract<Poco::JSON::Object::Ptr>();
-    return obj->optValue<bool>("latest_eligible", false);
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
-// The seal time a record states (unix time), if it is readable.
-std::optional<int64_t> SealedAt(const std::string& record_json) {
-  try {
-    Poco::JSON::Parser parser;
-    auto obj = parser.parse(record_json).extract<Poco::JSON::Object::Ptr>();
     int tzd = 0;
-    auto at = Poco::DateTimeParser::parse(Poco::DateTimeFormat::ISO8601_FORMAT, obj->getValue<std::string>("sealed_at"), tzd);
+    auto at = Poco::DateTimeParser::parse(Poco::DateTimeFormat::ISO8601_FORMAT, text, tzd);
     return static_cast<int64_t>(at.timestamp().epochTime()) - tzd;
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+// Whether a record says its build may be latest.
+bool RecordEligible(const std::string& record_json) {
+  auto record = BuildRecord::FromJson(record_json);
+  return record && record->LatestEligible();
+}
+
+// The seal time a record states (unix time), if it is readable.
+std::optional<int64_t> SealedAt(const std::string& record_json) {
+  auto record = BuildRecord::FromJson(record_json);
+  if (!record || record->sealed_at == 0) return std::nullopt;
+  return record->sealed_at;
 }
 
 std::string FirstLine(std::string text) {
@@ -181,6 +182,31 @@ std::string BuildRecord::ToJson() const {
   obj.set("created_at", created > 0 ? Rfc3339(created) : std::string());
   obj.set("sealed_at", Rfc3339(sealed_at));
   return artifact::ToJson(obj);
+}
+
+std::optional<BuildRecord> BuildRecord::FromJson(const std::string& json) {
+  try {
+    Poco::JSON::Parser parser;
+    auto obj = parser.parse(json).extract<Poco::JSON::Object::Ptr>();
+    BuildRecord r;
+    r.scope = obj->optValue<std::string>("scope", "");
+    r.state = obj->optValue<std::string>("state", "");
+    auto result = ParseBuildResult(obj->optValue<std::string>("result", ""));
+    if (r.state.empty() || !result) return std::nullopt;
+    r.result = *result;
+    r.issued_by = obj->optValue<std::string>("issued_by", "");
+    r.username = obj->optValue<std::string>("username", "");
+    r.report.files = obj->optValue<Poco::Int64>("files", 0);
+    r.report.bytes = obj->optValue<Poco::Int64>("bytes", 0);
+    if (auto list = obj->getArray("mismatches")) {
+      for (size_t i = 0; i < list->size(); ++i) r.report.mismatches.push_back(list->getElement<std::string>(static_cast<unsigned>(i)));
+    }
+    r.created = ParseTime(obj->optValue<std::string>("created_at", "")).value_or(0);
+    r.sealed_at = ParseTime(obj->optValue<std::string>("sealed_at", "")).value_or(0);
+    return r;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 bool operator<(const BuildKey& a, const BuildKey& b) {
@@ -427,6 +453,75 @@ Status Builds::ForgetLatest(const std::string& scope) {
 
 Result<std::string> Builds::RecordJson(const std::string& scope) const {
   return disk_.Read(PathOf(scope) + "/" + kRecordFile, 1 << 20);
+}
+
+Result<std::string> Builds::ManifestText(const std::string& scope, size_t max_bytes) const {
+  return disk_.Read(PathOf(scope) + "/" + kManifestName, max_bytes);
+}
+
+Result<std::vector<DirEntry>> Builds::ReadDirectory(const std::string& rel) const {
+  const Error missing{ErrorCode::kNotFound, "no such directory"};
+  Fd fd(::open(artifacts_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.fd < 0) return ErrnoError("open", artifacts_dir_, errno);
+  if (!rel.empty()) {
+    for (const auto& segment : SplitFields(rel, '/')) {
+      if (segment.empty() || segment[0] == '.') return missing;
+      int next = ::openat(fd.fd, segment.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0) {
+        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) return missing;
+        return ErrnoError("open", PathOf(rel), errno);
+      }
+      ::close(fd.fd);
+      fd.fd = next;
+    }
+  }
+  int dup = ::dup(fd.fd);
+  if (dup < 0) return ErrnoError("dup", PathOf(rel), errno);
+  DIR* d = ::fdopendir(dup);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(dup);
+    return ErrnoError("opendir", PathOf(rel), err);
+  }
+  std::vector<DirEntry> out;
+  while (struct dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;  // hidden, and . and ..
+    struct stat st{};
+    if (::fstatat(fd.fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;
+    DirEntry entry;
+    entry.name = e->d_name;
+    entry.directory = S_ISDIR(st.st_mode);
+    entry.size = entry.directory ? -1 : static_cast<int64_t>(st.st_size);
+    entry.mtime = static_cast<int64_t>(st.st_mtim.tv_sec);
+    entry.frozen = entry.directory && (st.st_mode & 0222) == 0;
+    out.push_back(std::move(entry));
+  }
+  ::closedir(d);
+  return out;
+}
+
+BuildSummary Builds::Summarize(const std::string& scope, bool frozen) const {
+  BuildSummary s;
+  s.name = scope.substr(scope.rfind('/') + 1);
+  s.key = KeyOf(scope);
+  s.frozen = frozen;
+  if (auto json = RecordJson(scope)) {
+    s.record = BuildRecord::FromJson(json.value());
+    if (s.record) s.record_json = std::move(json.value());
+  }
+  if (frozen && !s.record) {
+    // Asked without taking it (F_OFD_GETLK): a reader changes nothing. The
+    // lock file exists only while someone holds or waits for the lock.
+    Fd fd(::open(LockPath(scope).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd.fd >= 0) {
+      struct flock fl{};
+      fl.l_type = F_WRLCK;
+      fl.l_whence = SEEK_SET;
+      s.busy = ::fcntl(fd.fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    }
+  }
+  return s;
 }
 
 Status Builds::CheckWritable() const {

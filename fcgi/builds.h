@@ -66,6 +66,15 @@ const char* BuildResultName(BuildResult r);
 // "success", "failure", "expired"; nullopt for anything else.
 std::optional<BuildResult> ParseBuildResult(const std::string& text);
 
+// A build's place in the build order.
+struct BuildKey {
+  int64_t created_ns = -1;  // -1: no stamp
+  std::string name;         // the build segment
+
+  // True when `a` comes before (is older than) `b`.
+  friend bool operator<(const BuildKey& a, const BuildKey& b);
+};
+
 // What a seal records about a build: no secret, public.
 struct BuildRecord {
   std::string scope;
@@ -79,21 +88,38 @@ struct BuildRecord {
   // Whether `latest` may name it: a success with files and no mismatch.
   bool LatestEligible() const;
   std::string ToJson() const;
+  // The record ToJson wrote; nullopt when `json` is not one (a record from a
+  // future version may carry more keys: they are ignored).
+  static std::optional<BuildRecord> FromJson(const std::string& json);
+};
+
+// One visible entry of a directory in the artifact tree: a regular file or
+// a real directory (hidden names, symlinks and anything else are left out).
+struct DirEntry {
+  std::string name;
+  bool directory = false;
+  int64_t size = -1;   // bytes of a file; -1 for a directory (see browser.h)
+  int64_t mtime = 0;   // unix time
+  bool frozen = false;  // a directory without write bits (a sealed build)
+};
+
+// What the app recorded about one build, read without hashing anything: the
+// build browser's row (browser.h says how it becomes a state).
+struct BuildSummary {
+  std::string name;  // the build segment
+  BuildKey key;
+  bool frozen = false;
+  // Frozen without a record: true while a seal holds the build's lock (it is
+  // being hashed), false when the seal failed (or died).
+  bool busy = false;
+  std::optional<BuildRecord> record;
+  std::string record_json;  // the record as the seal wrote it; empty without one
 };
 
 // A frozen build's size, counted by the freeze walk.
 struct TreeCount {
   int64_t files = 0;
   int64_t bytes = 0;
-};
-
-// A build's place in the build order.
-struct BuildKey {
-  int64_t created_ns = -1;  // -1: no stamp
-  std::string name;         // the build segment
-
-  // True when `a` comes before (is older than) `b`.
-  friend bool operator<(const BuildKey& a, const BuildKey& b);
 };
 
 // One build of a builder as retention sees it.
@@ -154,6 +180,18 @@ class Builds {
   Status Seal(const std::string& scope, const std::string& ticket, BuildRecord* record);
   // The record a seal wrote; kNotFound when the build was never sealed.
   Result<std::string> RecordJson(const std::string& scope) const;
+  // The build's SHA256SUMS (at most `max_bytes`); kNotFound when none.
+  Result<std::string> ManifestText(const std::string& scope, size_t max_bytes) const;
+
+  // The visible entries of the directory `rel` ("" for the root; segments
+  // separated by '/', already validated), reached from the artifacts root
+  // one openat(O_NOFOLLOW) at a time: kNotFound when it is missing, not a
+  // directory or reached through a symlink. Unsorted.
+  Result<std::vector<DirEntry>> ReadDirectory(const std::string& rel) const;
+  // What the app recorded about the build `scope` (stamp, record, freeze),
+  // read from a few small files: no hashing, no walk. `frozen` is what the
+  // caller's listing saw (DirEntry::frozen).
+  BuildSummary Summarize(const std::string& scope, bool frozen) const;
   // Undoes Freeze for a reopen: directories 0775 again, the record removed
   // (SHA256SUMS stays until the next seal replaces it), and `latest` moved
   // to the newest other eligible build if it named this one. Under the lock.

@@ -134,7 +134,7 @@ Result<std::string> WriteTempFile(const std::string& dir, const std::string& con
   return path;
 }
 
-Result<std::vector<DirEntry>> ListDirAt(int fd, const std::string& path) {
+Result<std::vector<ListedName>> ListDirAt(int fd, const std::string& path) {
   // fdopendir takes the descriptor over: a duplicate, so `fd` stays the caller's.
   int listing = ::dup(fd);
   if (listing < 0) return ErrnoError("dup", path, errno);
@@ -144,7 +144,7 @@ Result<std::vector<DirEntry>> ListDirAt(int fd, const std::string& path) {
     ::close(listing);
     return ErrnoError("opendir", path, err);
   }
-  std::vector<DirEntry> out;
+  std::vector<ListedName> out;
   errno = 0;
   while (struct dirent* e = ::readdir(d)) {
     std::string name = e->d_name;

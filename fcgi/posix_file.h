@@ -29,11 +29,11 @@ Status FsyncDir(const std::string& dir);
 // The entries of the open directory `fd` (`path` names it in errors), without
 // "." and "..": each name with its dirent type (DT_UNKNOWN where the
 // filesystem does not say). `fd` stays open and is not moved.
-struct DirEntry {
+struct ListedName {
   std::string name;
   unsigned char type;
 };
-Result<std::vector<DirEntry>> ListDirAt(int fd, const std::string& path);
+Result<std::vector<ListedName>> ListDirAt(int fd, const std::string& path);
 
 // mkdir -p of `rel` below the existing directory `base`; each directory it
 // creates gets the permission bits `mode` (0777 at most: no setuid/setgid/

@@ -25,6 +25,9 @@ case $set_name in
     packages+=(clang libclang-rt-14-dev shellcheck systemd buildbot buildbot-worker iproute2 wrk strace)
     # The WebDAV clients the tests drive: litmus, rclone (and rclone mount: fuse3), cadaver, wget.
     packages+=(litmus rclone cadaver wget fuse3)
+    # The build browser's tests: headless Chromium, driven over the DevTools
+    # protocol from Debian's python3 (tests/integration/browser.py).
+    packages+=(chromium python3 python3-websocket)
     # podman (runc: crun fails on hybrid cgroup hosts), debootstrap for the
     # base image, docker-compose for the compose files.
     [[ $set_name == image ]] && packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -58,13 +59,18 @@ TEST_CASE("directory listings as JSON, parsed by a JSON parser", "[integration][
   REQUIRE(entries.count("a.deb") == 1);
   CHECK(entries["a.deb"]->getValue<std::string>("type") == "file");
   CHECK(entries["a.deb"]->getValue<int>("size") == 5);
-  CHECK_FALSE(entries["a.deb"]->getValue<std::string>("mtime").empty());
+  // RFC 3339 UTC, as the API writes times (2026-01-02T03:04:05Z).
+  CHECK(std::regex_match(entries["a.deb"]->getValue<std::string>("mtime"),
+                         std::regex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")));
   CHECK(entries["sub"]->getValue<std::string>("type") == "directory");
   // The root too; the internal location is not reachable from outside.
   CHECK(s.Get("/?format=json").status == 200);
   CHECK(s.Get("/.json/dpkg/").status == 404);
-  // HTML stays the default.
-  CHECK(s.Get("/dpkg/p/linux/1/").body.find("<html>") != std::string::npos);
+  // HTML stays the default: the build browser's page (tests/integration/browser_test.cc).
+  auto page = s.Get("/dpkg/p/linux/1/");
+  CHECK(page.headers["content-type"] == "text/html; charset=utf-8");
+  CHECK(page.body.rfind("<!DOCTYPE html>", 0) == 0);
+  CHECK(page.body.find("href=\"a.deb\"") != std::string::npos);
 }
 
 TEST_CASE("revoke seals the build: sha256sum -c passes on the downloaded build", "[integration][lifecycle]") {

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "builds.h"
 #include "unit/hooked_disk.h"
@@ -197,4 +198,52 @@ TEST_CASE_METHOD(BuildsFixture, "latest leaves a build that is reopened or seale
   CHECK(builds.ResolveLatest("dpkg/p/linux").value() == "1");
   REQUIRE(builds.Open("dpkg/p/linux/1", /*reopen=*/true));
   CHECK(builds.ResolveLatest("dpkg/p/linux").error().code == ErrorCode::kNotFound);
+}
+
+TEST_CASE_METHOD(BuildsFixture, "ReadDirectory lists visible files and real directories, never through a symlink",
+                 "[builds][browser]") {
+  OpenInOrder({"dpkg/p/linux/1"});
+  Publish("dpkg/p/linux/1");
+  std::filesystem::create_directory(artifacts + "/dpkg/p/linux/1/sub");
+  std::filesystem::create_directory_symlink(artifacts + "/dpkg/p/linux/1/sub", artifacts + "/dpkg/p/linux/1/link");
+  std::filesystem::create_directory_symlink(artifacts + "/dpkg/p/linux", artifacts + "/dpkg/p/alias");
+  auto entries = builds.ReadDirectory("dpkg/p/linux/1");
+  REQUIRE(entries);
+  std::map<std::string, DirEntry> by_name;
+  for (const auto& e : entries.value()) by_name[e.name] = e;
+  CHECK(by_name.size() == 2);  // not .created, not the link
+  CHECK(by_name["pkg.deb"].size == 1);
+  CHECK_FALSE(by_name["pkg.deb"].directory);
+  CHECK(by_name["sub"].directory);
+  CHECK(builds.ReadDirectory("").value().size() == 1);
+  CHECK(builds.ReadDirectory("dpkg/p/alias").error().code == ErrorCode::kNotFound);
+  CHECK(builds.ReadDirectory("dpkg/p/alias/1").error().code == ErrorCode::kNotFound);
+  CHECK(builds.ReadDirectory("dpkg/p/linux/1/pkg.deb").error().code == ErrorCode::kNotFound);
+  CHECK(builds.ReadDirectory("dpkg/nope").error().code == ErrorCode::kNotFound);
+}
+
+TEST_CASE_METHOD(BuildsFixture, "Summarize: the stamp, the record, and whether a seal holds the build",
+                 "[builds][browser]") {
+  OpenInOrder({"dpkg/p/linux/1", "dpkg/p/linux/2"});
+  Publish("dpkg/p/linux/1");
+  {
+    auto open = builds.Summarize("dpkg/p/linux/2", false);
+    CHECK(open.key.created_ns > 0);
+    CHECK_FALSE(open.record);
+  }
+  REQUIRE(builds.Freeze("dpkg/p/linux/1", "t-1"));
+  // Frozen, no record: busy only while someone holds the build's lock.
+  CHECK_FALSE(builds.Summarize("dpkg/p/linux/1", true).busy);
+  {
+    auto lock = builds.Lock("dpkg/p/linux/1");
+    REQUIRE(lock);
+    CHECK(builds.Summarize("dpkg/p/linux/1", true).busy);
+  }
+  BuildRecord record;
+  REQUIRE(builds.Seal("dpkg/p/linux/1", "t-1", &record));
+  auto sealed = builds.Summarize("dpkg/p/linux/1", true);
+  REQUIRE(sealed.record);
+  CHECK(sealed.record->report.files == 1);
+  CHECK_FALSE(sealed.busy);
+  CHECK(sealed.record_json.find("\"files\":1") != std::string::npos);
 }
