@@ -29,22 +29,12 @@ using artifact::testing::ParseObject;
 using artifact::testing::RandomBytes;
 using artifact::testing::ReadFile;
 using artifact::testing::Servers;
+using artifact::testing::Sha256Hex;
 
 namespace {
 
 const std::string kOutputDir = std::string(ARTIFACT_TEST_OUTPUT_DIR) + "/browser";
 
-std::string Sha256Hex(const std::string& data) {
-  // Computed by coreutils, not by the code under test.
-  std::string path = std::filesystem::temp_directory_path() / ("artifact-sha-" + std::to_string(::getpid()));
-  std::ofstream(path, std::ios::binary) << data;
-  FILE* p = ::popen(("sha256sum '" + path + "'").c_str(), "r");
-  char buf[65] = {};
-  size_t n = std::fread(buf, 1, 64, p);
-  ::pclose(p);
-  std::filesystem::remove(path);
-  return std::string(buf, n);
-}
 
 struct Step {
   Step(std::string u, std::string e = "", std::string shot = "", int w = 1280, int h = 900, bool m = false)

@@ -22,22 +22,7 @@ using artifact::testing::ParseObject;
 using artifact::testing::IssuedToken;
 using artifact::testing::RandomBytes;
 using artifact::testing::Servers;
-
-namespace {
-
-std::string Sha256Hex(const std::string& data) {
-  // Computed by coreutils, not by the code under test.
-  std::string path = std::filesystem::temp_directory_path() / ("artifact-sha-" + std::to_string(::getpid()));
-  std::ofstream(path, std::ios::binary) << data;
-  FILE* p = ::popen(("sha256sum '" + path + "'").c_str(), "r");
-  char buf[65] = {};
-  size_t n = std::fread(buf, 1, 64, p);
-  ::pclose(p);
-  std::filesystem::remove(path);
-  return std::string(buf, n);
-}
-
-}  // namespace
+using artifact::testing::Sha256Hex;
 
 TEST_CASE("directory listings as JSON, parsed by a JSON parser", "[integration][lifecycle]") {
   Servers s;

@@ -77,6 +77,17 @@ Poco::JSON::Object::Ptr ParseObject(const std::string& text) {
   return parser.parse(text).extract<Poco::JSON::Object::Ptr>();
 }
 
+std::string Sha256Hex(const std::string& data) {
+  std::string path = std::filesystem::temp_directory_path() / ("artifact-sha-" + std::to_string(::getpid()));
+  std::ofstream(path, std::ios::binary) << data;
+  FILE* p = ::popen(("sha256sum '" + path + "'").c_str(), "r");
+  char buf[65] = {};
+  size_t n = std::fread(buf, 1, 64, p);
+  ::pclose(p);
+  std::filesystem::remove(path);
+  return std::string(buf, n);
+}
+
 std::string RandomBytes(size_t n) {
   std::string s(n, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(s.data()), static_cast<int>(n));

@@ -154,4 +154,8 @@ Poco::JSON::Object::Ptr ParseObject(const std::string& text);
 // Random bytes for upload bodies.
 std::string RandomBytes(size_t n);
 
+// The hex SHA-256 of `data`, computed by coreutils' sha256sum, not by the
+// code under test.
+std::string Sha256Hex(const std::string& data);
+
 }  // namespace artifact::testing
