@@ -33,6 +33,16 @@ using artifact::testing::Sha256Hex;
 
 namespace {
 
+// DESIGN.md: a builder with 3,000 builds usable within 1 s. Under ASan and
+// UBSan (make test SANITIZE=1) the app runs several times slower and the
+// figure says nothing about the product: there the test only guards against
+// a page that got far slower (1,085 ms was measured there once).
+#ifdef ARTIFACT_SANITIZED
+constexpr double kLoadLimitMs = 3000;
+#else
+constexpr double kLoadLimitMs = 1000;
+#endif
+
 const std::string kOutputDir = std::string(ARTIFACT_TEST_OUTPUT_DIR) + "/browser";
 
 
@@ -285,8 +295,8 @@ TEST_CASE("build browser in Chromium: a builder with 3000 builds loads within 1 
   CHECK(oldest->getArray(0)->getElement<std::string>(199) == "1");
   CHECK(oldest->isNull(3));
   std::cout << "FIGURE browser: builder page with 3000 builds, navigation start to load end in Chromium: "
-            << static_cast<int>(pages[1].load_ms) << " ms (limit 1000)\n";
-  CHECK(pages[1].load_ms < 1000);
+            << static_cast<int>(pages[1].load_ms) << " ms (limit " << kLoadLimitMs << ")\n";
+  CHECK(pages[1].load_ms < kLoadLimitMs);
 }
 
 TEST_CASE("build browser in Chromium: an uploaded HTML or SVG file cannot run script as the site",
