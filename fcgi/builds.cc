@@ -298,28 +298,20 @@ std::string Builds::OpenedBy(const std::string& scope) const {
   return FirstLine(text->substr(nl + 1));
 }
 
-std::string Builds::TicketPath(const std::string& scope) const {
-  const std::string path = PathOf(scope);
-  const auto slash = path.rfind('/');
-  return path.substr(0, slash) + "/." + path.substr(slash + 1) + ".frozen";
+std::string Builds::Beside(const std::string& scope, const std::string& prefix, const std::string& suffix) const {
+  return Parent(PathOf(scope)) + "/" + prefix + scope.substr(scope.rfind('/') + 1) + suffix;
 }
+
+std::string Builds::TicketPath(const std::string& scope) const { return Beside(scope, ".", ".frozen"); }
 
 bool Builds::HoldsTicket(const std::string& scope, const std::string& ticket) const {
   auto text = disk_.Read(TicketPath(scope), 256);
   return text && text.value() == ticket + "\n";
 }
 
-std::string Builds::LockPath(const std::string& scope) const {
-  const std::string path = PathOf(scope);
-  const auto slash = path.rfind('/');
-  return path.substr(0, slash) + "/." + path.substr(slash + 1) + ".lock";
-}
+std::string Builds::LockPath(const std::string& scope) const { return Beside(scope, ".", ".lock"); }
 
-std::string Builds::HiddenPath(const std::string& scope) const {
-  const std::string path = PathOf(scope);
-  const auto slash = path.rfind('/');
-  return path.substr(0, slash) + "/.sealing-" + path.substr(slash + 1);
-}
+std::string Builds::HiddenPath(const std::string& scope) const { return Beside(scope, ".sealing-", ""); }
 
 Result<FileLock> Builds::Lock(const std::string& scope, bool wait) const {
   auto lock = disk_.Lock(LockPath(scope), wait);
@@ -347,8 +339,9 @@ Result<TreeCount> Builds::Freeze(const std::string& scope, const std::string& ti
   if (auto st = ChmodBuild(PathOf(scope), kFrozenDirMode, &count); !st) {
     return Explained(st.error(), "cannot make the build read-only");
   }
-  if (auto st = ReplaceFile(disk_, Parent(PathOf(scope)), "." + scope.substr(scope.rfind('/') + 1) + ".frozen",
-                            ticket + "\n", 0644);
+  const std::string ticket_path = TicketPath(scope);
+  const auto slash = ticket_path.rfind('/');
+  if (auto st = ReplaceFile(disk_, ticket_path.substr(0, slash), ticket_path.substr(slash + 1), ticket + "\n", 0644);
       !st) {
     return Explained(st.error(), "cannot record the build's freeze");
   }

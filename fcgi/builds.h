@@ -213,6 +213,9 @@ class Builds {
   Status Remove(const std::string& scope);
 
  private:
+  // A hidden name in the build's builder directory: prefix + build + suffix
+  // (the lock, the freeze's ticket, the seal's hidden rename).
+  std::string Beside(const std::string& scope, const std::string& prefix, const std::string& suffix) const;
   std::string LockPath(const std::string& scope) const;
   std::string TicketPath(const std::string& scope) const;
   bool HoldsTicket(const std::string& scope, const std::string& ticket) const;
