@@ -59,16 +59,6 @@ bool Exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// An owned descriptor, closed on every path out.
-struct Fd {
-  int fd;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
 
 // Sets every directory below (and including) the open directory `fd` to
 // `mode`, each before it is listed, never following a symlink; counts the
@@ -94,11 +84,11 @@ Status ChmodTree(int fd, const std::string& path, mode_t mode, TreeCount* count)
   }
   for (const auto& name : dirs) {
     Fd child(::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (child.fd < 0) {
+    if (child.get() < 0) {
       if (errno == ENOENT) continue;
       return ErrnoError("open", path + "/" + name, errno);
     }
-    if (auto st = ChmodTree(child.fd, path + "/" + name, mode, count); !st) return st;
+    if (auto st = ChmodTree(child.get(), path + "/" + name, mode, count); !st) return st;
   }
   return Ok{};
 }
@@ -106,8 +96,8 @@ Status ChmodTree(int fd, const std::string& path, mode_t mode, TreeCount* count)
 // ChmodTree from the build directory `path`, which must be a real directory.
 Status ChmodBuild(const std::string& path, mode_t mode, TreeCount* count) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (fd.fd < 0) return ErrnoError("open", path, errno);
-  return ChmodTree(fd.fd, path, mode, count);
+  if (fd.get() < 0) return ErrnoError("open", path, errno);
+  return ChmodTree(fd.get(), path, mode, count);
 }
 
 // An RFC 3339 time as the app writes it (Rfc3339), as unix time.
@@ -455,20 +445,19 @@ Result<std::string> Builds::ManifestText(const std::string& scope, size_t max_by
 Result<std::vector<DirEntry>> Builds::ReadDirectory(const std::string& rel) const {
   const Error missing{ErrorCode::kNotFound, "no such directory"};
   Fd fd(::open(artifacts_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.fd < 0) return ErrnoError("open", artifacts_dir_, errno);
+  if (fd.get() < 0) return ErrnoError("open", artifacts_dir_, errno);
   if (!rel.empty()) {
     for (const auto& segment : SplitFields(rel, '/')) {
       if (segment.empty() || segment[0] == '.') return missing;
-      int next = ::openat(fd.fd, segment.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int next = ::openat(fd.get(), segment.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (next < 0) {
         if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) return missing;
         return ErrnoError("open", PathOf(rel), errno);
       }
-      ::close(fd.fd);
-      fd.fd = next;
+      fd = Fd(next);
     }
   }
-  int dup = ::dup(fd.fd);
+  int dup = ::dup(fd.get());
   if (dup < 0) return ErrnoError("dup", PathOf(rel), errno);
   DIR* d = ::fdopendir(dup);
   if (d == nullptr) {
@@ -480,7 +469,7 @@ Result<std::vector<DirEntry>> Builds::ReadDirectory(const std::string& rel) cons
   while (struct dirent* e = ::readdir(d)) {
     if (e->d_name[0] == '.') continue;  // hidden, and . and ..
     struct stat st{};
-    if (::fstatat(fd.fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (::fstatat(fd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;
     DirEntry entry;
     entry.name = e->d_name;
@@ -507,11 +496,11 @@ BuildSummary Builds::Summarize(const std::string& scope, bool frozen) const {
     // Asked without taking it (F_OFD_GETLK): a reader changes nothing. The
     // lock file exists only while someone holds or waits for the lock.
     Fd fd(::open(LockPath(scope).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (fd.fd >= 0) {
+    if (fd.get() >= 0) {
       struct flock fl{};
       fl.l_type = F_WRLCK;
       fl.l_whence = SEEK_SET;
-      s.busy = ::fcntl(fd.fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+      s.busy = ::fcntl(fd.get(), F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
     }
   }
   return s;
