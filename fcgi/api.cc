@@ -27,12 +27,6 @@ namespace {
 
 constexpr const char* kJson = "application/json";
 
-// Usernames that are API routes, so never token names.
-bool IsReservedUsername(const std::string& u) {
-  return u == "healthz" || u == "metrics" || u == "latest" || u == "tree" || u == "seal" || u == "browse" ||
-         u == "builds";
-}
-
 // "a=1&b=2" -> {a: 1, b: 2}; the last of repeated keys wins.
 std::map<std::string, std::string> ParseQuery(const std::string& query) {
   std::map<std::string, std::string> out;
@@ -314,8 +308,8 @@ Response Api::BuildTree(const Request& req, const std::string& op) {
 // order and the first pattern that matches decides: its routes are tried by
 // exact method, and a method none of them has is 405 with their methods as
 // Allow. ":user" matches one non-empty segment, "*" one or more segments.
-// The literal routes come before ":user", so healthz, metrics and latest are
-// never token names (IsReservedUsername keeps it so).
+// The literal routes come before ":user"; token names ("t" or "r" and hex
+// digits, password_file.h) are never one of them.
 const std::vector<Api::Route>& Api::Routes() {
   using Req = const Request&;
   using Who = const Master&;
@@ -425,10 +419,10 @@ Response Api::Issue(const Request& req, const Master& master) {
   ir.master = master.name;
   ir.reopen = body->reopen;
   ir.ttl = std::min(body->ttl.value_or(config_.default_ttl), config_.max_ttl);
-  ir.username = body->username;
-  if (!ir.username.empty() && (!IsValidUsername(ir.username) || IsReservedUsername(ir.username))) {
-    return Fail(Error{ErrorCode::kBadRequest, "invalid username: [A-Za-z0-9_][A-Za-z0-9._-]{0,63}, not healthz"},
-                "issue", master.name);
+  ir.request_id = body->request_id;
+  if (!ir.request_id.empty() && !IsValidRequestId(ir.request_id)) {
+    return Fail(Error{ErrorCode::kBadRequest, "invalid request_id: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"}, "issue",
+                master.name);
   }
   for (const auto& text : body->scopes) {
     auto scope = Scope::Parse(text, config_.scope_depth);

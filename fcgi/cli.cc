@@ -223,10 +223,13 @@ int RunServe(const std::vector<std::string>& args) {
 int RunIssue(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
     std::cout << "Usage: artifact-token issue --scope SCOPE [--scope SCOPE...] [--ttl SECONDS]\n"
-                 "                            [--username NAME] [--master NAME] [--reopen] [OPTIONS]\n\n"
+                 "                            [--request-id ID] [--master NAME] [--reopen] [OPTIONS]\n\n"
                  "Issues a token on the token store directly, without HTTP, as the API does, and\n"
                  "prints it as JSON (the password is shown this once). --master (default 'admin')\n"
                  "is recorded as the issuer: that master can then see and revoke the token.\n"
+                 "--request-id makes the issue repeatable: the token's name follows from the\n"
+                 "master and the id, and issuing again with both while the token lives (same\n"
+                 "scopes) replaces its password instead of answering that the scope is taken.\n"
                  "A running `serve` expires it on its next sweep; `prune` does too.\n\n"
               << ConfigHelp();
     return 0;
@@ -237,19 +240,19 @@ int RunIssue(const std::vector<std::string>& args) {
   bool missing = false;
   auto scopes = TakeOption(rest, "--scope", &missing);
   auto ttls = TakeOption(rest, "--ttl", &missing);
-  auto usernames = TakeOption(rest, "--username", &missing);
+  auto request_ids = TakeOption(rest, "--request-id", &missing);
   auto masters = TakeOption(rest, "--master", &missing);
   bool reopen = TakeFlag(rest, "--reopen");
   if (missing) return Usage("issue", "an option needs a value");
   if (!rest.empty()) return Usage("issue", "unexpected argument " + rest.front());
   if (scopes.empty()) return Usage("issue", "--scope is required");
-  if (ttls.size() > 1 || usernames.size() > 1 || masters.size() > 1) {
-    return Usage("issue", "--ttl, --username and --master may be given once");
+  if (ttls.size() > 1 || request_ids.size() > 1 || masters.size() > 1) {
+    return Usage("issue", "--ttl, --request-id and --master may be given once");
   }
   const Config& config = admin.loaded.config;
   IssueRequest req;
   req.master = masters.empty() ? "admin" : masters[0];
-  req.username = usernames.empty() ? "" : usernames[0];
+  req.request_id = request_ids.empty() ? "" : request_ids[0];
   req.reopen = reopen;
   req.ttl = config.default_ttl;
   if (!ttls.empty()) {

@@ -116,6 +116,13 @@ Result<Poco::JSON::Object::Ptr> ParseJsonObject(const std::string& body) {
   }
 }
 
+Error UnknownField(const std::string& key) {
+  // `username` was the name of a token chosen by its master until names
+  // became per master (a chosen name could tell one master another's).
+  const std::string hint = key == "username" ? "; the server names tokens: send request_id to name a retry" : "";
+  return Bad("unknown field '" + key + "' (known: scope, scopes, ttl, request_id, reopen)" + hint);
+}
+
 }  // namespace
 
 Result<IssueBody> ParseIssueBody(const std::string& content_type, const std::string& body) {
@@ -141,14 +148,14 @@ Result<IssueBody> ParseIssueBody(const std::string& content_type, const std::str
         auto ttl = TtlFromJson(value);
         if (!ttl) return ttl.error();
         out.ttl = ttl.value();
-      } else if (key == "username") {
-        if (!value.isString()) return Bad("username must be a string");
-        out.username = value.extract<std::string>();
+      } else if (key == "request_id") {
+        if (!value.isString()) return Bad("request_id must be a string");
+        out.request_id = value.extract<std::string>();
       } else if (key == "reopen") {
         if (!value.isBoolean()) return Bad("reopen must be true or false");
         out.reopen = value.extract<bool>();
       } else {
-        return Bad("unknown field '" + key + "' (known: scope, scopes, ttl, username, reopen)");
+        return UnknownField(key);
       }
     }
     if (have_scope && obj.value()->has("scopes")) return Bad("give either scope or scopes, not both");
@@ -159,21 +166,21 @@ Result<IssueBody> ParseIssueBody(const std::string& content_type, const std::str
     for (const auto& [key, value] : form.value()) {
       if (key == "scope" || key == "scopes") {
         out.scopes.push_back(value);
-      } else if (key == "ttl" || key == "username" || key == "reopen") {
+      } else if (key == "ttl" || key == "request_id" || key == "reopen") {
         if (form->count(key) > 1) return Bad(key + " given twice");
         if (key == "ttl") {
           auto ttl = TtlFromText(value);
           if (!ttl) return ttl.error();
           out.ttl = ttl.value();
-        } else if (key == "username") {
-          out.username = value;
+        } else if (key == "request_id") {
+          out.request_id = value;
         } else {
           auto b = BoolFromText(value);
           if (!b) return b.error();
           out.reopen = b.value();
         }
       } else {
-        return Bad("unknown field '" + key + "' (known: scope, scopes, ttl, username, reopen)");
+        return UnknownField(key);
       }
     }
   } else {

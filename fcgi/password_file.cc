@@ -88,6 +88,21 @@ Result<std::string> GenerateUsername(RandomSource& random) {
   return name;
 }
 
+bool IsValidRequestId(const std::string& s) { return IsValidSegment(s); }
+
+std::string TokenNameFor(const std::string& master, const std::string& request_id) {
+  const std::string input = master + "\n" + request_id;
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest.data());
+  std::string name = "r";
+  char hex[3];
+  for (size_t i = 0; i < 20; ++i) {
+    std::snprintf(hex, sizeof hex, "%02x", digest[i]);
+    name += hex;
+  }
+  return name;
+}
+
 Result<std::string> SshaHash(const std::string& password, RandomSource& random) {
   std::array<unsigned char, SHA_DIGEST_LENGTH + kSaltBytes> buf{};
   unsigned char* salt = buf.data() + SHA_DIGEST_LENGTH;

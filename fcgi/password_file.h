@@ -27,6 +27,18 @@ Result<std::string> GeneratePassword(RandomSource& random);
 // A fresh username "t" + 20 hex digits (80 random bits).
 Result<std::string> GenerateUsername(RandomSource& random);
 
+// Request ids (the issue's idempotency key): the alphabet of a scope segment.
+bool IsValidRequestId(const std::string& s);
+
+// The name of the token a master issues with `request_id`: "r" + the first
+// 40 hex digits of SHA-256(master + "\n" + request_id). A master can compute
+// it before asking (to journal a revoke it may owe) and a retry gets the same
+// name, while two masters never meet in one name space: no master can choose
+// a name another master's request makes (160 bits; master names hold no
+// newline), so a refusal never tells one master about another's tokens.
+// Never equal to a generated name ("t" + 20 digits).
+std::string TokenNameFor(const std::string& master, const std::string& request_id);
+
 // {SSHA} with an 8-byte random salt, exactly as nginx's ngx_crypt_ssha checks.
 Result<std::string> SshaHash(const std::string& password, RandomSource& random);
 // Constant-time check of `password` against an {SSHA} hash.

@@ -101,15 +101,15 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   token.info.issued = clock_.Now();
   token.info.expires = token.info.issued + req.ttl;
   for (const auto& s : req.scopes) token.info.scopes.push_back(s.str());
-  if (req.username.empty()) {
+  if (req.request_id.empty()) {
     auto name = GenerateUsername(random_);
     if (!name) return name.error();
     token.info.username = name.value();
   } else {
-    if (!IsValidUsername(req.username)) {
-      return Error{ErrorCode::kBadRequest, "invalid username: [A-Za-z0-9_][A-Za-z0-9._-]{0,63}"};
+    if (!IsValidRequestId(req.request_id)) {
+      return Error{ErrorCode::kBadRequest, "invalid request_id: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"};
     }
-    token.info.username = req.username;
+    token.info.username = TokenNameFor(req.master, req.request_id);
   }
   auto password = GeneratePassword(random_);
   if (!password) return password.error();
@@ -122,23 +122,23 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   if (!text) return text.error();
 
   if (auto st = MakeDirs(tokens_dir_, ".by-user", kTokenDirMode); !st) return st.error();
-  // Held until the token is complete: a revoke or renew of this username
-  // (a chosen one can be known in advance) waits for the whole token.
+  // Held until the token is complete: a revoke or renew of this name (one
+  // made from a request_id is known in advance) waits for the whole token.
   auto lock = LockToken(token.info.username, /*wait=*/true);
   if (!lock) return lock.error();
-  // A username names one token for the life of the store: its name file in
-  // .names is made once, O_EXCL, and never removed, so no later token (of any
-  // master) can take the name of a revoked or expired one and with it its
-  // seal status or audit trail. The refusal is the same whoever used the name
-  // and whether that token still lives, so it tells nothing more than that.
+  // A name names one token for the life of the store: its file in .names is
+  // made once, O_EXCL, and never removed, so no later token can take the name
+  // of a revoked or expired one and with it its seal status or audit trail.
+  // Names from request_ids are per master (TokenNameFor), so only the master
+  // that used a request_id can meet it here.
   if (auto st = MakeDirs(tokens_dir_, ".names", kTokenDirMode); !st) return st.error();
   const std::string name_file = names_dir_ + "/" + token.info.username;
-  const Error name_taken{ErrorCode::kConflict,
-                         "username " + token.info.username + " is not available: names are never reused"};
+  const Error name_taken{ErrorCode::kConflict, "token name " + token.info.username + " was used already"};
   int name_fd = ::open(name_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, kFileMode);
   if (name_fd < 0) {
-    if (errno == EEXIST) return name_taken;
-    return ErrnoError("create", name_file, errno);
+    if (errno != EEXIST) return ErrnoError("create", name_file, errno);
+    if (req.request_id.empty()) return name_taken;
+    return Reissue(std::move(token), line, req.request_id);
   }
   ::close(name_fd);
   auto temp = WriteTempFile(records_dir_, text.value(), kFileMode);
@@ -316,7 +316,42 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
   if (!master.empty() && line->info.issued_by != master) return Error{ErrorCode::kNotFound, "no such token"};
   PasswordLine renewed = line.value();
   renewed.info.expires = expires;
-  auto text = renewed.Format();
+  if (auto st = Republish(renewed); !st) return st.error();
+  return renewed.info;
+}
+
+Result<IssuedToken> TokenStore::Reissue(IssuedToken token, const PasswordLine& line, const std::string& request_id) {
+  const Error used{ErrorCode::kConflict, "request_id " + request_id +
+                                             " was used already (its token was revoked or has expired, or was "
+                                             "issued for other scopes): a retry must send the same scopes"};
+  const std::string& username = token.info.username;
+  auto old = ReadRecord(username);
+  if (!old) return old.error().code == ErrorCode::kNotFound ? used : old.error();
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  if (old->info.issued_by != token.info.issued_by || old->info.expires <= clock_.Now() ||
+      sorted(old->info.scopes) != sorted(token.info.scopes)) {
+    return used;
+  }
+  for (const auto& s : old->info.scopes) {
+    auto ours = BelongsTo(ScopeFilePath(s), username);
+    if (!ours) return ours.error();
+    if (!ours.value()) return used;  // half revoked by a crash: prune finishes it
+  }
+  // The retry of an issue whose answer was lost (a client timeout, a proxy):
+  // the same token with a new password and ttl, so nobody holds the old one.
+  PasswordLine fresh = line;
+  fresh.info.scopes = old->info.scopes;
+  if (auto st = Republish(fresh); !st) return st.error();
+  token.info = fresh.info;
+  return token;
+}
+
+Status TokenStore::Republish(const PasswordLine& line) {
+  const std::string& username = line.info.username;
+  auto text = line.Format();
   if (!text) return text.error();
   auto temp = WriteTempFile(records_dir_, text.value(), kFileMode);
   if (!temp) return temp.error();
@@ -324,7 +359,7 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
     ::unlink(temp->c_str());
     return e;
   };
-  for (const auto& s : renewed.info.scopes) {
+  for (const auto& s : line.info.scopes) {
     const std::string path = ScopeFilePath(s);
     auto ours = BelongsTo(path, username);
     if (!ours) return fail(ours.error());
@@ -343,8 +378,7 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
   if (int err = disk_.Rename(temp.value(), RecordPath(username)); err != 0) {
     return fail(ErrnoError("rename", RecordPath(username), err));
   }
-  if (auto st = FsyncDir(records_dir_); !st) return st.error();
-  return renewed.info;
+  return FsyncDir(records_dir_);
 }
 
 Result<std::optional<TokenInfo>> TokenStore::ExpireIfDue(const std::string& username, int64_t* next) {

@@ -48,7 +48,7 @@ namespace artifact {
 struct IssueRequest {
   std::vector<Scope> scopes;
   int64_t ttl = 0;           // seconds, > 0
-  std::string username;      // empty: generate one
+  std::string request_id;    // the idempotency key; empty: a generated name
   std::string master;        // the issuing master
   bool reopen = false;       // allow a published scope (checked by the caller, builds.h)
 };
@@ -64,9 +64,15 @@ class TokenStore {
   // clock, random source and disk must outlive this.
   TokenStore(std::string tokens_dir, const Clock& clock, RandomSource& random, Disk& disk = Disk::Default());
 
-  // 409 when a scope has a live token or the username was ever used (by any
-  // master; the answer does not say which, nor whether it lives); 507 on a
-  // full disk. On any failure nothing the call created is left behind.
+  // 409 when a scope has a live token; 507 on a full disk. On any failure
+  // nothing the call created is left behind.
+  // With a request_id the token's name is TokenNameFor(master, request_id)
+  // (password_file.h), and the request is idempotent: when that token is
+  // live, for the same scopes, the issue is the retry of one whose answer was
+  // lost, and the same token is published again with a new password and
+  // ttl (the old password stops working). Any other use of a request_id
+  // that was used before (revoked, expired, other scopes) is 409: a name
+  // names one token for the life of the store.
   // (Whether a scope is published, and its directories, are the builds'
   // business: IssueToken in api.h does both.)
   Result<IssuedToken> Issue(const IssueRequest& req);
@@ -136,6 +142,12 @@ class TokenStore {
   Result<bool> BelongsTo(const std::string& path, const std::string& username) const;
   // Calls `fn` for every record name (not temp files).
   Status ForEachRecord(const std::function<void(const std::string&)>& fn) const;
+  // The second issue of a live token's request_id (see Issue); holds the lock.
+  Result<IssuedToken> Reissue(IssuedToken token, const PasswordLine& line, const std::string& request_id);
+  // Replaces the record and each scope file of line.info.username that still
+  // names it with `line` (one new inode, renamed over each). The caller holds
+  // the token's lock and has read its record.
+  Status Republish(const PasswordLine& line);
   // Links `temp` to the scope's file; on EEXIST removes an expired holder once.
   Status LinkScope(const std::string& temp, const std::string& scope);
   // Removes the expired token holding `path`, under its lock; kConflict

@@ -59,6 +59,7 @@ class TokenServiceClient:
 
     def __init__(self, base_url, master_user, master_password, timeout=30, agent=None):
         self.base_url = _without_userinfo(base_url).rstrip('/')
+        self.master_user = master_user
         self._auth = b'Basic ' + base64.b64encode(
             f'{master_user}:{master_password}'.encode('utf-8'))
         self.timeout = timeout
@@ -89,12 +90,14 @@ class TokenServiceClient:
         return url, response.code, content
 
     @defer.inlineCallbacks
-    def issue(self, scopes, ttl, username=None):
+    def issue(self, scopes, ttl, request_id=None):
         """POST /token: the JSON document of the new token (with its password).
-        ``username``, when given, is the token's name (the server checks it)."""
+        With a ``request_id`` the token's name is known before the answer
+        (``naming.token_name``) and asking again with it while the token lives
+        gets the same token with a new password."""
         body = {'scopes': list(scopes), 'ttl': int(ttl)}
-        if username is not None:
-            body['username'] = username
+        if request_id is not None:
+            body['request_id'] = request_id
         url, status, content = yield self._call('POST', '/token', body)
         if status != 201:
             raise TokenServiceError('POST', url, status, _error_reason(status, content))

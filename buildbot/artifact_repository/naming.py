@@ -6,6 +6,7 @@ a file or directory name below a scope is ``[A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254}
 Checking here lets a step fail with a clear message before any request is made.
 """
 
+import hashlib
 import re
 
 SCOPE_DEPTH = 4
@@ -64,3 +65,13 @@ def check_remote_path(path):
         if not _NAME.match(part):
             raise NameError_(f'artifact name {path!r}: {part!r} is not {NAME_RULE}')
     return '/'.join(parts)
+
+
+def token_name(master_user, request_id):
+    """The name the server gives the token that ``master_user`` issues with
+    ``request_id``: "r" + the first 40 hex digits of SHA-256(master, newline,
+    request_id), as fcgi/password_file.h TokenNameFor says."""
+    if not _SEGMENT.match(request_id):
+        raise NameError_(f'request_id {request_id!r} is not [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}')
+    digest = hashlib.sha256(f'{master_user}\n{request_id}'.encode('utf-8')).hexdigest()
+    return 'r' + digest[:40]

@@ -111,11 +111,12 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         yield log.addStdout(f"issuing a token for {', '.join(scopes)} (ttl {ttl} s)\n")
         client = yield repo.client()
         username = None
+        request_id = f'build{self.build.buildid}.{secrets.token_hex(8)}'
         if self.revoke_when_build_finishes:
             # Named and journaled before the POST: a master that dies between
             # the server's answer and a journal write would leave a live token
             # nobody owes a revoke. A name never issued is just a 404 later.
-            username = 't' + secrets.token_hex(10)
+            username = naming.token_name(client.master_user, request_id)
             try:
                 repo.track(username, scopes, self.build.buildid, ttl, url=client.base_url)
             except OSError as e:
@@ -123,7 +124,7 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
                 _summary(self, 'journal not writable')
                 return FAILURE
         try:
-            doc = yield client.issue(scopes, ttl, username=username)
+            doc = yield client.issue(scopes, ttl, request_id=request_id)
         except TokenServiceError as e:
             yield log.addStderr(str(e) + '\n')
             if username is not None:

@@ -9,6 +9,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from artifact_repository import curlconfig, naming  # noqa: E402
 
 
+class TokenName(unittest.TestCase):
+    def test_the_servers_name(self):
+        # The vector of tests/unit/password_file_test.cc (TokenNameFor).
+        self.assertEqual(naming.token_name('ci', 'build-42'), 'r5d0287dd16876bbd8554f15bef31c7751ed1063f')
+        self.assertNotEqual(naming.token_name('other', 'build-42'), naming.token_name('ci', 'build-42'))
+
+    def test_refuses_what_the_server_refuses(self):
+        for bad in ('', 'a/b', '.x', 'a b', 'x' * 129):
+            with self.assertRaises(naming.NameError_):
+                naming.token_name('ci', bad)
+
+
 class SanitizeSegment(unittest.TestCase):
     def test_keeps_valid_segments(self):
         self.assertEqual(naming.sanitize_segment('linux-amd64_1.2'), 'linux-amd64_1.2')

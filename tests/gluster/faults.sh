@@ -168,15 +168,18 @@ g_rev_u=$ISSUE_USER g_rev_p=$ISSUE_PASS
 g_app3=${app_pid[3]}
 gl_cut 3
 g_cut=$(now_s)
-# The healthy side: the first issue that completes after the cut.
-g_probe=0 g_timeouts=0 g_healthy=""
+# The healthy side: the first issue that completes after the cut. One probe,
+# asked again (on the two nodes in turn) with the same request_id until it
+# answers: an attempt whose client gave up (curl's 10 s) and that completed
+# on the server later is that same token, so a retry replaces it.
+g_try=0 g_timeouts=0 g_healthy=""
 while awk -v a="$g_cut" -v b="$(now_s)" -v l=$((GL_PING_TIMEOUT + 60)) 'BEGIN { exit !(b - a < l) }'; do
-  g_probe=$((g_probe + 1))
-  issue $(( g_probe % 2 + 1 )) "mn/g/probe/$g_probe" 120
+  g_try=$((g_try + 1))
+  issue $(( g_try % 2 + 1 )) mn/g/probe/1 120 probe-1
   case $ISSUE_CODE in
     201) g_healthy=$(fdiff "$g_cut" "$(now_s)")
-         code=$(revoke $(( g_probe % 2 + 1 )) "$ISSUE_USER")
-         [[ $code == 204 ]] || violation "g: revoke of a probe token on node $(( g_probe % 2 + 1 )) answered $code"
+         code=$(revoke $(( g_try % 2 + 1 )) "$ISSUE_USER")
+         [[ $code == 204 ]] || violation "g: revoke of the probe token on node $(( g_try % 2 + 1 )) answered $code"
          break ;;
     000) g_timeouts=$((g_timeouts + 1)) ;;   # curl gave up after 10 s
     *) sleep 0.5 ;;
@@ -239,15 +242,15 @@ for u in "$g_live_u" "$g_back_u"; do
   code=$(revoke 1 "$u")
   [[ $code == 204 ]] || die "g: revoke of $u answered $code"
 done
-# Probe issues whose client gave up (curl's 10 s) may have completed on the
-# server: a live token nobody knows, holding its scope until the ttl.
-g_orphans=0
-if [[ $g_timeouts -gt 0 ]]; then
-  body=$work/tmp/g.list
-  code=$(http "$body" -K "$work/master.curlrc" "http://${addr[1]}/token")
-  g_orphans=$(grep -o '"mn/g/probe/[0-9]*"' "$body" | sort -u | wc -l || true)
-fi
-log "g: host 3's link cut: nodes 1+2 issued again ${g_healthy} s after the cut ($g_timeouts issue(s) timed out at the client before, $g_orphans of them completed on the server later), then $g_cycles full cycles; node 3 cut off: revoked token $g_cut_revoked, live token $g_cut_live, issue $g_cut_issue, healthz $g_cut_health; link restored: node 3 issued again ${g_back} s later with the same app process; heal ${heal_s} s"
+# A probe attempt whose client gave up may have completed on the server; the
+# retry with its request_id took that token over, and its revoke ended it:
+# no live token nobody knows may hold the probe's scope.
+body=$work/tmp/g.list
+code=$(http "$body" -K "$work/master.curlrc" "http://${addr[1]}/token")
+[[ $code == 200 ]] || die "g: GET /token answered $code"
+g_orphans=$(grep -o '"mn/g/probe/[0-9]*"' "$body" | sort -u | wc -l || true)
+[[ $g_orphans == 0 ]] || die "g: the probe's scope still has a live token after its revoke: an issue whose client gave up left an orphan"
+log "g: host 3's link cut: nodes 1+2 issued again ${g_healthy} s after the cut ($g_timeouts attempt(s) timed out at the client before and were retried with the same request_id; orphans left: $g_orphans), then $g_cycles full cycles; node 3 cut off: revoked token $g_cut_revoked, live token $g_cut_live, issue $g_cut_issue, healthz $g_cut_health; link restored: node 3 issued again ${g_back} s later with the same app process; heal ${heal_s} s"
 fault_figures+=("link cut: healthy side back after ${g_healthy} s (ping-timeout ${GL_PING_TIMEOUT} s), cut node: revoked token $g_cut_revoked / live token upload $g_cut_live / issue $g_cut_issue / healthz $g_cut_health, back ${g_back} s after the link, heal ${heal_s} s")
 phase_done "g (link cut and restored)"
 

@@ -180,14 +180,14 @@ TEST_CASE("issue bodies cannot inject a second password line or misparse", "[int
   };
   const std::string json = "application/json", form = "application/x-www-form-urlencoded";
   for (const auto& [type, body, status] : std::vector<Body>{
-           {json, R"({"scope": "dpkg/p/linux/1", "username": "u\nevil:{SSHA}x"})", 400},
-           {json, R"({"scope": "dpkg/p/linux/1", "username": "u\revil"})", 400},
-           {json, R"({"scope": "dpkg/p/linux/1", "username": "u:evil"})", 400},
+           {json, R"({"scope": "dpkg/p/linux/1", "request_id": "u\nevil:{SSHA}x"})", 400},
+           {json, R"({"scope": "dpkg/p/linux/1", "request_id": "u\revil"})", 400},
+           {json, R"({"scope": "dpkg/p/linux/1", "request_id": "u:evil"})", 400},
            {json, R"({"scope": "dpkg/p/linux/1\nevil:{SSHA}x"})", 400},
            {json, R"({"scope": "dpkg/p/linux/1:evil"})", 400},
            {json, R"({"scope": "dpkg/p/linux/1", "ttl": "60\nevil"})", 400},
            {json, R"({"scopes": ["dpkg/p/linux/1", "dpkg/p/linux/2;x=y"]})", 400},
-           {form, "scope=dpkg/p/linux/1&username=u%0Aevil%3A%7BSSHA%7Dx", 400},
+           {form, "scope=dpkg/p/linux/1&request_id=u%0Aevil%3A%7BSSHA%7Dx", 400},
            {form, "scope=dpkg/p/linux/1%0Aevil", 400},
            {form, "scope=dpkg/p/linux/1&ttl=60%0A", 400},
            {json, R"({"scope": "dpkg/p/linux/1", "scope": "dpkg/p/linux/2"})", 400},

@@ -279,12 +279,13 @@ log "three nodes healthy (mode: $mode)"
 phase_done "nodes up"
 
 # --- client operations -------------------------------------------------------
-# issue NODE SCOPE TTL: sets ISSUE_CODE, ISSUE_USER, ISSUE_PASS
+# issue NODE SCOPE TTL [REQUEST_ID]: sets ISSUE_CODE, ISSUE_USER, ISSUE_PASS
 issue() {
-  local body
+  local body extra=""
+  [[ -n ${4-} ]] && extra=", \"request_id\": \"$4\""
   body=$(mktemp "$work/tmp/issue.XXXXXX")
   ISSUE_CODE=$(http "$body" -K "$work/master.curlrc" -H 'Content-Type: application/json' \
-    --data "{\"scope\": \"$2\", \"ttl\": $3}" "http://${addr[$1]}/token")
+    --data "{\"scope\": \"$2\", \"ttl\": $3$extra}" "http://${addr[$1]}/token")
   ISSUE_USER="" ISSUE_PASS=""
   local json
   json=$(<"$body")

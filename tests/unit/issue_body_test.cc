@@ -11,10 +11,10 @@ TEST_CASE("JSON issue bodies", "[body]") {
   CHECK(one->scopes == std::vector<std::string>{"a/b/c/d"});
   CHECK(one->ttl == 60);
   auto many = ParseIssueBody("application/json; charset=utf-8",
-                             R"({"scopes": ["a/b/c/d", "e/f/g/h"], "username": "u1", "reopen": true})");
+                             R"({"scopes": ["a/b/c/d", "e/f/g/h"], "request_id": "u1", "reopen": true})");
   REQUIRE(many);
   CHECK(many->scopes.size() == 2);
-  CHECK(many->username == "u1");
+  CHECK(many->request_id == "u1");
   CHECK(many->reopen);
   CHECK_FALSE(many->ttl);
 }
@@ -34,6 +34,8 @@ TEST_CASE("bad issue bodies are 400 or 415", "[body]") {
       {"application/json", R"({"scope": "a/b/c/d", "scopes": ["e/f/g/h"]})"},
       {"application/json", R"({"scopes": []})"},
       {"application/json", R"({"scopes": [1]})"},
+      {"application/json", R"({"scope": "a/b/c/d", "username": "u1"})"},  // names are the server's
+      {"application/json", R"({"scope": "a/b/c/d", "request_id": 7})"},
       {"application/json", R"({"scope": "a/b/c/d", "ttl": "60"})"},
       {"application/json", R"({"scope": "a/b/c/d", "ttl": 1.5})"},
       {"application/json", R"({"scope": "a/b/c/d", "ttl": -1})"},

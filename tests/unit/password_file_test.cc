@@ -36,6 +36,20 @@ TEST_CASE("passwords are 32 random bytes in base64url, usernames 80 bits", "[pas
   CHECK_FALSE(artifact::SshaHash("x", broken));
 }
 
+TEST_CASE("a request_id's token name is the master's alone", "[password]") {
+  // The same vector is in tests/buildbot/test_naming.py: the buildbot step
+  // journals this name before it asks.
+  CHECK(artifact::TokenNameFor("ci", "build-42") == "r5d0287dd16876bbd8554f15bef31c7751ed1063f");
+  CHECK(artifact::IsValidUsername(artifact::TokenNameFor("ci", "build-42")));
+  CHECK(artifact::TokenNameFor("ci", "build-42") != artifact::TokenNameFor("other", "build-42"));
+  // The separator keeps ("c", "i\n...") apart from ("ci", ...); ids have no newline anyway.
+  CHECK(artifact::TokenNameFor("c", "ibuild-42") != artifact::TokenNameFor("ci", "build-42"));
+  CHECK(artifact::IsValidRequestId("build-42.1_x"));
+  CHECK_FALSE(artifact::IsValidRequestId(""));
+  CHECK_FALSE(artifact::IsValidRequestId("a/b"));
+  CHECK_FALSE(artifact::IsValidRequestId(std::string(129, 'a')));
+}
+
 TEST_CASE("a password line round-trips with its metadata", "[password]") {
   PasswordLine line;
   line.info = {"t0123", "ci", 1000, 4600, {"dpkg/p/b/1", "appimage/p/b/1"}};

@@ -37,6 +37,8 @@ struct StoreFixture {
     return r;
   }
 
+  static std::string ReadFile(const std::string& path) { return artifact::ReadSmallFile(path).value(); }
+
   // Every file below tokens/ but the names ever used, relative, sorted.
   std::vector<std::string> TokenFiles() const {
     std::vector<std::string> out;
@@ -109,52 +111,78 @@ TEST_CASE_METHOD(StoreFixture, "revoke removes every file of the token and nothi
   CHECK(store.Issue(Request({"dpkg/p/linux/1"})));
 }
 
-TEST_CASE_METHOD(StoreFixture, "chosen usernames are validated and unique", "[store]") {
+TEST_CASE_METHOD(StoreFixture, "a request_id names the token, per master", "[store]") {
   auto req = Request({"dpkg/p/linux/1"});
-  req.username = "build-42";
+  req.request_id = "build-42";
   auto t = store.Issue(req);
   REQUIRE(t);
-  CHECK(t->info.username == "build-42");
-  auto again = Request({"dpkg/p/linux/2"});
-  again.username = "build-42";
-  CHECK(store.Issue(again).error().code == ErrorCode::kConflict);
-  again.username = "../x";
-  CHECK(store.Issue(again).error().code == ErrorCode::kBadRequest);
-  CHECK(TokenFiles().size() == 2);
-}
-
-TEST_CASE_METHOD(StoreFixture, "a username names one token for the life of the store", "[store]") {
-  // Found on main: master B issued with the name of master A's revoked
-  // token and took over its seal status and audit trail.
-  auto req = Request({"dpkg/p/linux/1"});
-  req.username = "build-42";
-  auto a = store.Issue(req);
-  REQUIRE(a);
-  auto live = store.Issue(Request({"dpkg/p/linux/9"}));
-  REQUIRE(live);
-  REQUIRE(store.Revoke("build-42"));
+  CHECK(t->info.username == artifact::TokenNameFor("ci", "build-42"));
+  CHECK(t->info.username.size() == 41);
+  CHECK(t->info.username[0] == 'r');
+  // Another master's request with the same id is another name: nothing to
+  // refuse, so nothing to learn about the first master's token.
   auto other = Request({"dpkg/p/linux/2"});
   other.master = "other";
-  other.username = "build-42";
-  auto reused = store.Issue(other);  // revoked: still taken
-  REQUIRE_FALSE(reused);
-  CHECK(reused.error().code == ErrorCode::kConflict);
-  other.username = live->info.username;
-  auto taken = store.Issue(other);  // live, another master's
-  REQUIRE_FALSE(taken);
-  // The same words whoever used the name and whether it lives.
-  CHECK(taken.error().message ==
-        "username " + live->info.username + " is not available: names are never reused");
-  CHECK(reused.error().message == "username build-42 is not available: names are never reused");
+  other.request_id = "build-42";
+  auto theirs = store.Issue(other);
+  REQUIRE(theirs);
+  CHECK(theirs->info.username != t->info.username);
+  other.request_id = "../x";
+  CHECK(store.Issue(other).error().code == ErrorCode::kBadRequest);
+  other.request_id = std::string(129, 'a');
+  CHECK(store.Issue(other).error().code == ErrorCode::kBadRequest);
+  CHECK(TokenFiles().size() == 4);
+}
+
+TEST_CASE_METHOD(StoreFixture, "a retried issue replaces its live token, a used request_id is never reissued",
+                 "[store]") {
+  // Found on GlusterFS: an issue whose client gave up completed later and
+  // held its scope, unknown to anyone, until its ttl ran out.
+  auto req = Request({"dpkg/p/linux/1", "appimage/p/linux/1"}, 100);
+  req.request_id = "build-42";
+  auto first = store.Issue(req);
+  REQUIRE(first);
+  const std::string record_before = ReadFile(store.RecordPath(first->info.username));
+  clock.Advance(10);
+  std::swap(req.scopes[0], req.scopes[1]);  // the same scopes in another order
+  req.ttl = 200;
+  auto retry = store.Issue(req);
+  REQUIRE(retry);
+  CHECK(retry->info.username == first->info.username);
+  CHECK(retry->password != first->password);
+  CHECK(retry->info.expires == first->info.issued + 10 + 200);
+  // One token, published again: the old password is in no file any more.
+  const std::string record = ReadFile(store.RecordPath(first->info.username));
+  CHECK(record != record_before);
+  CHECK(ReadFile(store.ScopeFilePath("dpkg/p/linux/1")) == record);
+  CHECK(ReadFile(store.ScopeFilePath("appimage/p/linux/1")) == record);
+  auto line = artifact::PasswordLine::Parse(record);
+  REQUIRE(line);
+  CHECK(artifact::SshaVerify(retry->password, line->hash));
+  CHECK_FALSE(artifact::SshaVerify(first->password, line->hash));
+  CHECK(TokenFiles().size() == 3);
+  // Other scopes under a used id: refused, the token untouched.
+  auto elsewhere = Request({"dpkg/p/linux/2"});
+  elsewhere.request_id = "build-42";
+  CHECK(store.Issue(elsewhere).error().code == ErrorCode::kConflict);
+  CHECK(ReadFile(store.RecordPath(first->info.username)) == record);
+  // Revoked: the name is never reissued.
+  REQUIRE(store.Revoke(first->info.username));
+  auto after = store.Issue(req);
+  REQUIRE_FALSE(after);
+  CHECK(after.error().code == ErrorCode::kConflict);
+  CHECK(TokenFiles().empty());
+  // Expired (still on disk): not live, so not a retry either.
   auto expiring = Request({"dpkg/p/linux/3"}, 5);
-  expiring.username = "short";
+  expiring.request_id = "short";
   REQUIRE(store.Issue(expiring));
   clock.Advance(5);
-  expiring.scopes = {Scope::Parse("dpkg/p/linux/4", 4).value()};
-  CHECK(store.Issue(expiring).error().code == ErrorCode::kConflict);  // expired: still taken
+  CHECK(store.Issue(expiring).error().code == ErrorCode::kConflict);
   // A refused issue keeps no name: the same request may come again.
+  auto live = store.Issue(Request({"dpkg/p/linux/9"}));
+  REQUIRE(live);
   auto blocked = Request({"dpkg/p/linux/9"});
-  blocked.username = "retry-me";
+  blocked.request_id = "retry-me";
   CHECK(store.Issue(blocked).error().code == ErrorCode::kConflict);  // scope held by `live`
   REQUIRE(store.Revoke(live->info.username));
   CHECK(store.Issue(blocked));
@@ -347,14 +375,15 @@ TEST_CASE_METHOD(RaceFixture, "removing an expired token never removes the next 
 }
 
 TEST_CASE_METHOD(RaceFixture, "a revoke during the issue of its token removes the whole token", "[store][race]") {
-  // A chosen username is known before its issue answers. A revoke that ran
+  // A request_id's name is known before its issue answers. A revoke that ran
   // between the issue's scope links removed what existed so far, and the
   // issue then published its last scope file with no record: a token that
   // uploads, that no revoke or expiry finds.
   auto req = Request({"dpkg/p/linux/1", "dpkg/p/linux/2"});
-  req.username = "build-7";
+  req.request_id = "build-7";
+  const std::string name = artifact::TokenNameFor("ci", "build-7");
   artifact::Result<artifact::TokenInfo> revoked = artifact::Error{ErrorCode::kInternal, "not run"};
-  disk.CompeteAt("link", "/dpkg/p/linux/2.htpasswd", "/.locks/build-7", [&] { revoked = raced.Revoke("build-7"); });
+  disk.CompeteAt("link", "/dpkg/p/linux/2.htpasswd", "/.locks/" + name, [&] { revoked = raced.Revoke(name); });
   auto issued = raced.Issue(req);
   disk.Join();
   REQUIRE(disk.competed());
