@@ -57,7 +57,7 @@ sed -e "s|/etc/nginx/artifact-repository|$root/etc/nginx/artifact-repository|g" 
     -e "s|/var/lib/artifact-repository|$root/var/lib/artifact-repository|g" \
     -e "s|/var/log/artifact-repository|$root/var/log/artifact-repository|g" \
     "$root/etc/nginx/sites-available/artifact-repository" >"$site"
-mkdir -p "$root/var/lib/artifact-repository/artifacts/.incoming" "$root/var/log/artifact-repository" "$work/logs"
+mkdir -p "$root/var/lib/artifact-repository/incoming" "$root/var/log/artifact-repository" "$work/logs"
 # Debian's nginx.conf loads the dav_ext module (PROPFIND) through
 # /etc/nginx/modules-enabled; its line there is relative to nginx's prefix.
 cat >"$work/nginx.conf" <<CONF

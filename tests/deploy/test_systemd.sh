@@ -250,6 +250,16 @@ c=$(code -u "$u1:$p1" -T "$run/pkg.bin" "$base_url/dpkg/proj/amd64/3/pkg.bin")
 [[ $c == 401 && ! -e $root/var/lib/artifact-repository/artifacts/dpkg/proj/amd64/3/pkg.bin ]] ||
   fail "build 1's token writing into build 3 answered $c"
 ok "MKCOL + PUT with the token, byte-identical download, other build refused"
+# Upload bodies go to a directory of this host's own on the artifacts volume:
+# hosts that share the volume must not share nginx's temp-file counter.
+incoming=$(inside readlink -f /var/lib/artifact-repository/incoming)
+[[ $incoming == /var/lib/artifact-repository/artifacts/.incoming/$(inside cat /etc/machine-id) ]] ||
+  fail "the site's upload directory is $incoming, not .incoming/<machine id>"
+[[ $(inside stat -c '%U %a' "$incoming") == "www-data 700" ]] ||
+  fail "$incoming is $(inside stat -c '%U %a' "$incoming"), not www-data 700"
+grep -q 'client_body_temp_path /var/lib/artifact-repository/incoming;' \
+  "$root/etc/nginx/sites-available/artifact-repository" || fail "the site does not put upload bodies in incoming/"
+ok "upload bodies in this host's own $incoming"
 
 # SIGKILL of the service's main process: systemd restarts it, tokens survive.
 say "SIGKILL of the service's main process"
