@@ -9,6 +9,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "integration/server_fixture.h"
 #include "password_file.h"
@@ -121,4 +123,46 @@ TEST_CASE("a full artifacts volume answers 507 and rolls the token back", "[inte
   INFO("tokens issued before the volume was full: " << issued);
   REQUIRE(r.status == 507);
   CHECK(CheckTokenTree(s) == static_cast<size_t>(2 * issued));
+}
+
+TEST_CASE("no app process maps a file of either volume, so a volume's I/O error cannot be SIGBUS",
+          "[integration][faults]") {
+  // Found on GlusterFS: the app kept its metrics in a file on the tokens
+  // volume, memory-mapped; a FUSE error killed it with SIGBUS, and nodes of
+  // one host name shared the file. A mapping of a volume's file is the only
+  // way a volume's error becomes a signal instead of an errno.
+  ServerOptions opts;
+  opts.via_run_script = false;
+  opts.app_processes = 2;
+  Servers s(opts);
+  auto issued = IssueRaw(s, "dpkg/p/linux/1");
+  REQUIRE(issued.status == 201);
+  REQUIRE(s.Get("/token/metrics").status == 200);
+  std::vector<pid_t> pids{s.app_pid()};
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == s.app_pid()) pids.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  REQUIRE(pids.size() == 3);  // the supervisor and its two serve processes
+  for (pid_t pid : pids) {
+    std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+    REQUIRE(maps);
+    size_t lines = 0;
+    for (std::string line; std::getline(maps, line); ++lines) {
+      INFO("pid " << pid << ": " << line);
+      CHECK(line.find(s.tokens_dir()) == std::string::npos);
+      CHECK(line.find(s.artifacts_dir()) == std::string::npos);
+    }
+    CHECK(lines > 0);
+  }
 }
