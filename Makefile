@@ -58,8 +58,8 @@ run: run-note configure
 
 # Everything: CTest (unit, integration, deploy, buildbot, multinode), the
 # fuzzers for 10 s each, then the deployments for real (root): the Debian
-# package in a booted systemd, the Docker image with podman. SANITIZE=1 runs
-# the CTest part only, built with ASan + UBSan.
+# package in a booted systemd, the Docker image with podman, three nodes on
+# GlusterFS. SANITIZE=1 runs the CTest part only, built with ASan + UBSan.
 test: test-deps build
 	@start=$$(date +%s); ctest --test-dir $(BUILD_DIR) --output-on-failure --timeout 600 -j $(JOBS); rc=$$?; \
 	  echo "make test: ctest took $$(( $$(date +%s) - start )) s"; exit $$rc
@@ -67,6 +67,7 @@ ifneq ($(SANITIZE),1)
 	$(MAKE) --no-print-directory test-fuzz FUZZ_SECONDS=10
 	$(MAKE) --no-print-directory test-systemd
 	$(MAKE) --no-print-directory test-image
+	$(MAKE) --no-print-directory test-gluster
 endif
 
 # Said before anything else happens, as the first run takes a while.

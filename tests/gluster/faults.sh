@@ -17,7 +17,10 @@
 #   g. host 3's link is cut, then restored: nodes 1 and 2 serve again after
 #      the ping-timeout; node 3 fails closed (never accepts a revoked token,
 #      never issues); after the link returns node 3 serves again by itself,
-#      with the same app process, and the revoke made meanwhile holds there.
+#      with the same app process, and the revoke made meanwhile holds there;
+#   h. the app's locks (open file description locks, one per token and per
+#      build) exclude across the hosts' mounts: a lock held through host 1's
+#      mount is refused through host 2's and waited for through host 3's.
 #
 # The checks end the run through die (so test_multinode.sh's cleanup runs)
 # or record a violation.
@@ -253,6 +256,46 @@ g_orphans=$(grep -o '"mn/g/probe/[0-9]*"' "$body" | sort -u | wc -l || true)
 log "g: host 3's link cut: nodes 1+2 issued again ${g_healthy} s after the cut ($g_timeouts attempt(s) timed out at the client before and were retried with the same request_id; orphans left: $g_orphans), then $g_cycles full cycles; node 3 cut off: revoked token $g_cut_revoked, live token $g_cut_live, issue $g_cut_issue, healthz $g_cut_health; link restored: node 3 issued again ${g_back} s later with the same app process; heal ${heal_s} s"
 fault_figures+=("link cut: healthy side back after ${g_healthy} s (ping-timeout ${GL_PING_TIMEOUT} s), cut node: revoked token $g_cut_revoked / live token upload $g_cut_live / issue $g_cut_issue / healthz $g_cut_health, back ${g_back} s after the link, heal ${heal_s} s")
 phase_done "g (link cut and restored)"
+
+# --- h. the app's locks hold across the hosts' mounts ------------------------------------
+# Every operation on a token, and the seal of a build, holds an OFD lock
+# (fcgi/disk.cc); on a shared volume those locks are what serialises nodes.
+h_probe=$(dirname "${BASH_SOURCE[0]}")/lockprobe.py
+h_dir=$work/tmp/h
+mkdir -p "$h_dir"
+h_file=lock-probe.$$
+/usr/bin/python3 "$h_probe" hold "$GL_WORK/mnt1/$h_file" "$h_dir/held" "$h_dir/release" &
+h_holder=$!
+h_t=$(now_s)
+until [[ -e $h_dir/held ]]; do
+  kill -0 "$h_holder" 2>/dev/null || die "h: the lock holder on host 1's mount failed"
+  awk -v a="$h_t" -v b="$(now_s)" 'BEGIN { exit !(b - a < 10) }' || die "h: no lock through host 1's mount within 10 s"
+  sleep 0.05
+done
+h_rc=0
+/usr/bin/python3 "$h_probe" try "$GL_WORK/mnt2/$h_file" || h_rc=$?
+[[ $h_rc == 3 ]] || die "h: host 2 took a lock that host 1 holds (lockprobe exit $h_rc, 3 = refused)"
+/usr/bin/python3 "$h_probe" wait "$GL_WORK/mnt3/$h_file" "$h_dir/got" &
+h_waiter=$!
+# The waiter must still be waiting a second later: host 1 has not let go.
+h_t=$(now_s)
+until ! awk -v a="$h_t" -v b="$(now_s)" 'BEGIN { exit !(b - a < 1) }'; do
+  [[ -e $h_dir/got ]] && die "h: host 3 got a lock that host 1 holds"
+  sleep 0.1
+done
+h_release=$(now_s)
+touch "$h_dir/release"
+wait "$h_holder" || die "h: the lock holder on host 1's mount failed"
+wait "$h_waiter" || die "h: the waiter on host 3's mount failed"
+[[ -e $h_dir/got ]] || die "h: host 3's waiter ended without the lock"
+h_handover=$(fdiff "$h_release" "$(now_s)")
+h_rc=0
+/usr/bin/python3 "$h_probe" try "$GL_WORK/mnt2/$h_file" || h_rc=$?
+[[ $h_rc == 0 ]] || die "h: host 2 could not take the lock once it was free (lockprobe exit $h_rc)"
+rm -f "$GL_WORK/mnt1/$h_file"
+log "h: an OFD lock held through host 1's mount was refused through host 2's and waited for through host 3's, which got it ${h_handover} s after the release"
+fault_figures+=("locks across mounts: refused on another host while held, handed over ${h_handover} s after the release")
+phase_done "h (locks across the hosts' mounts)"
 
 # --- no app process died of a signal (SIGBUS from a mapped file on the volume) ---------
 for i in 1 2 3; do
