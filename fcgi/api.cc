@@ -563,31 +563,17 @@ Response Api::SealBuild(const Request& req, const Master& master, const std::str
     return Fail(Error{ErrorCode::kForbidden, "build " + scope_text + " was opened by another master"}, "seal",
                 master.name);
   }
-  if (store_.HoldsScope(scope_text)) {
-    return Fail(Error{ErrorCode::kConflict, "build " + scope_text + " has a live token: revoke it (that seals it)"},
-                "seal", master.name);
-  }
-  auto frozen = builds_.IsFrozen(scope_text);
-  if (!frozen) return Fail(frozen.error(), "seal", master.name);
-  if (frozen.value()) {
-    // Sealed already: the record it wrote, as an idempotent answer.
-    if (auto record = builds_.RecordJson(scope_text)) {
-      Response r;
-      r.headers.emplace_back("Content-Type", kJson);
-      r.body = record.value();
-      return r;
-    }
-  } else if (auto published = builds_.IsPublished(scope_text); !published) {
-    return Fail(published.error(), "seal", master.name);
-  } else if (!published.value() && ::access(builds_.PathOf(scope_text).c_str(), F_OK) != 0) {
-    return Fail(Error{ErrorCode::kNotFound, "no build " + scope_text}, "seal", master.name);
-  }
-  TokenInfo none;
-  none.username = "-";
-  none.issued_by = master.name;
-  none.scopes = {scope_text};
   LogLine("seal", master.name, "-", scope_text, "requested");
-  return SealAnswer(services_.sealer->Seal(none, *result), "-");
+  auto sealed = services_.sealer->SealBuild(scope_text, master.name, *result);
+  if (!sealed) return Fail(sealed.error(), "seal", master.name);
+  if (!sealed->record_json.empty()) {
+    // Sealed already: the record it wrote, as an idempotent answer.
+    Response r;
+    r.headers.emplace_back("Content-Type", kJson);
+    r.body = sealed->record_json;
+    return r;
+  }
+  return SealAnswer(sealed->status, "-");
 }
 
 Response Api::SealStatusOf(const Master& master, const std::string& username) {

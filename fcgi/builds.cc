@@ -457,29 +457,22 @@ Result<std::vector<DirEntry>> Builds::ReadDirectory(const std::string& rel) cons
       fd = Fd(next);
     }
   }
-  int dup = ::dup(fd.get());
-  if (dup < 0) return ErrnoError("dup", PathOf(rel), errno);
-  DIR* d = ::fdopendir(dup);
-  if (d == nullptr) {
-    int err = errno;
-    ::close(dup);
-    return ErrnoError("opendir", PathOf(rel), err);
-  }
+  auto names = ListDirAt(fd.get(), PathOf(rel));
+  if (!names) return names.error();
   std::vector<DirEntry> out;
-  while (struct dirent* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;  // hidden, and . and ..
+  for (auto& listed : names.value()) {
+    if (listed.name[0] == '.') continue;  // hidden
     struct stat st{};
-    if (::fstatat(fd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (::fstatat(fd.get(), listed.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) continue;
     DirEntry entry;
-    entry.name = e->d_name;
+    entry.name = std::move(listed.name);
     entry.directory = S_ISDIR(st.st_mode);
     entry.size = entry.directory ? -1 : static_cast<int64_t>(st.st_size);
     entry.mtime = static_cast<int64_t>(st.st_mtim.tv_sec);
     entry.frozen = entry.directory && (st.st_mode & 0222) == 0;
     out.push_back(std::move(entry));
   }
-  ::closedir(d);
   return out;
 }
 

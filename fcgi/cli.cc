@@ -125,6 +125,8 @@ struct Admin {
   OpenSslRandom random;
   std::unique_ptr<TokenStore> store;
   std::unique_ptr<Builds> builds;
+  EventLog log{std::cerr, StderrIsJournal()};
+  std::unique_ptr<artifact::Sealer> sealer;
 
   bool Init(const std::string& cmd, const std::vector<std::string>& args) {
     if (!Load(cmd, args, &loaded)) return false;
@@ -136,10 +138,17 @@ struct Admin {
 
   // Seals `token`'s builds within this command (no background thread),
   // logging like serve does; prints one line per build. True when sealed.
-  bool Seal(const TokenInfo& token, BuildResult result) {
-    EventLog log(std::cerr, StderrIsJournal());
-    Sealer sealer(*store, *builds, clock, log, nullptr);
-    SealStatus status = sealer.Seal(token, result);
+  bool Seal(const TokenInfo& token, BuildResult result) { return Report(Sealer().Seal(token, result)); }
+
+  // A sealer that logs to stderr (the journal under systemd).
+  artifact::Sealer& Sealer() {
+    if (!sealer) sealer = std::make_unique<artifact::Sealer>(*store, *builds, clock, log, nullptr);
+    return *sealer;
+  }
+
+  // Prints a finished seal; false when it failed.
+  bool Report(const SealStatus& status) {
+    const BuildResult result = status.result;
     if (status.state != "done") {
       std::cerr << ErrorPrefix() << "artifact-token: sealing failed: " << status.error << "\n";
       return false;
@@ -406,22 +415,14 @@ int RunSeal(const std::vector<std::string>& args) {
   for (const auto& text : admin.loaded.rest) {
     auto scope = Scope::Parse(text, admin.loaded.config.scope_depth);
     if (!scope) return Usage("seal", "scope " + text + ": " + scope.error().message);
-    const std::string dir = admin.builds->PathOf(text);
-    auto frozen = admin.builds->IsFrozen(text);
-    if (admin.store->HoldsScope(text)) {
-      std::cerr << ErrorPrefix() << "artifact-token seal: " << text << " has a live token: revoke it instead\n";
+    auto sealed = admin.Sealer().SealBuild(text, "-", *result);
+    if (!sealed) {
+      std::cerr << ErrorPrefix() << "artifact-token seal: " << sealed.error().message << "\n";
       rc = 1;
-    } else if (::access(dir.c_str(), F_OK) != 0) {
-      std::cerr << ErrorPrefix() << "artifact-token seal: no build " << text << "\n";
-      rc = 1;
-    } else if (frozen && frozen.value() && admin.builds->RecordJson(text)) {
+    } else if (!sealed->record_json.empty()) {
       std::cout << "sealed already: " << text << "\n";
-    } else {
-      TokenInfo none;
-      none.username = "-";
-      none.issued_by = "-";
-      none.scopes = {text};
-      if (!admin.Seal(none, *result)) rc = 1;
+    } else if (!admin.Report(sealed->status)) {
+      rc = 1;
     }
   }
   return rc;

@@ -141,6 +141,31 @@ void Sealer::Finish(const SealStatus& status, const std::string& reason,
   if (status.username != "-" && (files > 0 || status.state != "done")) WriteStatus(status);
 }
 
+Result<BuildSeal> Sealer::SealBuild(const std::string& scope, const std::string& by, BuildResult result) {
+  if (store_.HoldsScope(scope)) {
+    return Error{ErrorCode::kConflict, "build " + scope + " has a live token: revoke it (that seals it)"};
+  }
+  auto frozen = builds_.IsFrozen(scope);
+  if (!frozen) return frozen.error();
+  BuildSeal out;
+  if (frozen.value()) {
+    // Sealed already: the record it wrote (a freeze without one is a seal
+    // that failed or was cut short, and is done again).
+    if (auto record = builds_.RecordJson(scope)) {
+      out.record_json = std::move(record.value());
+      return out;
+    }
+  } else if (::access(builds_.PathOf(scope).c_str(), F_OK) != 0) {
+    return Error{ErrorCode::kNotFound, "no build " + scope};
+  }
+  TokenInfo none;
+  none.username = "-";
+  none.issued_by = by;
+  none.scopes = {scope};
+  out.status = Seal(none, result);
+  return out;
+}
+
 SealStatus Sealer::Seal(const TokenInfo& token, BuildResult result, bool queue_all) {
   const auto start = std::chrono::steady_clock::now();
   SealStatus status;

@@ -50,6 +50,13 @@ struct SealStatus {
   std::string ToJson() const;
 };
 
+// What Sealer::SealBuild did: nothing (the build was sealed already, its
+// record is `record_json`), or the seal in `status`.
+struct BuildSeal {
+  std::string record_json;
+  SealStatus status;
+};
+
 class Sealer {
  public:
   // The seal statuses are kept by the token store; the builds are sealed
@@ -67,6 +74,12 @@ class Sealer {
   // (state "done" or "failed"), else queues them (state "running"). With
   // `queue_all` (the expiry timer's thread) every hash is queued.
   SealStatus Seal(const TokenInfo& token, BuildResult result, bool queue_all = false);
+
+  // Seals one build that no token holds (its master vanished, or a crash
+  // came between a revoke and its seal), for `by` (a master, "-" for an
+  // operator): 409 while a token holds it, 404 when there is no such build.
+  // A build sealed already is left as it is.
+  Result<BuildSeal> SealBuild(const std::string& scope, const std::string& by, BuildResult result);
 
   // The stored status JSON of `username`'s seal, for its own master only.
   Result<std::string> StatusJson(const std::string& username, const std::string& master) const;
