@@ -14,13 +14,22 @@
 
 namespace artifact {
 
+SealReport SealStatus::Total() const {
+  SealReport total;
+  for (const auto& s : scopes) {
+    total.files += s.report.files;
+    total.bytes += s.report.bytes;
+    for (const auto& m : s.report.mismatches) total.mismatches.push_back(s.scope + "/" + m);
+  }
+  return total;
+}
+
 std::string SealStatus::ToJson() const {
   Poco::JSON::Object obj(Poco::JSON_PRESERVE_KEY_ORDER);
   obj.set("username", username);
   obj.set("issued_by", issued_by);
   obj.set("state", state);
   obj.set("result", std::string(BuildResultName(result)));
-  int64_t files = 0, bytes = 0;
   Poco::JSON::Array list, all_mismatches;
   for (const auto& s : scopes) {
     Poco::JSON::Object one(Poco::JSON_PRESERVE_KEY_ORDER);
@@ -28,17 +37,14 @@ std::string SealStatus::ToJson() const {
     one.set("files", static_cast<Poco::Int64>(s.report.files));
     one.set("bytes", static_cast<Poco::Int64>(s.report.bytes));
     Poco::JSON::Array mismatches;
-    for (const auto& m : s.report.mismatches) {
-      mismatches.add(m);
-      all_mismatches.add(s.scope + "/" + m);
-    }
+    for (const auto& m : s.report.mismatches) mismatches.add(m);
     one.set("mismatches", mismatches);
     list.add(one);
-    files += s.report.files;
-    bytes += s.report.bytes;
   }
-  obj.set("files", static_cast<Poco::Int64>(files));
-  obj.set("bytes", static_cast<Poco::Int64>(bytes));
+  const SealReport total = Total();
+  for (const auto& m : total.mismatches) all_mismatches.add(m);
+  obj.set("files", static_cast<Poco::Int64>(total.files));
+  obj.set("bytes", static_cast<Poco::Int64>(total.bytes));
   obj.set("mismatches", all_mismatches);
   obj.set("scopes", list);
   if (!error.empty()) obj.set("error", error);
@@ -120,13 +126,9 @@ void Sealer::Run(SealStatus* status) {
 void Sealer::Finish(const SealStatus& status, const std::string& reason,
                     std::chrono::steady_clock::time_point start) {
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-  int64_t files = 0, bytes = 0;
-  size_t mismatches = 0;
-  for (const auto& s : status.scopes) {
-    files += s.report.files;
-    bytes += s.report.bytes;
-    mismatches += s.report.mismatches.size();
-  }
+  const SealReport total = status.Total();
+  const int64_t files = total.files, bytes = total.bytes;
+  const size_t mismatches = total.mismatches.size();
   if (metrics_ != nullptr && status.state == "done") {
     metrics_->Add(Metrics::kSeals);
     metrics_->Add(Metrics::kSealFiles, static_cast<uint64_t>(files));

@@ -47,6 +47,8 @@ struct SealStatus {
   bool conflict = false;  // failed because the build has a live token (409)
   std::string ticket;     // names the freeze (Builds::Freeze); not shown
 
+  // The scopes' reports added up; mismatches as <scope>/<path>.
+  SealReport Total() const;
   std::string ToJson() const;
 };
 
