@@ -32,19 +32,6 @@ class RepositoryConfig(unittest.TestCase):
                 ArtifactRepository(*args, **kwargs)
 
 
-class UploadOutcome(unittest.TestCase):
-    def test_files_then_outcome(self):
-        out = steps._parse_outcome('["/w/a", "http://h/a", 201]\n["/w/b", "http://h/b", 0]\n'
-                                   '{"files": 2, "error": "x", "unreachable": true}\n')
-        self.assertEqual(out['files'], [('/w/a', 'http://h/a', 201), ('/w/b', 'http://h/b', 0)])
-        self.assertTrue(out['unreachable'])
-
-    def test_lost_or_broken_lines_are_no_outcome(self):
-        for text in ('', '["/w/a", "http://h/a", 201]\n{"files": 2}\n',
-                     '["/w/a", "http://h/a"\n{"files": 1}\n', 'Traceback ...\n'):
-            self.assertIsNone(steps._parse_outcome(text), repr(text))
-
-
 class FakeServer:
     """Answers revokes like the token service, or fails while ``down``."""
 

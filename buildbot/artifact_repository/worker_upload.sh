@@ -1,0 +1,102 @@
+# The worker's half of UploadArtifacts: POSIX sh, find, awk and curl, no python.
+#
+# UploadArtifacts runs this as `sh -c <this text> artifact-upload HEADER BASE
+# CURL [KIND LOCAL QUOTED REMOTE]...` in the step's workdir. Why not python:
+# starting python3 on the worker cost 0.08 s on an idle machine and 0.83 s under
+# load (bench/RESULTS-buildbot.md, the floor table), more than curl needs for
+# 32 files. One command, one curl run: no MKCOL pass (a PUT makes the missing
+# directories inside the build on this server), no second round trip.
+#
+#   HEADER  the curl config up to the first transfer (written by the master,
+#           worker_upload.py: global options, the HEAD check of BASE, the
+#           options of the PUT group); it holds the .netrc's path, never a
+#           password
+#   BASE    the build's URL, ending in '/', as curl config text (no quotes)
+#   CURL    the curl program
+#   then per source: KIND 'path' (a file or a directory; a glob was expanded
+#   by the worker before), LOCAL its path, QUOTED the same as a curl config
+#   string body (backslashes and quotes escaped), REMOTE the remote prefix
+#   ('' or 'a/b/', checked by the master).
+#
+# A file goes to BASE REMOTE <its name>; a directory's regular files (symlinks
+# neither followed nor listed) to BASE REMOTE <path below it>. Every name must
+# match the repository's rule [A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254}: a name that
+# does not, two files for one name, a missing source or a directory find cannot
+# read refuses the whole upload before any request (exit 120, "error: " lines
+# on stderr). Names are checked with find's own patterns in the C locale, so a
+# name holding a newline, a quote or a backslash never reaches the config.
+#
+# Output: stderr has one "= URL<TAB>LOCAL" line per file (after the checks),
+# then curl's error lines; stdout has curl's write-out, "STATUS URL" per
+# transfer. The exit status is curl's. The master reads both (steps.py).
+set -u
+LC_ALL=C
+export LC_ALL
+header=$1 base=$2 curl=$3
+shift 3
+
+# One line stream for awk: "s<TAB>QUOTED<TAB>REMOTE" starts a source, then
+# "./path" per file below a directory, "f<TAB>./name" for a file source,
+# "!text" for a problem.
+listing() {
+  while [ $# -ge 4 ]; do
+    local_path=$2
+    printf 's\t%s\t%s\n' "$3" "$4"
+    if [ -d "$local_path" ]; then
+      # Pruned at a bad name: what is below it is refused with it.
+      ( cd -- "$local_path" && find . ! -name . \
+          \( -name '*[!A-Za-z0-9._+~-]*' -o -name '[.~-]*' \) -exec printf '!name %s\n' {} \; -prune \
+          -o -type f -print ) || printf '!cannot list every file below %s\n' "$local_path"
+    elif [ -f "$local_path" ]; then
+      name=${local_path##*/}
+      case $name in
+        *[!A-Za-z0-9._+~-]* | [.~-]* | '') printf '!name ./%s\n' "$name" ;;
+        *) printf 'f\t./%s\n' "$name" ;;
+      esac
+    else
+      printf '!no such file or directory: %s\n' "$local_path"
+    fi
+    shift 4
+  done
+}
+
+config=$(listing "$@" | BASE=$base awk '
+  function refuse(text) { problems[++nproblems] = text }
+  /^!name / { refuse("name not allowed: " substr($0, 7)); next }
+  /^!/      { refuse(substr($0, 2)); next }
+  /^s\t/ {
+    i = index(substr($0, 3), "\t")
+    quoted = substr($0, 3, i - 1); remote = substr($0, 3 + i); next
+  }
+  /^f\t\.\// { add(quoted, remote substr($0, 5)); next }
+  /^\.\// { add(quoted "/" substr($0, 3), remote substr($0, 3)); next }
+  { refuse("unexpected output of find: " $0) }
+  function add(local, name,    n, parts, k) {
+    n = split(name, parts, "/")
+    for (k = 1; k <= n; k++)
+      if (parts[k] !~ /^[A-Za-z0-9_+][A-Za-z0-9._+~-]*$/ || length(parts[k]) > 255) {
+        refuse("name not allowed: " name); return
+      }
+    if (name in owner) {
+      if (owner[name] != local) refuse(owner[name] " and " local " would both be " name)
+      return
+    }
+    owner[name] = local; names[++count] = name
+  }
+  END {
+    if (nproblems == 0 && count == 0) refuse("no files to upload")
+    if (nproblems > 0) {
+      for (k = 1; k <= nproblems && k <= 20; k++) print "error: " problems[k] > "/dev/stderr"
+      if (nproblems > 20) print "error: ... and " (nproblems - 20) " more" > "/dev/stderr"
+      exit 3
+    }
+    for (k = 1; k <= count; k++) {
+      url = ENVIRON["BASE"] names[k]
+      print "= " url "\t" owner[names[k]] > "/dev/stderr"
+      print "upload-file = \"" owner[names[k]] "\""
+      print "url = \"" url "\""
+      print "output = \"/dev/null\""
+    }
+  }') || exit 120
+
+printf '%s\n%s\n' "$header" "$config" | "$curl" --config -
