@@ -260,11 +260,9 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         sources = [self.sources] if isinstance(self.sources, str) else list(self.sources)
         try:
             dest = naming.check_remote_path(self.dest) if self.dest.strip('/') else ''
-            header = worker_upload.config_header(self.netrc, base, self.parallel,
-                                                 self.retries, self.connect_timeout)
-            quoted_base = worker_upload.quote_body(base)
             paths = yield self._worker_paths(sources)
-            arguments = worker_upload.source_arguments(paths, dest)
+            argv = worker_upload.command(self.curl, self.netrc, base, paths, dest,
+                                         self.parallel, self.retries, self.connect_timeout)
         except (naming.NameError_, worker_upload.Refusal, ValueError) as e:
             log = yield self.addLog('files')
             yield log.addStderr(f'nothing was uploaded: {e}\n')
@@ -277,8 +275,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         # the links are written together.
         cmd = yield self.makeRemoteShellCommand(
             collectStdout=True, collectStderr=True, stdioLogName=None,
-            command=['sh', '-c', worker_upload.script(), 'artifact-upload', header,
-                     quoted_base, self.curl] + arguments)
+            command=argv)
         making_log = self.addLog('files')
         command_started = time.monotonic()
         try:

@@ -55,32 +55,46 @@ def quote(value):
     return '"' + quote_body(value) + '"'
 
 
-def config_header(netrc_path, base, parallel=4, retries=3, connect_timeout=10):
+def put_options(netrc_path, retries=3, connect_timeout=10):
+    """The options of a group of PUTs: ``--fail`` makes any HTTP error a
+    failed transfer; ``--retry`` retries transient errors (timeouts, 408,
+    429, 5xx: a PUT is idempotent and atomic on the server) but never a
+    refused connection. A transfer stalled below 1 byte/s for a minute is a
+    dead server (a large upload has no max-time that would fit every size)."""
+    # Not 'silent': curl 7.88 still draws the --parallel progress meter with it.
+    return '\n'.join(['no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
+                      f'connect-timeout = {int(connect_timeout)}', f'write-out = "{WRITE_OUT}"',
+                      'fail', f'retry = {int(retries)}', 'speed-limit = 1', 'speed-time = 60'])
+
+
+def config_header(netrc_path, base, parallel=8, retries=3, connect_timeout=10):
     """The curl config before the transfers: the worker appends one
     ``upload-file``/``url``/``output`` triple per file.
 
     First a HEAD of ``base`` with ``--fail`` and no retry: with
     ``--fail-early`` a dead, refusing or silent server (``max-time``) ends the
-    whole run there, without a retry storm. Then the PUT group: ``--fail``
-    makes any HTTP error a failed transfer; ``--retry`` retries transient
-    errors (timeouts, 408, 429, 5xx: a PUT is idempotent and atomic on the
-    server) but never a refused connection. ``--parallel`` is global, so the
-    check runs beside the first PUTs, not before them: any failure stops all.
+    whole run there, without a retry storm. Then the first PUT group
+    (``put_options``). ``--parallel`` is global, so the check runs beside
+    the first PUTs, not before them: any failure stops all.
     """
     parallel = max(1, int(parallel))
     connect_timeout = int(connect_timeout)
-    common = ['no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
-              f'connect-timeout = {connect_timeout}', f'write-out = "{WRITE_OUT}"', 'fail']
     lines = ['fail-early']
     if parallel > 1:
         lines += ['parallel', f'parallel-max = {parallel}']
-    lines += ['head'] + common + [f'max-time = {2 * connect_timeout}',
-                                  f'url = {quote(base)}', 'output = "/dev/null"', 'next']
-    # Not 'silent': curl 7.88 still draws the --parallel progress meter with it.
-    # A transfer stalled below 1 byte/s for a minute is a dead server (a
-    # large upload has no max-time that would fit every file size).
-    lines += common + [f'retry = {int(retries)}', 'speed-limit = 1', 'speed-time = 60']
-    return '\n'.join(lines)
+    lines += ['head', 'no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
+              f'connect-timeout = {connect_timeout}', f'write-out = "{WRITE_OUT}"', 'fail',
+              f'max-time = {2 * connect_timeout}', f'url = {quote(base)}',
+              'output = "/dev/null"', 'next']
+    return '\n'.join(lines) + '\n' + put_options(netrc_path, retries, connect_timeout)
+
+
+def command(curl, netrc_path, base, paths, dest, parallel=8, retries=3, connect_timeout=10):
+    """The argv of the worker's upload command: ``sh -c`` worker_upload.sh."""
+    return (['sh', '-c', script(), 'artifact-upload',
+             config_header(netrc_path, base, parallel, retries, connect_timeout),
+             put_options(netrc_path, retries, connect_timeout), quote_body(base), curl]
+            + source_arguments(paths, dest))
 
 
 def source_arguments(paths, dest):

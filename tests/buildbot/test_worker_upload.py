@@ -126,9 +126,7 @@ class WorkerProgram(unittest.TestCase):
         self.dir.cleanup()
 
     def run_job(self, paths, dest='', status=201, exit_code=0):
-        header = wu.config_header('/w/.netrc', BASE)
-        argv = (['sh', '-c', wu.script(), 'artifact-upload', header, wu.quote_body(BASE),
-                 self.curl] + wu.source_arguments(paths, dest))
+        argv = wu.command(self.curl, '/w/.netrc', BASE, paths, dest)
         env = dict(os.environ, CONFIG_COPY=self.config, STATUS=str(status), EXIT=str(exit_code))
         if os.path.exists(self.config):
             os.unlink(self.config)
@@ -155,6 +153,31 @@ class WorkerProgram(unittest.TestCase):
         self.assertEqual(lines[i + 1:i + 3], [f'url = "{BASE}out/x/1.txt"', 'output = "/dev/null"'])
         self.assertNotIn('link', ' '.join(lines))  # symlinks are neither listed nor followed
         self.assertEqual(sum(1 for line in lines if line.startswith('upload-file')), 4)
+
+    def test_small_tree_files_skip_expect_100_continue_large_ones_and_file_sources_keep_it(self):
+        os.makedirs(os.path.join(self.top, 'mixed'))
+        with open(os.path.join(self.top, 'mixed', 'big.bin'), 'wb') as f:
+            f.truncate((1 << 20) + 1)
+        with open(os.path.join(self.top, 'mixed', 'edge.bin'), 'wb') as f:
+            f.truncate(1 << 20)
+        proc, out = self.run_job(['mixed', 'dist/a.deb'])
+        self.assertIsNone(out['error'], proc.stderr)
+        lines = self.config_lines()
+        second = len(lines) - 1 - lines[::-1].index('next')
+        self.assertEqual(lines.count('next'), 2)
+        self.assertLess(lines.index('header = "Expect:"'), lines.index('upload-file = "mixed/edge.bin"'))
+        self.assertLess(lines.index('upload-file = "mixed/edge.bin"'), second)
+        for large in ('upload-file = "mixed/big.bin"', 'upload-file = "dist/a.deb"'):
+            self.assertGreater(lines.index(large), second)
+        self.assertEqual(lines[second + 1:second + 1 + len(wu.put_options('/w/.netrc').splitlines())],
+                         wu.put_options('/w/.netrc').splitlines())
+        # Only small files: one PUT group. Only a file source: no Expect header.
+        self.run_job(['tree'])
+        self.assertEqual(self.config_lines().count('next'), 1)
+        self.assertIn('header = "Expect:"', self.config_lines())
+        self.run_job(['dist/a.deb'])
+        self.assertEqual(self.config_lines().count('next'), 1)
+        self.assertNotIn('header = "Expect:"', self.config_lines())
 
     def test_one_file_named_twice_is_uploaded_once(self):
         proc, out = self.run_job(['dist/a.deb', 'tree/x/../../dist/a.deb'])
