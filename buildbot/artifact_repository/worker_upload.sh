@@ -2,9 +2,8 @@
 #
 # UploadArtifacts runs this as `sh -c <this text> artifact-upload HEADER PUT
 # BASE CURL [KIND LOCAL QUOTED REMOTE]...` in the step's workdir. Why not python:
-# starting python3 on the worker cost 0.08 s on an idle machine and 0.83 s under
-# load (bench/RESULTS-buildbot.md, the floor table), more than curl needs for
-# 32 files. One command, one curl run: no MKCOL pass (a PUT makes the missing
+# starting python3 on the worker cost 0.05-0.13 s on an idle machine and 0.83 s
+# under load (bench-buildbot's floor table), more than curl needs for 32 files. One command, one curl run: no MKCOL pass (a PUT makes the missing
 # directories inside the build on this server), no second round trip.
 #
 #   HEADER  the curl config up to the first transfer (written by the master,
@@ -23,8 +22,8 @@
 # neither followed nor listed) to BASE REMOTE <path below it>. Files of a
 # directory up to 1 MiB are PUT without "Expect: 100-continue" (curl 7.88 asks
 # for it even for 4 KiB: a round trip and a write more per file on both sides;
-# measured, 500 files of 4 KiB took 15-20 % less time and nginx CPU without
-# it); larger files and file sources keep it, in a second group, so that a
+# measured, 500 files of 4 KiB took about 10-20 % less time and nginx CPU
+# without it); larger files and file sources keep it, in a second group, so that a
 # refused upload is not sent in full first. Every name must
 # match the repository's rule [A-Za-z0-9_+][A-Za-z0-9._+~-]{0,254}: a name that
 # does not, two files for one name, a missing source or a directory find cannot
@@ -34,7 +33,8 @@
 #
 # Output: stderr has one "= URL<TAB>LOCAL" line per file (after the checks),
 # then curl's error lines; stdout has curl's write-out, "STATUS URL" per
-# transfer. The exit status is curl's. The master reads both (steps.py).
+# transfer. The exit status is curl's. The master reads both
+# (worker_upload.parse).
 set -u
 LC_ALL=C
 export LC_ALL
