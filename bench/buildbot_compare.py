@@ -591,7 +591,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('binary', nargs='?', default=os.environ.get(
         'ARTIFACT_BIN', os.path.join(ROOT, 'build', 'artifact-token')))
-    ap.add_argument('--runs', type=int, default=3, help='measured rounds (default 3)')
+    ap.add_argument('--runs', type=int, default=5, help='measured rounds (default 5)')
     ap.add_argument('--warmup', type=int, default=1, help='discarded rounds (default 1)')
     ap.add_argument('--output', default=os.path.join(HERE, 'RESULTS-buildbot.md'))
     ap.add_argument('--tmpdir', default=None, help='where the temporary directory goes '
