@@ -107,10 +107,24 @@ config=$(listing "$@" | BASE=$base PUT=$put_options awk '
     }
     if (nlarge < count) {
       print "header = \"Expect:\""
-      for (k = 1; k <= count; k++) if (!large[names[k]]) put(names[k])
+      group(0)
       if (nlarge > 0) print "next\n" ENVIRON["PUT"]
     }
-    for (k = 1; k <= count; k++) if (large[names[k]]) put(names[k])
+    group(1)
+  }
+  # The first file of each directory first, then the others: the first PUT
+  # into a missing directory makes it (the server asks its app), so the
+  # parallel PUTs that start together go to different directories instead
+  # of all asking to make the same one. Measured with curl alone, parallel
+  # 8: 32 files in 9 directories 0.050 s -> 0.033 s, 500 in 61 0.242 -> 0.224 s.
+  function group(want_large,    k, dir, seen, sent) {
+    for (k = 1; k <= count; k++) {
+      if (large[names[k]] != want_large) continue
+      dir = names[k]; sub(/[^\/]*$/, "", dir)
+      if (!(dir in seen)) { seen[dir] = 1; sent[k] = 1; put(names[k]) }
+    }
+    for (k = 1; k <= count; k++)
+      if (large[names[k]] == want_large && !(k in sent)) put(names[k])
   }') || exit 120
 
 printf '%s\n%s\n' "$header" "$config" | "$curl" --config -

@@ -179,6 +179,18 @@ class WorkerProgram(unittest.TestCase):
         self.assertEqual(self.config_lines().count('next'), 1)
         self.assertNotIn('header = "Expect:"', self.config_lines())
 
+    def test_the_first_file_of_each_directory_goes_first(self):
+        for path in ('two/a/1', 'two/a/2', 'two/b/1', 'two/b/2', 'two/top'):
+            os.makedirs(os.path.dirname(os.path.join(self.top, path)), exist_ok=True)
+            open(os.path.join(self.top, path), 'w').close()
+        proc, out = self.run_job(['two'])
+        self.assertIsNone(out['error'], proc.stderr)
+        order = [line[len('upload-file = "two/'):-1] for line in self.config_lines()
+                 if line.startswith('upload-file')]
+        self.assertEqual(sorted(order), ['a/1', 'a/2', 'b/1', 'b/2', 'top'])
+        # (in find's order within that rule)
+        self.assertEqual(sorted(os.path.dirname(name) for name in order[:3]), ['', 'a', 'b'])
+
     def test_one_file_named_twice_is_uploaded_once(self):
         proc, out = self.run_job(['dist/a.deb', 'tree/x/../../dist/a.deb'])
         self.assertIsNone(out['error'], proc.stderr)
