@@ -93,7 +93,10 @@ config=$(listing "$@" | BASE=$base PUT=$put_options awk '
   }
   function put(name,    url) {
     url = ENVIRON["BASE"] name
-    print "= " url "\t" owner[name] > "/dev/stderr"
+    # A comment for curl; sed below copies it to stderr in large writes
+    # (awk writes to "/dev/stderr" or a pipe line by line: each line a
+    # wakeup of the worker process that reads the output of the command).
+    print "#= " url "\t" owner[name]
     print "upload-file = \"" owner[name] "\""
     print "url = \"" url "\""
     print "output = \"/dev/null\""
@@ -127,4 +130,5 @@ config=$(listing "$@" | BASE=$base PUT=$put_options awk '
       if (large[names[k]] == want_large && !(k in sent)) put(names[k])
   }') || exit 120
 
+printf '%s\n' "$config" | sed -n 's/^#= /= /p' >&2
 printf '%s\n%s\n' "$header" "$config" | "$curl" --config -
