@@ -187,7 +187,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     a file, a shell glob (``**`` recurses; the worker expands it in its own
     process) or a directory. A file goes to ``<url><dest>/<basename>``; a
     directory's tree goes to ``<url><dest>/<its relative path>``. The worker
-    runs worker_upload.sh with ``sh -c`` (POSIX sh, find, awk, curl; no
+    runs worker_upload.sh with ``sh -c`` (POSIX sh, find, awk, sed, curl; no
     python): it finds the files, checks each name against the repository's
     rule (a bad name, two files for one name or a missing source refuse the
     whole upload before any request) and runs one curl: a HEAD of the build's

@@ -1,4 +1,4 @@
-# The worker's half of UploadArtifacts: POSIX sh, find, awk and curl, no python.
+# The worker's half of UploadArtifacts: POSIX sh, find, awk, sed and curl, no python.
 #
 # UploadArtifacts runs this as `sh -c <this text> artifact-upload HEADER PUT
 # BASE CURL [KIND LOCAL QUOTED REMOTE]...` in the step's workdir. Why not python:
