@@ -52,6 +52,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'buildbot'))
 import e2e  # noqa: E402  -- the harness: servers, REST helpers, bounded waits
 from e2e import Fail, check, clean_env, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, 'buildbot'))
+from artifact_repository import worker_upload  # noqa: E402  -- the worker command itself
 
 BIG_BYTES = 200 * 1000 * 1000          # "200 MB", decimal like the MB/s figures
 SMALL_BYTES = 4096
@@ -60,15 +62,16 @@ TREE_SHAPES = {'tree32': (1, 8, 4),    # 32 files: 9 directories (issue 17's exa
                'tree': (10, 5, 10)}    # 500 files: 10 + 50 directories
 COUNTS = {name: a * b * n for name, (a, b, n) in TREE_SHAPES.items()}
 SMALL_COUNT = COUNTS['tree']
-PARALLEL = 4                           # UploadArtifacts' default
+PARALLEL = 8                           # UploadArtifacts' default
 BUILD_TIMEOUT = 900                    # per build, seconds
 CASES = (('big', f'one {BIG_BYTES // 10**6} MB file', BIG_BYTES),
          ('tree32', f"{COUNTS['tree32']} files of {SMALL_BYTES // 1024} KiB (tree)",
           COUNTS['tree32'] * SMALL_BYTES),
          ('tree', f'{SMALL_COUNT} files of {SMALL_BYTES // 1024} KiB (tree)',
           SMALL_COUNT * SMALL_BYTES))
-FLOOR = {'true': 'ShellCommand `true`',
-         'python': 'ShellCommand `python3 -I -S -c "import <what worker_upload.py imports>"`'}
+FLOOR = {'true': 'ShellCommand `true` (its stdio log in the database)',
+         'bare': 'a step running `true` the way UploadArtifacts runs its command '
+                 '(RemoteShellCommand, output kept in memory, no log)'}
 # DESIGN.md's targets for the ratio buildbot time / our time.
 TARGETS = {'big': 3.0, 'tree32': 1.0, 'tree': 2.0}
 
@@ -84,6 +87,7 @@ import time
 from twisted.internet import defer
 
 from buildbot.plugins import secrets, steps, util, worker
+from buildbot.process import buildstep
 from buildbot.schedulers.forcesched import ForceScheduler
 
 with open(os.path.join(basedir, 'settings.json')) as f:  # noqa: F821 -- set by buildbot
@@ -143,14 +147,33 @@ for case in ('tree32', 'tree'):
         workersrc=cfg[case], haltOnFailure=True, name=f'upload {case} (buildbot)',
         masterdest=util.Interpolate(cfg['upload_dir'] + '/%(prop:buildnumber)s/' + case)))
 
+
+
+class Bare(buildstep.ShellMixin, buildstep.BuildStep):
+    """`true` on the worker as UploadArtifacts runs its command: no log."""
+
+    def __init__(self, **kwargs):
+        kwargs = self.setupShellMixin(kwargs)
+        super().__init__(**kwargs)
+
+    @defer.inlineCallbacks
+    def run(self):
+        cmd = yield self.makeRemoteShellCommand(collectStdout=True, collectStderr=True,
+                                                stdioLogName=None)
+        yield self.runCommand(cmd)
+        return util.SUCCESS if cmd.rc == 0 else util.FAILURE
+
+
 # The floor of any step that runs a program on the worker: a ShellCommand
-# of `true`, and python starting with what worker_upload.py imports.
+# of `true`, and `true` run the way our upload step runs its command. Both
+# after an untimed step, as every measured upload step comes after another
+# one: measured, a build's first step runs up to 3x faster than a later one
+# (the master is still finishing the step before).
 floor = util.BuildFactory()
+floor.addStep(steps.ShellCommand(command=['true'], name='before', logEnviron=False))
 floor.addStep(timed(steps.ShellCommand, 'true')(command=['true'], name='true',
                                                 logEnviron=False))
-floor.addStep(timed(steps.ShellCommand, 'python')(
-    command=['python3', '-I', '-S', '-c', 'import glob, json, os, re, stat, subprocess, sys, time'],
-    name='python', logEnviron=False))
+floor.addStep(timed(Bare, 'bare')(command=['true'], name='bare', logEnviron=False))
 
 c['builders'] = [util.BuilderConfig(name='ours', workernames=['w1'], factory=ours),
                  util.BuilderConfig(name='buildbot', workernames=['w1'], factory=theirs),
@@ -264,9 +287,9 @@ class Bench(e2e.Harness):
     def run_build(self, builder):
         """Forces one build; returns {case: (rest_seconds, precise_seconds, curl_seconds)}.
 
-        curl_seconds (ours only, else None): the time the worker command spent
-        in curl (the check and MKCOL run, then the upload run), from the
-        step's files log.
+        curl_seconds (ours only, else None): the worker command's time (sh,
+        find, awk and the one curl run, with the round trip to the worker) on
+        the master clock, from the step's files log.
         """
         sync()
         build = self.wait_done(self.force(builder), timeout=BUILD_TIMEOUT)
@@ -288,20 +311,56 @@ class Bench(e2e.Harness):
                   f'{builder} {case}: REST step time {rest} s disagrees with run() {precise:.3f} s')
             curl = None
             if builder == 'ours':
-                found = re.search(r'check_mkcol ([0-9.]+) s, put ([0-9.]+) s',
+                found = re.search(r'worker command ([0-9.]+) s',
                                   self.log_text(build['buildid'], step['name'], 'files'))
                 check(found, f'ours {case}: no worker timing line in the files log')
-                curl = float(found.group(1)) + float(found.group(2))
+                curl = float(found.group(1))
             out[case] = (rest, precise, curl)
         self.verify(builder, build, props)
         return out
 
     def run_floor(self):
-        """{'true': s, 'python': s}: run() of the floor builder's two steps."""
+        """{'true': s, 'bare': s}: run() of the floor builder's two steps."""
         build = self.wait_done(self.force('floor'), timeout=BUILD_TIMEOUT)
         e2e.expect_result(build, e2e.SUCCESS, 'floor build')
         props = self.build(build['buildid'])['properties']
         return {name: float(props[f'bench_{name}'][0]) for name in FLOOR}
+
+    def run_direct(self, number):
+        """{'tree32': s, 'tree': s}: the upload step's worker command
+        (worker_upload.sh: sh, find, awk, curl) run by this script on the same
+        files with a token of its own, without buildbot: what no upload step
+        that PUTs file by file can beat on this machine."""
+        out = {}
+        for case in ('tree32', 'tree'):
+            scope = f'files/bench/direct-{case}/{number}'
+            status, body = e2e.http('POST', self.repo + '/token', {'scope': scope, 'ttl': 600},
+                                    auth=(self.master_user, self.master_password))
+            check(status == 201, f'direct {case}: POST /token gave {status}')
+            token = json.loads(body)
+            self.secrets_to_hide.append(token['password'])
+            netrc = os.path.join(self.tmp, f'direct-{case}-{number}.netrc')
+            with open(os.open(netrc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'w') as f:
+                f.write(f"machine 127.0.0.1 login {token['username']} password "
+                        f"{token['password']}\n")
+            base = token['urls'][0].rstrip('/') + '/'
+            argv = worker_upload.command('curl', netrc, base, [self.trees[case]], case,
+                                         PARALLEL)
+            sync()
+            started = time.monotonic()
+            proc = subprocess.run(argv, cwd=self.data_dir, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, check=False, timeout=300)
+            out[case] = time.monotonic() - started
+            outcome = worker_upload.parse(base, proc.returncode, proc.stdout, proc.stderr)
+            check(outcome['error'] is None and len(outcome['files']) == COUNTS[case],
+                  f"direct {case}: {outcome['error']} ({len(outcome['files'])} files)")
+            status, _ = e2e.http('DELETE', f"{self.repo}/token/{token['username']}",
+                                 auth=(self.master_user, self.master_password))
+            check(status in (200, 202), f'direct {case}: revoke gave {status}')
+            os.unlink(netrc)
+            check(tree_digests(os.path.join(self.state, 'artifacts', scope, case))
+                  == self.tree_digest[case], f'direct {case}: the tree differs on arrival')
+        return out
 
     def verify(self, builder, build, props):
         if builder == 'ours':
@@ -383,10 +442,11 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
                     f'directories' for n, (a, b, _) in TREE_SHAPES.items()) + '.',
         f'- **ours**: `IssueArtifactToken`, then `UploadArtifacts` (what `repo.upload(...)` '
         f'returns) for the file, then for each tree (parallel={PARALLEL}, the default), then '
-        '`RevokeArtifactToken`: each upload is one command on the worker (python finds the '
-        'files; one HEAD check and the MKCOLs in one curl run, the PUTs in another, or in '
-        'the same run for a job of up to 32 files and 16 MiB) through nginx with the '
-        'per-build token. **buildbot**: `steps.FileUpload` for the file and '
+        '`RevokeArtifactToken`: each upload is one command on the worker (`sh -c` with '
+        'worker_upload.sh: find lists the files, awk checks the names and writes the curl '
+        'config, one curl run does a HEAD check beside the PUTs; no python, no MKCOL: a PUT '
+        'makes the missing directories) through nginx with the per-build token; its output '
+        'stays in memory and the step writes one log. **buildbot**: `steps.FileUpload` for the file and '
         '`steps.DirectoryUpload` for each tree, to the master\'s disk, default block sizes '
         '(256 KiB and 16 KiB), no compression.',
         f'- Rounds: {warmup} warm-up pair(s) discarded, then {runs} measured rounds, each one '
@@ -445,12 +505,12 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
         '',
         '## Where our step spends its time',
         '',
-        'The time the worker command spent in curl (the check and MKCOL run, then the '
-        'upload run; measured by the command itself, from the step\'s files log) against the '
-        'whole step: the difference is the work around curl (starting the command on the '
-        'worker, python, finding the files, the log and the links on the build page). Medians.',
+        'The worker command (from the master sending it to its end: sh, find, awk, the one '
+        'curl run; from the step\'s files log) against the whole step: the difference is the '
+        'master\'s own work (preparing the command, the log and the links on the build '
+        'page, database writes). Medians.',
         '',
-        '| case | our step s | of which curl s | curl MB/s | curl files/s |',
+        '| case | our step s | of which the worker command s | its MB/s | its files/s |',
         '|---|---|---|---|---|',
     ]
     for case, label, nbytes in CASES:
@@ -463,21 +523,47 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
         '',
         '## The floor of a step that runs a program on the worker',
         '',
-        'A third builder, in the same rounds: its steps only start a program on the worker. '
-        'Any upload that runs curl (or anything) on the worker pays at least this; '
-        '`DirectoryUpload` pays none of it, as the worker process itself reads the files. '
-        'Medians, seconds of run().',
+        'A third builder, in the same rounds: its steps only start a program on the worker, '
+        'each after another step (as the upload steps are). Any upload that runs curl (or '
+        'anything) on the worker pays at least this; `DirectoryUpload` pays none of it, as '
+        'the worker process itself reads the files. The last column is the most such a step '
+        'could reach against `DirectoryUpload` of 32 files even if its upload took no time '
+        '(the median of the per-round ratios). Medians, seconds of run().',
         '',
-        '| step | s | DirectoryUpload of 32 files, same rounds, s |',
-        '|---|---|---|',
+        '| step | s | DirectoryUpload of 32 files, same rounds, s | DirectoryUpload / this step |',
+        '|---|---|---|---|',
     ]
     theirs32 = statistics.median(r['buildbot']['tree32'][1] for r in rounds)
     for name, label in FLOOR.items():
+        best = statistics.median(r['buildbot']['tree32'][1] / r['floor'][name] for r in rounds)
         lines.append(f"| {label} | {fmt(statistics.median(r['floor'][name] for r in rounds))} "
-                     f'| {fmt(theirs32)} |')
+                     f'| {fmt(theirs32)} | {best:.2f} |')
     lines += [
         '',
-        '## Raw data (seconds: REST step time / run() time; ours also: curl time)',
+        'The upload itself, without buildbot: in the same rounds this script runs the '
+        'step\'s worker command (worker_upload.sh with the same curl config, '
+        f'parallel={PARALLEL}) on the same trees with a token of its own, after `sync`, and '
+        'times it; every file is checked on arrival. An upload step that PUTs file by file '
+        'costs at least this (and starts a command on the worker, above), so '
+        '`DirectoryUpload`\'s time divided by it bounds the ratio any such step can reach '
+        'here. Medians, seconds.',
+        '',
+        '| case | worker command alone s | its files/s | DirectoryUpload, same rounds, s '
+        '| best ratio possible | target |',
+        '|---|---|---|---|---|---|',
+    ]
+    for case, label, _ in CASES:
+        if case == 'big':
+            continue
+        alone = statistics.median(r['direct'][case] for r in rounds)
+        theirs = statistics.median(r['buildbot'][case][1] for r in rounds)
+        best = statistics.median(r['buildbot'][case][1] / r['direct'][case] for r in rounds)
+        lines.append(f'| {label} | {fmt(alone)} | {COUNTS[case] / alone:,.0f} | {fmt(theirs)} '
+                     f'| {best:.2f} | >= {TARGETS[case]:g}: '
+                     f"{'reachable' if best >= TARGETS[case] else '**out of reach**'} |")
+    lines += [
+        '',
+        '## Raw data (seconds: REST step time / run() time; ours also: worker command time)',
         '',
         '| round | ' + ' | '.join(f'{side}, {case}' for case, _, _ in CASES
                                   for side in ('ours', 'buildbot')) + ' |',
@@ -505,7 +591,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('binary', nargs='?', default=os.environ.get(
         'ARTIFACT_BIN', os.path.join(ROOT, 'build', 'artifact-token')))
-    ap.add_argument('--runs', type=int, default=3, help='measured rounds (default 3)')
+    ap.add_argument('--runs', type=int, default=5, help='measured rounds (default 5)')
     ap.add_argument('--warmup', type=int, default=1, help='discarded rounds (default 1)')
     ap.add_argument('--output', default=os.path.join(HERE, 'RESULTS-buildbot.md'))
     ap.add_argument('--tmpdir', default=None, help='where the temporary directory goes '
@@ -549,6 +635,9 @@ def main():
                     for case, (rest, precise, curl) in r[builder].items()))
             r['floor'] = h.run_floor()
             log(f'{label} floor: ' + ', '.join(f'{k} {v:.3f} s' for k, v in r['floor'].items()))
+            r['direct'] = h.run_direct(i)
+            log(f'{label} worker command alone: '
+                + ', '.join(f'{k} {v:.3f} s' for k, v in r['direct'].items()))
             if i >= args.warmup:
                 rounds.append(r)
         elapsed = time.monotonic() - started

@@ -1,7 +1,7 @@
 """The .netrc handed to curl on the worker (pure).
 
 The credential travels in a .netrc file (never argv, never the environment);
-the list of transfers travels in a curl config that worker_upload.py pipes to
+the list of transfers travels in a curl config that worker_upload.sh pipes to
 ``curl --config -``, so no command line shows anything of it.
 """
 

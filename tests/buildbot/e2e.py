@@ -9,7 +9,8 @@ a good, a failed and a stopped build, no password in any file of the master
 or the worker, no write into another build's directory, and a token-service
 error shown as one line with its HTTP status. Then what goes wrong in real
 life (issue 17): a build over 16 MiB sealed in the background with a wrong
-sidecar, `buildbot stop` during a build, the artifact server dying during a
+sidecar, `buildbot stop` during a build, an artifact server that accepts
+connections and never answers, the artifact server dying during a
 build and coming back after a master restart, and buildbot/master.cfg.example
 copied verbatim and driven by `buildbot sendchange`. Each case prints its time.
 
@@ -586,6 +587,66 @@ def case_server_lost(h):
     return {'build whose server died': password}
 
 
+def nginx_pids(h):
+    """The artifact server's nginx: its master (scripts/run.sh's pid file) and workers."""
+    with open(os.path.join(h.state, 'nginx-master.pid')) as f:
+        master = int(f.read())
+    pids = [master]
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(')') + 2:].split()[1]) == master:
+                pids.append(int(entry))
+    check(len(pids) > 1, f'no nginx worker below nginx master {master}')
+    return pids
+
+
+def case_server_silent(h):
+    """The artifact server accepts connections and never answers (its nginx
+    stopped with SIGSTOP: the kernel still completes the handshakes): the
+    upload fails within twice its connect_timeout (10 s), later uploads are
+    not tried, and once the server answers again the token is revoked."""
+    build, props = h.hold('toy')
+    username = props['artifact_username'][0]
+    password = h.read_password('toy', props)
+    pids = nginx_pids(h)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        released = time.monotonic()
+        open(h.worker_file('toy', f"release-{build['number']}"), 'w').close()
+
+        def upload_done():
+            step = h.steps(build['buildid']).get('upload artifacts')
+            return step if step and step['complete'] else None
+        upload = wait_for('the upload step against a silent server to end', upload_done, 60, 0.2)
+        took = time.monotonic() - released
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    build = h.wait_done(build, timeout=90)
+    expect_result(build, FAILURE, 'the build whose artifact server never answered')
+    check(upload['results'] == FAILURE, f"the upload to a silent server ended "
+          f"{RESULT_NAMES.get(upload['results'])} ({upload['state_string']})")
+    check(took < 35, f'the upload took {took:.0f} s to fail against a silent server')
+    text = h.log_text(build['buildid'], 'upload artifacts', 'files')
+    check('cannot reach' in text, f'the upload log does not say it cannot reach the server: '
+          f'{text!r}')
+    again = h.step(build['buildid'], 'upload again')
+    check(again['results'] == SKIPPED, 'the second upload step ran against the silent server '
+          f"({RESULT_NAMES.get(again['results'])}: {again['state_string']})")
+    wait_for(f'token {username} to be revoked once the server answers again',
+             lambda: http('GET', f'{h.repo}/token/{username}',
+                          auth=(h.master_user, h.master_password))[0] == 404, 60, 0.2)
+    ok(f'silent artifact server: the upload failed in {took:.1f} s ({upload["state_string"]}), '
+       'the second upload was not tried, the token was revoked once it answered')
+    return {'build whose server never answered': password}
+
+
 def example_config(values):
     """buildbot/master.cfg.example with only its settings replaced: each
     ``NAME = ...`` line of ``values`` must occur exactly once."""
@@ -699,6 +760,7 @@ def case_worker_killed(h):
 CASES = (('everyday', 'everyday builds', scenario),
          ('big', 'a build over 16 MiB with a wrong sidecar', case_big_build),
          ('stop', '`buildbot stop` during a build', case_master_stop),
+         ('silent', 'artifact server silent during a build', case_server_silent),
          ('lost', 'artifact server lost during a build', case_server_lost),
          ('worker', 'worker killed during a build', case_worker_killed),
          ('example', 'master.cfg.example as a user copies it', case_example))

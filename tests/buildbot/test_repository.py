@@ -10,6 +10,7 @@ import unittest.mock
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
                                 'buildbot'))
 from buildbot.config import ConfigErrors  # noqa: E402
+from buildbot.process.results import FAILURE, SUCCESS, WARNINGS  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from artifact_repository import ArtifactRepository, repository, steps  # noqa: E402
@@ -32,17 +33,110 @@ class RepositoryConfig(unittest.TestCase):
                 ArtifactRepository(*args, **kwargs)
 
 
-class UploadOutcome(unittest.TestCase):
-    def test_files_then_outcome(self):
-        out = steps._parse_outcome('["/w/a", "http://h/a", 201]\n["/w/b", "http://h/b", 0]\n'
-                                   '{"files": 2, "error": "x", "unreachable": true}\n')
-        self.assertEqual(out['files'], [('/w/a', 'http://h/a', 201), ('/w/b', 'http://h/b', 0)])
-        self.assertTrue(out['unreachable'])
+class FakeLog:
+    def __init__(self):
+        self.stdout, self.stderr = '', ''
 
-    def test_lost_or_broken_lines_are_no_outcome(self):
-        for text in ('', '["/w/a", "http://h/a", 201]\n{"files": 2}\n',
-                     '["/w/a", "http://h/a"\n{"files": 1}\n', 'Traceback ...\n'):
-            self.assertIsNone(steps._parse_outcome(text), repr(text))
+    def addStdout(self, text):
+        self.stdout += text
+        return defer.succeed(None)
+
+    def addStderr(self, text):
+        self.stderr += text
+        return defer.succeed(None)
+
+
+class SealServer:
+    """GET /token/<u>/seal: answers in turn, the last one for ever."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.polls = 0
+
+    def seal_status(self, username):
+        self.polls += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            return defer.fail(answer)
+        return defer.succeed(answer)
+
+
+class SealPolling(unittest.TestCase):
+    """The revoke step after a 202: it polls /seal, bounded in time and count,
+    and turns what the seal found into the step's result, naming the files.
+    A fake clock: asyncSleep only moves it."""
+
+    def setUp(self):
+        self.now = 1000.0
+
+        def sleep(seconds, reactor=None):
+            self.now += seconds
+            return defer.succeed(None)
+        for patch in (unittest.mock.patch.object(steps, 'asyncSleep', sleep),
+                      unittest.mock.patch.object(steps.time, 'monotonic', lambda: self.now)):
+            patch.start()
+            self.addCleanup(patch.stop)
+
+    def report(self, server, seal_timeout=60, shutting_down=False, first=None):
+        step = steps.RevokeArtifactToken(seal_timeout=seal_timeout)
+        step.username = 'tok1'
+        step.master = type('Master', (), {'botmaster': type('BotMaster', (), {
+            'shuttingDown': shutting_down})()})()
+        repo = type('Repo', (), {'client': lambda _self: defer.succeed(server)})()
+        log = FakeLog()
+        started = self.now
+        got = []
+        step._report(repo, RevokeAnswer(202, first or {'state': 'running'}), True,
+                     log).addBoth(got.append)
+        self.assertEqual(len(got), 1, 'the step did not finish on the fake clock')
+        if not isinstance(got[0], tuple):
+            got[0].raiseException()
+        return got[0], log, self.now - started
+
+    def test_polls_until_done_and_fails_naming_every_mismatch(self):
+        server = SealServer({'state': 'running'}, {'state': 'running'},
+                            {'state': 'done', 'files': 3, 'bytes': 17000000,
+                             'mismatches': ['tree/big.bin', 'a.bin']})
+        (result, summary), log, _ = self.report(server)
+        self.assertEqual(server.polls, 3)
+        self.assertEqual(result, FAILURE)
+        self.assertEqual(summary, 'checksum mismatch: a.bin, tree/big.bin')
+        self.assertIn('checksum mismatch: a.bin', log.stderr)
+        self.assertIn('checksum mismatch: tree/big.bin', log.stderr)
+        self.assertIn('sealed: 3 files, 17000000 bytes, state done', log.stdout)
+
+    def test_a_clean_background_seal_is_success(self):
+        server = SealServer({'state': 'running'}, {'state': 'done', 'files': 1, 'bytes': 5})
+        (result, _), _, _ = self.report(server)
+        self.assertEqual((result, server.polls), (SUCCESS, 2))
+
+    def test_a_failed_seal_fails_the_step_with_its_reason(self):
+        server = SealServer({'state': 'failed', 'error': 'read error: x.bin'})
+        (result, summary), log, _ = self.report(server)
+        self.assertEqual((result, summary), (FAILURE, 'seal failed'))
+        self.assertIn('seal failed: read error: x.bin', log.stderr)
+
+    def test_a_seal_that_never_ends_is_a_warning_within_the_bound(self):
+        server = SealServer({'state': 'running'})
+        (result, summary), log, waited = self.report(server, seal_timeout=30)
+        self.assertEqual((result, summary), (WARNINGS, 'seal not confirmed'))
+        self.assertLessEqual(waited, 30)
+        self.assertLessEqual(server.polls, 30 / 0.2 + 2)
+        self.assertGreater(server.polls, 3)  # it backs off, but keeps asking
+        self.assertIn('still running after 30 s', log.stderr)
+
+    def test_an_unreadable_seal_status_gives_up_after_five_errors(self):
+        error = TokenServiceError('GET', 'http://h/token/tok1/seal', 500, 'HTTP 500')
+        server = SealServer(error)
+        (result, _), log, _ = self.report(server)
+        self.assertEqual((result, server.polls), (WARNINGS, 5))
+        self.assertIn('cannot read the seal status', log.stderr)
+
+    def test_a_master_shutting_down_does_not_wait(self):
+        server = SealServer({'state': 'done'})
+        (result, summary), _, _ = self.report(server, shutting_down=True)
+        self.assertEqual((result, summary, server.polls),
+                         (WARNINGS, 'seal not awaited (master shutdown)', 0))
 
 
 class FakeServer:

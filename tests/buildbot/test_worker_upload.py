@@ -1,13 +1,28 @@
-"""Unit tests of worker_upload.py, the upload program the worker runs (no servers)."""
+"""Unit tests of the worker's upload command: worker_upload.py (the master's
+half) and worker_upload.sh, run for real with sh, find and awk and a stub curl
+that records its config and answers every URL (no servers)."""
 
 import os
+import stat
+import subprocess
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
                                 'buildbot'))
-from artifact_repository import naming, worker_upload as wu  # noqa: E402
+from artifact_repository import worker_upload as wu  # noqa: E402
+
+# Records the config from stdin, then answers each url line with $STATUS (the
+# base URL, the HEAD check, with 200), as curl's write-out would.
+STUB_CURL = r'''#!/bin/sh
+cat >"$CONFIG_COPY"
+sed -n 's/^url = "\(.*\)"$/\1/p' "$CONFIG_COPY" | while read -r url; do
+  case $url in */) echo "200 $url" ;; *) echo "$STATUS $url" ;; esac
+done
+exit "$EXIT"
+'''
+BASE = 'http://h/t/p/b/1/'
 
 
 class CurlConfig(unittest.TestCase):
@@ -16,108 +31,197 @@ class CurlConfig(unittest.TestCase):
         with self.assertRaises(wu.Refusal):
             wu.quote('a\nurl = "http://evil/"')
 
-    def test_collections_are_every_parent_parents_first(self):
-        self.assertEqual(wu.collections(['a.deb', 'logs/x/y.log', 'logs/z.log', 'b/c']),
-                         ['b/', 'logs/', 'logs/x/'])
-        self.assertEqual(wu.collections(['top.bin']), [])
-
-    def test_check_comes_first_then_sequential_mkcols(self):
-        text = wu.check_and_mkcol_config('/w/.netrc', 'http://h/s/',
-                                         ['http://h/s/a/', 'http://h/s/a/b/'], 5)
-        lines = text.splitlines()
-        self.assertEqual(lines[:3], ['fail-early', 'head', 'fail'])
-        self.assertNotIn('parallel', lines)
+    def test_header_checks_the_server_first_then_the_put_options(self):
+        lines = wu.config_header('/w/.netrc', BASE, parallel=8, retries=3,
+                                 connect_timeout=5).splitlines()
+        self.assertEqual(lines[:3], ['fail-early', 'parallel', 'parallel-max = 8'])
+        head, nxt = lines.index('head'), lines.index('next')
+        self.assertLess(head, lines.index(f'url = "{BASE}"'))
+        self.assertLess(lines.index(f'url = "{BASE}"'), nxt)
+        # A server that accepts and never answers cannot hang the build: the
+        # check has a time limit and no retry.
+        self.assertIn('max-time = 10', lines[head:nxt])
+        self.assertNotIn('retry = 3', lines[head:nxt])
+        put = lines[nxt:]
+        for option in ('fail', 'netrc-file = "/w/.netrc"', 'retry = 3', 'speed-time = 60'):
+            self.assertIn(option, put)
         self.assertNotIn('retry-connrefused', lines)
-        head = lines.index('url = "http://h/s/"')
-        nxt = lines.index('next')
-        self.assertLess(head, nxt)
-        self.assertLess(nxt, lines.index('request = "MKCOL"'))
-        self.assertNotIn('fail', lines[nxt:])  # 405 (exists) is an answer, not an error
-        self.assertLess(lines.index('url = "http://h/s/a/"'), lines.index('url = "http://h/s/a/b/"'))
-        self.assertNotIn('next', wu.check_and_mkcol_config('/n', 'http://h/s/', [], 5).splitlines())
-        # A server that accepts and never answers cannot hang the build.
-        self.assertEqual(lines.count('max-time = 10'), 2)
+        self.assertFalse([line for line in lines if 'password' in line])
+        self.assertNotIn('parallel', wu.config_header('/n', BASE, parallel=1).splitlines())
 
-    def test_upload_config_pairs_files_and_urls_and_never_retries_refusals(self):
-        text = wu.upload_config('/w/.netrc', [('/w/a', 'http://h/s/a'),
-                                              ('/w/b', 'http://h/s/b')], parallel=2)
-        lines = text.splitlines()
-        for option in ('fail', 'fail-early', 'netrc-file = "/w/.netrc"', 'parallel-max = 2'):
-            self.assertIn(option, lines)
-        self.assertNotIn('retry-connrefused', lines)
-        self.assertIn('speed-time = 60', lines)
-        i = lines.index('upload-file = "/w/a"')
-        self.assertEqual(lines[i + 1:i + 4],
-                         ['url = "http://h/s/a"', 'output = "/dev/null"', 'upload-file = "/w/b"'])
-        self.assertNotIn('parallel', wu.upload_config('/n', [('/a', 'http://h/a')],
-                                                      parallel=4).splitlines())
-
-    def test_parse_write_out(self):
-        self.assertEqual(wu.parse_write_out('201 http://h/a\nnoise\n403 http://h/b\n'),
-                         [(201, 'http://h/a'), (403, 'http://h/b')])
+    def test_source_arguments_normalise_and_quote(self):
+        self.assertEqual(wu.source_arguments(['dist/./a"b', 'tree/x/../y/'], 'out/sub'),
+                         ['path', 'dist/a"b', 'dist/a\\"b', 'out/sub/',
+                          'path', 'tree/y', 'tree/y', 'out/sub/'])
+        self.assertEqual(wu.source_arguments(['t'], '')[3], '')
+        with self.assertRaises(wu.Refusal):
+            wu.source_arguments(['dist/a\nb'], '')
 
 
-class FindTransfers(unittest.TestCase):
+class Outcome(unittest.TestCase):
+    def test_every_file_answered_2xx_is_success(self):
+        out = wu.parse(BASE, 0, f'200 {BASE}\n201 {BASE}b\n204 {BASE}a\n',
+                       f'= {BASE}a\t/w/a\n= {BASE}b\t/w/b\n')
+        self.assertIsNone(out['error'])
+        self.assertEqual(out['files'], [('/w/a', BASE + 'a', 204), ('/w/b', BASE + 'b', 201)])
+
+    def test_a_refused_put_fails_and_names_its_file(self):
+        out = wu.parse(BASE, 22, f'200 {BASE}\n201 {BASE}a\n403 {BASE}b\n',
+                       f'= {BASE}a\t/w/a\n= {BASE}b\t/w/b\n= {BASE}c\t/w/c\n'
+                       'curl: (22) The requested URL returned error: 403\n')
+        self.assertEqual(out['error'], '1 of 3 files uploaded (curl exit 22)')
+        self.assertFalse(out['unreachable'])
+        self.assertEqual([code for _, _, code in out['files']], [201, 403, 0])
+        self.assertEqual(out['curl_errors'], ['curl: (22) The requested URL returned error: 403'])
+
+    def test_a_put_failing_before_the_check_answers_is_no_unreachable_server(self):
+        out = wu.parse(BASE, 22, f'409 {BASE}a\n', f'= {BASE}a\t/w/a\n')
+        self.assertFalse(out['unreachable'])
+        self.assertIn('0 of 1', out['error'])
+
+    def test_dead_silent_or_failing_servers_are_unreachable(self):
+        for rc, stdout, err in ((7, f'000 {BASE}\n000 {BASE}a\n', 'curl: (7) Failed to connect'),
+                                (28, f'000 {BASE}\n', 'curl: (28) Operation timed out'),
+                                (22, f'503 {BASE}\n', 'HTTP 503'),
+                                (7, '', 'curl: (7) Failed to connect')):
+            out = wu.parse(BASE, rc, stdout, f'= {BASE}a\t/w/a\n' + err.split(' ', 1)[-1] + '\n')
+            self.assertTrue(out['unreachable'], (rc, stdout))
+            self.assertIn('cannot reach the artifact server', out['error'])
+
+    def test_a_server_lost_midway(self):
+        out = wu.parse(BASE, 56, f'200 {BASE}\n201 {BASE}a\n000 {BASE}b\n',
+                       f'= {BASE}a\t/w/a\n= {BASE}b\t/w/b\n')
+        self.assertTrue(out['unreachable'])
+        self.assertTrue(out['error'].startswith('lost the artifact server: 1 of 2'))
+
+    def test_a_refused_job_sent_nothing(self):
+        out = wu.parse(BASE, wu.REFUSED_EXIT, '', 'error: name not allowed: ./bad name\n')
+        self.assertEqual(out['error'], 'nothing was uploaded: name not allowed: ./bad name')
+        self.assertFalse(out['unreachable'])
+        out = wu.parse(BASE, 127, '', 'sh: 1: curl: not found\n')
+        self.assertIn('exit 127', out['error'])
+
+
+class WorkerProgram(unittest.TestCase):
+    """worker_upload.sh run by sh in a temporary workdir."""
+
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
         self.top = self.dir.name
         for path in ('dist/a.deb', 'dist/b.deb', 'tree/x/1.txt', 'tree/2.txt', 'other/2.txt',
-                     'bad name.txt'):
+                     'bad name.txt', 'badtree/ok.txt', 'badtree/sub dir/x.txt',
+                     'hidden/.git/config', 'nl/a\nb', 'q"uote/x.txt', 'back\\slash/y.txt'):
             full = os.path.join(self.top, path)
             os.makedirs(os.path.dirname(full), exist_ok=True)
             with open(full, 'w') as f:
                 f.write(path)
         os.symlink('/etc/passwd', os.path.join(self.top, 'tree', 'link'))
+        self.curl = os.path.join(self.top, 'stub-curl')
+        with open(self.curl, 'w') as f:
+            f.write(STUB_CURL)
+        os.chmod(self.curl, stat.S_IRWXU)
+        self.config = os.path.join(self.top, 'config-copy')
 
     def tearDown(self):
         self.dir.cleanup()
 
-    def find(self, sources, dest=''):
-        return wu.find_transfers(self.top, sources, dest, naming.NAME_RULE)
+    def run_job(self, paths, dest='', status=201, exit_code=0):
+        argv = wu.command(self.curl, '/w/.netrc', BASE, paths, dest)
+        env = dict(os.environ, CONFIG_COPY=self.config, STATUS=str(status), EXIT=str(exit_code))
+        if os.path.exists(self.config):
+            os.unlink(self.config)
+        proc = subprocess.run(argv, cwd=self.top, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, check=False)
+        return proc, wu.parse(BASE, proc.returncode, proc.stdout, proc.stderr)
 
-    def test_glob_file_and_tree_sorted_by_remote_name(self):
-        got = self.find(['dist/*.deb', 'tree'], dest='out')
-        self.assertEqual([r for _, r in got],
-                         ['out/2.txt', 'out/a.deb', 'out/b.deb', 'out/x/1.txt'])
-        self.assertEqual(dict((r, l) for l, r in got)['out/x/1.txt'],
-                         os.path.join(self.top, 'tree', 'x', '1.txt'))
+    def config_lines(self):
+        with open(self.config) as f:
+            return f.read().splitlines()
 
-    def test_symlinks_in_a_tree_are_not_uploaded(self):
-        self.assertNotIn('link', [r for _, r in self.find(['tree'])])
+    def test_files_and_trees_in_one_curl_run_sorted_by_name(self):
+        proc, out = self.run_job(['dist/a.deb', 'dist/b.deb', 'tree'], dest='out')
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIsNone(out['error'])
+        self.assertEqual([(local, url) for local, url, _ in out['files']],
+                         [('tree/2.txt', BASE + 'out/2.txt'), ('dist/a.deb', BASE + 'out/a.deb'),
+                          ('dist/b.deb', BASE + 'out/b.deb'),
+                          ('tree/x/1.txt', BASE + 'out/x/1.txt')])
+        lines = self.config_lines()
+        self.assertEqual(lines[:len(wu.config_header('/w/.netrc', BASE).splitlines())],
+                         wu.config_header('/w/.netrc', BASE).splitlines())
+        i = lines.index('upload-file = "tree/x/1.txt"')
+        self.assertEqual(lines[i + 1:i + 3], [f'url = "{BASE}out/x/1.txt"', 'output = "/dev/null"'])
+        self.assertNotIn('link', ' '.join(lines))  # symlinks are neither listed nor followed
+        self.assertEqual(sum(1 for line in lines if line.startswith('upload-file')), 4)
 
-    def test_refusals_name_the_problem(self):
-        for sources, words in ((['nothing*'], 'nothing matches'), (['missing'], 'missing'),
-                               (['bad name.txt'], "'bad name.txt' is not"),
-                               (['dist/a.deb', 'tree/x/../../dist/a.deb'], None)):
-            if words is None:  # one file named twice is uploaded once
-                self.assertEqual(len(self.find(sources)), 1)
-                continue
-            with self.assertRaises(wu.Refusal) as cm:
-                self.find(sources)
-            self.assertIn(words, str(cm.exception))
+    def test_small_tree_files_skip_expect_100_continue_large_ones_and_file_sources_keep_it(self):
+        os.makedirs(os.path.join(self.top, 'mixed'))
+        with open(os.path.join(self.top, 'mixed', 'big.bin'), 'wb') as f:
+            f.truncate((1 << 20) + 1)
+        with open(os.path.join(self.top, 'mixed', 'edge.bin'), 'wb') as f:
+            f.truncate(1 << 20)
+        proc, out = self.run_job(['mixed', 'dist/a.deb'])
+        self.assertIsNone(out['error'], proc.stderr)
+        lines = self.config_lines()
+        second = len(lines) - 1 - lines[::-1].index('next')
+        self.assertEqual(lines.count('next'), 2)
+        self.assertLess(lines.index('header = "Expect:"'), lines.index('upload-file = "mixed/edge.bin"'))
+        self.assertLess(lines.index('upload-file = "mixed/edge.bin"'), second)
+        for large in ('upload-file = "mixed/big.bin"', 'upload-file = "dist/a.deb"'):
+            self.assertGreater(lines.index(large), second)
+        self.assertEqual(lines[second + 1:second + 1 + len(wu.put_options('/w/.netrc').splitlines())],
+                         wu.put_options('/w/.netrc').splitlines())
+        # Only small files: one PUT group. Only a file source: no Expect header.
+        self.run_job(['tree'])
+        self.assertEqual(self.config_lines().count('next'), 1)
+        self.assertIn('header = "Expect:"', self.config_lines())
+        self.run_job(['dist/a.deb'])
+        self.assertEqual(self.config_lines().count('next'), 1)
+        self.assertNotIn('header = "Expect:"', self.config_lines())
 
-    def test_two_files_for_one_name_are_refused(self):
-        with self.assertRaises(wu.Refusal) as cm:
-            self.find(['tree/2.txt', 'other/2.txt'])
-        self.assertIn('would both be', str(cm.exception))
+    def test_the_first_file_of_each_directory_goes_first(self):
+        for path in ('two/a/1', 'two/a/2', 'two/b/1', 'two/b/2', 'two/top'):
+            os.makedirs(os.path.dirname(os.path.join(self.top, path)), exist_ok=True)
+            open(os.path.join(self.top, path), 'w').close()
+        proc, out = self.run_job(['two'])
+        self.assertIsNone(out['error'], proc.stderr)
+        order = [line[len('upload-file = "two/'):-1] for line in self.config_lines()
+                 if line.startswith('upload-file')]
+        self.assertEqual(sorted(order), ['a/1', 'a/2', 'b/1', 'b/2', 'top'])
+        # (in find's order within that rule)
+        self.assertEqual(sorted(os.path.dirname(name) for name in order[:3]), ['', 'a', 'b'])
 
+    def test_one_file_named_twice_is_uploaded_once(self):
+        proc, out = self.run_job(['dist/a.deb', 'tree/x/../../dist/a.deb'])
+        self.assertIsNone(out['error'], proc.stderr)
+        self.assertEqual(len(out['files']), 1)
 
-class Output(unittest.TestCase):
-    def test_one_short_line_per_file_then_the_outcome(self):
-        # buildbot-worker 3.7 cuts lines over 4096 characters and loses text.
-        import contextlib
-        import io
-        import json
-        out = {'files': [[f'/w/{i:03d}.bin', f'http://h/s/{i:03d}.bin', 201] for i in range(300)],
-               'error': None}
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            wu._print(out)
-        lines = buf.getvalue().splitlines()
-        self.assertEqual(len(lines), 301)
-        self.assertLess(max(len(line) for line in lines), 200)
-        self.assertEqual(json.loads(lines[0]), ['/w/000.bin', 'http://h/s/000.bin', 201])
-        self.assertEqual(json.loads(lines[-1]), {'files': 300, 'error': None})
+    def test_refusals_name_the_problem_and_send_nothing(self):
+        for paths, words in ((['missing'], 'no such file or directory: missing'),
+                             (['bad name.txt'], 'name not allowed: ./bad name.txt'),
+                             (['badtree'], 'name not allowed: ./sub dir'),
+                             (['hidden'], 'name not allowed: ./.git'),
+                             (['nl'], 'name not allowed: ./a'),
+                             (['tree/2.txt', 'other/2.txt'], 'would both be 2.txt')):
+            proc, out = self.run_job(paths)
+            self.assertEqual(proc.returncode, wu.REFUSED_EXIT, (paths, proc.stderr))
+            self.assertFalse(os.path.exists(self.config), f'{paths}: curl ran')
+            self.assertIn(words, out['error'], paths)
+
+    def test_quotes_and_backslashes_in_a_local_path_are_escaped(self):
+        proc, out = self.run_job(['q"uote', 'back\\slash'])
+        self.assertIsNone(out['error'], proc.stderr)
+        lines = self.config_lines()
+        self.assertIn('upload-file = "q\\"uote/x.txt"', lines)
+        self.assertIn('upload-file = "back\\\\slash/y.txt"', lines)
+        # The log shows each local path as the config spells it.
+        self.assertEqual(sorted(local for local, _, _ in out['files']),
+                         ['back\\\\slash/y.txt', 'q\\"uote/x.txt'])
+
+    def test_a_failed_put_fails_the_job(self):
+        _, out = self.run_job(['tree'], status=403, exit_code=22)
+        self.assertEqual(out['error'], '0 of 2 files uploaded (curl exit 22)')
+        self.assertEqual({code for _, _, code in out['files']}, {403})
 
 
 if __name__ == '__main__':
