@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # The worker's half of UploadArtifacts: POSIX sh, find, awk, sed and curl, no python.
 #
 # UploadArtifacts runs this as `sh -c <this text> artifact-upload HEADER PUT
