@@ -28,6 +28,8 @@ case $set_name in
     # The build browser's tests: headless Chromium, driven over the DevTools
     # protocol from Debian's python3 (tests/integration/browser.py).
     packages+=(chromium python3 python3-websocket)
+    # The manual page is rendered by the install test (man --warnings).
+    packages+=(man-db)
     # podman (runc: crun fails on hybrid cgroup hosts), debootstrap for the
     # base image, docker-compose for the compose files.
     [[ $set_name == image ]] && packages+=(podman runc debootstrap docker-compose uidmap containernetworking-plugins)

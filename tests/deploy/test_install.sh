@@ -33,7 +33,18 @@ expect /etc/artifact-repository/artifact-token.conf 644
 expect /etc/nginx/sites-available/artifact-repository 644
 expect /etc/nginx/artifact-repository/scope-map.conf 644
 expect /etc/nginx/artifact-repository/real-ip.conf 644
+expect /usr/share/man/man1/artifact-token.1 644
 echo "ok: files installed"
+
+# The manual page renders without a warning and names every command the
+# binary lists.
+page=$(LC_ALL=C.UTF-8 MANWIDTH=100 man --warnings -l "$root/usr/share/man/man1/artifact-token.1" 2>"$work/man.err") ||
+  fail "man cannot render artifact-token.1: $(cat "$work/man.err")"
+[[ ! -s $work/man.err ]] || fail "artifact-token.1 renders with warnings: $(cat "$work/man.err")"
+for cmd in $("$root/usr/bin/artifact-token" --help | awk '/^Commands:/ { on = 1; next } on && /^  [a-z]/ { print $1 }'); do
+  grep -qx "   $cmd" <<<"$page" || fail "artifact-token.1 has no section for the command $cmd"
+done
+echo "ok: artifact-token(1) renders and covers every command"
 
 # systemd-analyze needs the ExecStart= binaries and systemd's own units
 # under --root: add the host's, as a Debian host with spawn-fcgi has them.
