@@ -106,6 +106,7 @@ CONF
 render() {
   sed -e "s|@MAP_FILE@|$state/nginx/scope-map.conf|g" \
       -e "s|@LISTEN@|$listen|g" \
+      -e "s|@LISTEN_IPV6@|# one address: ARTIFACT_LISTEN|g" \
       -e "s|@ARTIFACTS_DIR@|$artifacts|g" \
       -e "s|@INCOMING_DIR@|$incoming|g" \
       -e "s|@SOCKET@|$state/run/token.sock|g" \

@@ -227,6 +227,7 @@ wait_journal() {  # PATTERN JOURNALCTL-ARGS...
 }
 
 [[ $(code "$base_url/token/healthz") == 200 ]] || fail "healthz is not 200 after the install"
+[[ $(code -g "http://[::1]/token/healthz") == 200 ]] || fail "the site does not answer on IPv6 ([::1]:80)"
 t1=$(issue dpkg/proj/amd64/1)
 u1=$(json username <<<"$t1"); p1=$(json password <<<"$t1")
 [[ $(inside stat -c '%a %G' /var/lib/artifact-repository/artifacts/dpkg/proj/amd64/1) == "2775 www-data" ]] ||
