@@ -151,6 +151,11 @@ Result<IssuedToken> IssueToken(TokenStore& store, Builds& builds, const IssueReq
   }
   auto token = store.Issue(req);
   if (!token) return token;
+  // A retry's build was opened by the token's first issue. Opening it again
+  // could thaw a build that a revoke sealed since the retry let go of the
+  // token's lock, and a failure here must not revoke a token this call did
+  // not make: the retry is done (a revoke after it wins, as it should).
+  if (token->reissued) return token;
   for (const auto& s : req.scopes) {
     // Open decides "published" again, under the build's lock: the check
     // above is only the early answer that spares a token.
@@ -419,8 +424,9 @@ Response Api::Issue(const Request& req, const Master& master) {
   ir.master = master.name;
   ir.reopen = body->reopen;
   ir.ttl = std::min(body->ttl.value_or(config_.default_ttl), config_.max_ttl);
-  ir.request_id = body->request_id;
-  if (!ir.request_id.empty() && !IsValidRequestId(ir.request_id)) {
+  ir.request_id = body->request_id.value_or("");
+  ir.max_ttl = config_.max_ttl;
+  if (body->request_id && !IsValidRequestId(ir.request_id)) {
     return Fail(Error{ErrorCode::kBadRequest, "invalid request_id: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"}, "issue",
                 master.name);
   }
@@ -441,7 +447,8 @@ Response Api::Issue(const Request& req, const Master& master) {
   auto token = IssueToken(store_, builds_, ir);
   if (!token) return Fail(token.error(), "issue", master.name);
   const TokenInfo& t = token->info;
-  LogLine("issue", master.name, t.username, JoinScopes(t.scopes), "201");
+  // "reissue": a retry replaced the password of a live token.
+  LogLine(token->reissued ? "reissue" : "issue", master.name, t.username, JoinScopes(t.scopes), "201");
   if (services_.metrics != nullptr) services_.metrics->Add(Metrics::kIssued);
   if (services_.timer != nullptr) services_.timer->Schedule(t.username, t.expires);
 

@@ -262,6 +262,9 @@ int RunIssue(const std::vector<std::string>& args) {
   IssueRequest req;
   req.master = masters.empty() ? "admin" : masters[0];
   req.request_id = request_ids.empty() ? "" : request_ids[0];
+  if (!request_ids.empty() && !IsValidRequestId(req.request_id)) {
+    return Usage("issue", "--request-id must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}");
+  }
   req.reopen = reopen;
   req.ttl = config.default_ttl;
   if (!ttls.empty()) {
@@ -271,6 +274,7 @@ int RunIssue(const std::vector<std::string>& args) {
     req.ttl = *ttl;
   }
   req.ttl = std::min(req.ttl, config.max_ttl);
+  req.max_ttl = config.max_ttl;
   for (const auto& text : scopes) {
     auto scope = Scope::Parse(text, config.scope_depth);
     if (!scope) return Usage("issue", "scope " + text + ": " + scope.error().message);

@@ -15,7 +15,7 @@ namespace artifact {
 struct IssueBody {
   std::vector<std::string> scopes;  // unvalidated text; Scope::Parse checks them
   std::optional<int64_t> ttl;
-  std::string request_id;  // unvalidated; IsValidRequestId checks it
+  std::optional<std::string> request_id;  // unvalidated; IsValidRequestId checks it
   bool reopen = false;
 };
 

@@ -138,7 +138,7 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   if (name_fd < 0) {
     if (errno != EEXIST) return ErrnoError("create", name_file, errno);
     if (req.request_id.empty()) return name_taken;
-    return Reissue(std::move(token), line, req.request_id);
+    return Reissue(std::move(token), line, req);
   }
   ::close(name_fd);
   auto temp = WriteTempFile(records_dir_, text.value(), kFileMode);
@@ -320,8 +320,8 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
   return renewed.info;
 }
 
-Result<IssuedToken> TokenStore::Reissue(IssuedToken token, const PasswordLine& line, const std::string& request_id) {
-  const Error used{ErrorCode::kConflict, "request_id " + request_id +
+Result<IssuedToken> TokenStore::Reissue(IssuedToken token, const PasswordLine& line, const IssueRequest& req) {
+  const Error used{ErrorCode::kConflict, "request_id " + req.request_id +
                                              " was used already (its token was revoked or has expired, or was "
                                              "issued for other scopes): a retry must send the same scopes"};
   const std::string& username = token.info.username;
@@ -342,10 +342,15 @@ Result<IssuedToken> TokenStore::Reissue(IssuedToken token, const PasswordLine& l
   }
   // The retry of an issue whose answer was lost (a client timeout, a proxy):
   // the same token with a new password and ttl, so nobody holds the old one.
+  // Its issue time stays: retries cannot keep a token alive past max_ttl.
   PasswordLine fresh = line;
   fresh.info.scopes = old->info.scopes;
+  fresh.info.issued = old->info.issued;
+  if (req.max_ttl > 0) fresh.info.expires = std::min(fresh.info.expires, old->info.issued + req.max_ttl);
+  if (fresh.info.expires <= clock_.Now()) return used;
   if (auto st = Republish(fresh); !st) return st.error();
   token.info = fresh.info;
+  token.reissued = true;
   return token;
 }
 

@@ -49,6 +49,7 @@ struct IssueRequest {
   std::vector<Scope> scopes;
   int64_t ttl = 0;           // seconds, > 0
   std::string request_id;    // the idempotency key; empty: a generated name
+  int64_t max_ttl = 0;       // a retry's expiry is capped at the first issue + this (0: no cap)
   std::string master;        // the issuing master
   bool reopen = false;       // allow a published scope (checked by the caller, builds.h)
 };
@@ -56,6 +57,7 @@ struct IssueRequest {
 struct IssuedToken {
   TokenInfo info;
   std::string password;  // shown once, never stored in clear
+  bool reissued = false;  // the retry of a live token (TokenStore::Issue)
 };
 
 class TokenStore {
@@ -70,9 +72,10 @@ class TokenStore {
   // (password_file.h), and the request is idempotent: when that token is
   // live, for the same scopes, the issue is the retry of one whose answer was
   // lost, and the same token is published again with a new password and
-  // ttl (the old password stops working). Any other use of a request_id
-  // that was used before (revoked, expired, other scopes) is 409: a name
-  // names one token for the life of the store.
+  // ttl (the old password stops working; its issue time stays, so the expiry
+  // is capped at that time + max_ttl as a renew's is). Any other use of a
+  // request_id that was used before (revoked, expired, other scopes) is 409:
+  // a name names one token for the life of the store.
   // (Whether a scope is published, and its directories, are the builds'
   // business: IssueToken in api.h does both.)
   Result<IssuedToken> Issue(const IssueRequest& req);
@@ -143,7 +146,7 @@ class TokenStore {
   // Calls `fn` for every record name (not temp files).
   Status ForEachRecord(const std::function<void(const std::string&)>& fn) const;
   // The second issue of a live token's request_id (see Issue); holds the lock.
-  Result<IssuedToken> Reissue(IssuedToken token, const PasswordLine& line, const std::string& request_id);
+  Result<IssuedToken> Reissue(IssuedToken token, const PasswordLine& line, const IssueRequest& req);
   // Replaces the record and each scope file of line.info.username that still
   // names it with `line` (one new inode, renamed over each). The caller holds
   // the token's lock and has read its record.

@@ -244,6 +244,13 @@ TEST_CASE_METHOD(ApiFixture, "request_ids name tokens per master: a retry replac
   auto reused = Call("POST", "/token", R"({"scope": "dpkg/p/linux/1", "request_id": "build-42"})");
   CHECK(reused.status == 409);
   CHECK(Json(reused)->getValue<std::string>("message").find("request_id build-42 was used already") == 0);
+  // An empty id is not "no id": a client with an empty variable would journal
+  // a name that is never the token's.
+  CHECK(Call("POST", "/token", R"({"scope": "dpkg/p/linux/4", "request_id": ""})").status == 400);
+  CHECK(Call("POST", "/token", "scope=dpkg/p/linux/4&request_id=", Basic("ci", "pw"),
+             "application/x-www-form-urlencoded").status == 400);
+  // The log tells a retry from a first issue.
+  CHECK(log.str().find("reissue master=ci username=" + name) != std::string::npos);
   // Names are no longer chosen.
   auto chosen = Call("POST", "/token", R"({"scope": "dpkg/p/linux/3", "username": "build-42"})");
   CHECK(chosen.status == 400);

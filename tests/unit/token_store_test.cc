@@ -391,3 +391,42 @@ TEST_CASE_METHOD(RaceFixture, "a revoke during the issue of its token removes th
   REQUIRE(revoked);  // it waited for the whole token, then removed all of it
   CHECK(TokenFiles().empty());
 }
+
+TEST_CASE_METHOD(RaceFixture, "a retry whose build gets a file meanwhile keeps its token", "[store][race]") {
+  // Found by the attack review of request_id: a retry re-opened the build
+  // after it had replaced the token's password; an upload that landed in
+  // between made the open answer 409 "published", and the roll-back then
+  // revoked the live token the retry had not made (no seal, no log line).
+  // Opening again could also thaw a build a revoke had sealed meanwhile.
+  auto req = Request({"dpkg/p/linux/1"});
+  req.request_id = "build-1";
+  auto first = artifact::IssueToken(raced, builds, req);
+  REQUIRE(first);
+  disk.CompeteAt("rename", "/dpkg/p/linux/1.htpasswd", "/.locks/" + first->info.username, [&] {
+    std::ofstream(artifacts + "/dpkg/p/linux/1/landed") << "x";
+  });
+  auto retry = artifact::IssueToken(raced, builds, req);
+  disk.Join();
+  REQUIRE(disk.competed());
+  REQUIRE(retry);
+  CHECK(retry->reissued);
+  CHECK(raced.Get(first->info.username));  // still live, with the retry's password
+  auto line = PasswordLine::Parse(ReadFile(raced.ScopeFilePath("dpkg/p/linux/1")));
+  REQUIRE(line);
+  CHECK(artifact::SshaVerify(retry->password, line->hash));
+}
+
+TEST_CASE_METHOD(StoreFixture, "retries cannot keep a token past the first issue + max_ttl", "[store]") {
+  auto req = Request({"dpkg/p/linux/1"}, 100);
+  req.request_id = "build-1";
+  req.max_ttl = 150;
+  auto first = store.Issue(req);
+  REQUIRE(first);
+  clock.Advance(90);
+  auto retry = store.Issue(req);
+  REQUIRE(retry);
+  CHECK(retry->info.issued == first->info.issued);
+  CHECK(retry->info.expires == first->info.issued + 150);  // not now + 100
+  clock.Advance(60);
+  CHECK(store.Issue(req).error().code == ErrorCode::kConflict);  // expired: never again
+}
