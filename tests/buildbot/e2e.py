@@ -387,6 +387,16 @@ def expect_result(build, wanted, label):
           f"({build['state_string']}), expected {RESULT_NAMES[wanted]}")
 
 
+def check_upload_gave_up(h, build, what):
+    """The upload step said it cannot reach the server, and the build's
+    second upload step was skipped (one clear message, no retry storm)."""
+    text = h.log_text(build['buildid'], 'upload artifacts', 'files')
+    check('cannot reach' in text, f'the upload log does not say it cannot reach the server: '
+          f'{text!r}')
+    again = h.step(build['buildid'], 'upload again')
+    check(again['results'] == SKIPPED, f'the second upload step ran against the {what} server '
+          f"({RESULT_NAMES.get(again['results'])}: {again['state_string']})")
+
 def scenario(h):
     """The everyday path: publish, intrude, fail, stop, refuse. Returns the
     build passwords it saw, for the final scan."""
@@ -555,12 +565,7 @@ def case_server_lost(h):
     took = time.monotonic() - released
     expect_result(build, FAILURE, 'the build whose artifact server died')
     check(took < 30, f'the build took {took:.0f} s to fail against a dead artifact server')
-    upload = h.log_text(build['buildid'], 'upload artifacts', 'files')
-    check('cannot reach' in upload, f'the upload step does not say it cannot reach the server: '
-          f'{upload!r}')
-    again = h.step(build['buildid'], 'upload again')
-    check(again['results'] == SKIPPED, 'the second upload step ran against the dead server '
-          f"({RESULT_NAMES.get(again['results'])}: {again['state_string']})")
+    check_upload_gave_up(h, build, 'dead')
     revoke = h.log_text(build['buildid'], 'revoke artifact token', 'token')
     check('retries this revoke' in revoke, f'the revoke step does not say it will retry: {revoke!r}')
     journal = os.path.join(h.master_dir, 'artifact-repository.pending-revokes.json')
@@ -633,12 +638,7 @@ def case_server_silent(h):
     check(upload['results'] == FAILURE, f"the upload to a silent server ended "
           f"{RESULT_NAMES.get(upload['results'])} ({upload['state_string']})")
     check(took < 35, f'the upload took {took:.0f} s to fail against a silent server')
-    text = h.log_text(build['buildid'], 'upload artifacts', 'files')
-    check('cannot reach' in text, f'the upload log does not say it cannot reach the server: '
-          f'{text!r}')
-    again = h.step(build['buildid'], 'upload again')
-    check(again['results'] == SKIPPED, 'the second upload step ran against the silent server '
-          f"({RESULT_NAMES.get(again['results'])}: {again['state_string']})")
+    check_upload_gave_up(h, build, 'silent')
     wait_for(f'token {username} to be revoked once the server answers again',
              lambda: http('GET', f'{h.repo}/token/{username}',
                           auth=(h.master_user, h.master_password))[0] == 404, 60, 0.2)
