@@ -424,6 +424,11 @@ inside apt-get purge -y -qq artifact-repository >"$run/apt-purge.log" 2>&1 ||
 [[ -e $root/etc/nginx/sites-enabled/artifact-repository || -L $root/etc/nginx/sites-enabled/artifact-repository ]] &&
   fail "apt purge left the link to the removed site in sites-enabled"
 inside nginx -t -q || fail "nginx -t fails after apt purge"
+inside systemctl is-active --quiet nginx.service || fail "nginx is not running after apt purge"
+# postrm reloaded nginx (invoke-rc.d): no site is left, so nothing listens on
+# port 80 (without the reload the old site would still answer, 502).
+c=$(code "$base_url/token/healthz" 2>/dev/null) || true
+[[ $c == 000 ]] || fail "port 80 answers $c after apt purge: postrm did not reload nginx"
 [[ -d $root/var/lib/artifact-repository/artifacts/dpkg/proj/amd64/1 ]] || fail "apt purge removed the artifacts"
 ok "remove: live tokens refused (403), downloads go on; purge: site link gone, nginx -t ok, artifacts kept"
 
