@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace artifact {
@@ -85,7 +87,12 @@ Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode) {
     start = slash == std::string::npos ? rel.size() : slash + 1;
     if (seg.empty()) continue;
     path += "/" + seg;
-    if (::mkdir(path.c_str(), mode & 0777) == 0) {
+    int made_rc = ::mkdir(path.c_str(), mode & 0777);
+    for (int wait_ms = 10; made_rc != 0 && errno == EACCES && wait_ms <= 320; wait_ms *= 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+      made_rc = ::mkdir(path.c_str(), mode & 0777);
+    }
+    if (made_rc == 0) {
       struct stat made{};
       if (::lstat(path.c_str(), &made) != 0) return ErrnoError("stat", path, errno);
       if ((made.st_mode & 0777) != (mode & 0777)) {

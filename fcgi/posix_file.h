@@ -69,6 +69,10 @@ Result<std::vector<ListedName>> ListDirAt(int fd, const std::string& path);
 // build. Only when the umask narrowed `mode` is it widened by chmod, keeping
 // the inherited setgid bit (then a hardened service fails; its unit sets
 // UMask=0002 so that never happens).
+// A mkdir refused with EACCES is tried again for about 0.6 s: on GlusterFS
+// replica 3 a directory that another node has just made is, for a moment,
+// not yet its owner's on one brick (seen in make test-gluster: every issue
+// of one builder made at once from three nodes answered 503).
 Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode);
 
 // A new file of `content` next to its final names: mkstemp in `dir`, fchmod,
