@@ -78,7 +78,7 @@ Status FsyncDir(const std::string& dir) {
   return Ok{};
 }
 
-Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode) {
+Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode, MkdirFunction make_dir) {
   std::string path = base;
   std::string::size_type start = 0;
   while (start < rel.size()) {
@@ -87,10 +87,10 @@ Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode) {
     start = slash == std::string::npos ? rel.size() : slash + 1;
     if (seg.empty()) continue;
     path += "/" + seg;
-    int made_rc = ::mkdir(path.c_str(), mode & 0777);
+    int made_rc = make_dir(path.c_str(), mode & 0777);
     for (int wait_ms = 10; made_rc != 0 && errno == EACCES && wait_ms <= 320; wait_ms *= 2) {
       std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
-      made_rc = ::mkdir(path.c_str(), mode & 0777);
+      made_rc = make_dir(path.c_str(), mode & 0777);
     }
     if (made_rc == 0) {
       struct stat made{};

@@ -3,6 +3,7 @@
 // 507 (disk full), everything else unexpected is 503 (store unusable).
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -72,8 +73,10 @@ Result<std::vector<ListedName>> ListDirAt(int fd, const std::string& path);
 // A mkdir refused with EACCES is tried again for about 0.6 s: on GlusterFS
 // replica 3 a directory that another node has just made is, for a moment,
 // not yet its owner's on one brick (seen in make test-gluster: every issue
-// of one builder made at once from three nodes answered 503).
-Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode);
+// of one builder made at once from three nodes answered 503). `make_dir` is
+// the seam a test uses to be refused.
+using MkdirFunction = int (*)(const char* path, mode_t mode);
+Status MakeDirs(const std::string& base, const std::string& rel, mode_t mode, MkdirFunction make_dir = ::mkdir);
 
 // A new file of `content` next to its final names: mkstemp in `dir`, fchmod,
 // write, fsync, close. Returns the temp path; the caller links or renames it.

@@ -74,3 +74,36 @@ TEST_CASE("event lines carry a journald priority prefix only when asked", "[posi
   CHECK(plain_out.str() == "issue ok\n");
   CHECK(journal_out.str() == "<6>issue ok\n<3>issue failed\n");
 }
+
+namespace {
+// A mkdir refused `refusals` times with EACCES, then the real one.
+int refusals = 0;
+int calls = 0;
+int RefusingMkdir(const char* path, mode_t mode) {
+  ++calls;
+  if (refusals > 0) {
+    --refusals;
+    errno = EACCES;
+    return -1;
+  }
+  return ::mkdir(path, mode);
+}
+}  // namespace
+
+TEST_CASE("MakeDirs tries a mkdir refused with EACCES again, for a bounded time", "[posix_file]") {
+  // Seen on GlusterFS replica 3: a directory another node made a moment
+  // before is not yet its owner's on one brick, and a mkdir in it is refused.
+  TempDir dir;
+  refusals = 3;
+  calls = 0;
+  REQUIRE(artifact::MakeDirs(dir.path(), "a", 0775, RefusingMkdir));
+  CHECK(calls == 4);
+  CHECK(ModeOf(dir.path() + "/a") == 0775);
+  // A volume that keeps refusing is an error after the last try.
+  refusals = 1000;
+  calls = 0;
+  auto st = artifact::MakeDirs(dir.path(), "b", 0775, RefusingMkdir);
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("Permission denied") != std::string::npos);
+  CHECK(calls == 7);
+}
