@@ -570,8 +570,9 @@ Response Api::SealBuild(const Request& req, const Master& master, const std::str
     return Fail(Error{ErrorCode::kForbidden, "build " + scope_text + " was opened by another master"}, "seal",
                 master.name);
   }
-  LogLine("seal", master.name, "-", scope_text, "requested");
-  auto sealed = services_.sealer->SealBuild(scope_text, master.name, *result);
+  auto sealed = services_.sealer->SealBuild(scope_text, master.name, *result, [&] {
+    LogLine("seal", master.name, "-", scope_text, "requested");  // only when a seal runs
+  });
   if (!sealed) return Fail(sealed.error(), "seal", master.name);
   if (!sealed->record_json.empty()) {
     // Sealed already: the record it wrote, as an idempotent answer.

@@ -143,7 +143,8 @@ void Sealer::Finish(const SealStatus& status, const std::string& reason,
   if (status.username != "-" && (files > 0 || status.state != "done")) WriteStatus(status);
 }
 
-Result<BuildSeal> Sealer::SealBuild(const std::string& scope, const std::string& by, BuildResult result) {
+Result<BuildSeal> Sealer::SealBuild(const std::string& scope, const std::string& by, BuildResult result,
+                                    const std::function<void()>& starting) {
   if (store_.HoldsScope(scope)) {
     return Error{ErrorCode::kConflict, "build " + scope + " has a live token: revoke it (that seals it)"};
   }
@@ -164,6 +165,7 @@ Result<BuildSeal> Sealer::SealBuild(const std::string& scope, const std::string&
   none.username = "-";
   none.issued_by = by;
   none.scopes = {scope};
+  if (starting) starting();
   out.status = Seal(none, result);
   return out;
 }

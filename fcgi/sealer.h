@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -80,8 +81,10 @@ class Sealer {
   // Seals one build that no token holds (its master vanished, or a crash
   // came between a revoke and its seal), for `by` (a master, "-" for an
   // operator): 409 while a token holds it, 404 when there is no such build.
-  // A build sealed already is left as it is.
-  Result<BuildSeal> SealBuild(const std::string& scope, const std::string& by, BuildResult result);
+  // A build sealed already is left as it is. `starting` runs just before a
+  // seal does (the API logs the request there, as it logged it before).
+  Result<BuildSeal> SealBuild(const std::string& scope, const std::string& by, BuildResult result,
+                              const std::function<void()>& starting = {});
 
   // The stored status JSON of `username`'s seal, for its own master only.
   Result<std::string> StatusJson(const std::string& username, const std::string& master) const;

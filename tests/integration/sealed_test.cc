@@ -236,6 +236,14 @@ TEST_CASE("a build whose token vanished is sealed by its master or the operator"
   CHECK(ParseObject(again.body)->getValue<std::string>("result") == "success");
   // Without master credentials: 401.
   CHECK(s.Request("POST", "/token/seal/" + ScopeOf(2)).status == 401);
+  // The log says "requested" for the one request that sealed, not for the
+  // refused one (409) nor for the one that found the build sealed.
+  const std::string requested =
+      "seal master=" + s.master_user() + " username=- scopes=" + ScopeOf(1) + " outcome=requested";
+  const std::string log = s.AppLog();
+  size_t count = 0;
+  for (auto at = log.find(requested); at != std::string::npos; at = log.find(requested, at + 1)) ++count;
+  CHECK(count == 1);
 
   auto cli = s.Cli("seal " + ScopeOf(2));
   INFO(cli.out);
