@@ -55,16 +55,22 @@ def quote(value):
     return '"' + quote_body(value) + '"'
 
 
+def _transfer_options(netrc_path, connect_timeout):
+    """What the HEAD check and every PUT group share: the credential file,
+    the connect timeout, the write-out the master parses, ``--fail``."""
+    # Not 'silent': curl 7.88 still draws the --parallel progress meter with it.
+    return ['no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
+            f'connect-timeout = {int(connect_timeout)}', f'write-out = "{WRITE_OUT}"', 'fail']
+
+
 def put_options(netrc_path, retries=3, connect_timeout=10):
     """The options of a group of PUTs: ``--fail`` makes any HTTP error a
     failed transfer; ``--retry`` retries transient errors (timeouts, 408,
     429, 5xx: a PUT is idempotent and atomic on the server) but never a
     refused connection. A transfer stalled below 1 byte/s for a minute is a
     dead server (a large upload has no max-time that would fit every size)."""
-    # Not 'silent': curl 7.88 still draws the --parallel progress meter with it.
-    return '\n'.join(['no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
-                      f'connect-timeout = {int(connect_timeout)}', f'write-out = "{WRITE_OUT}"',
-                      'fail', f'retry = {int(retries)}', 'speed-limit = 1', 'speed-time = 60'])
+    return '\n'.join(_transfer_options(netrc_path, connect_timeout)
+                     + [f'retry = {int(retries)}', 'speed-limit = 1', 'speed-time = 60'])
 
 
 def config_header(netrc_path, base, parallel=8, retries=3, connect_timeout=10):
@@ -82,10 +88,8 @@ def config_header(netrc_path, base, parallel=8, retries=3, connect_timeout=10):
     lines = ['fail-early']
     if parallel > 1:
         lines += ['parallel', f'parallel-max = {parallel}']
-    lines += ['head', 'no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
-              f'connect-timeout = {connect_timeout}', f'write-out = "{WRITE_OUT}"', 'fail',
-              f'max-time = {2 * connect_timeout}', f'url = {quote(base)}',
-              'output = "/dev/null"', 'next']
+    lines += (['head'] + _transfer_options(netrc_path, connect_timeout)
+              + [f'max-time = {2 * connect_timeout}', f'url = {quote(base)}', 'output = "/dev/null"', 'next'])
     return '\n'.join(lines) + '\n' + put_options(netrc_path, retries, connect_timeout)
 
 
