@@ -59,7 +59,6 @@ bool Exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-
 // Sets every directory below (and including) the open directory `fd` to
 // `mode`, each before it is listed, never following a symlink; counts the
 // regular files and their bytes into `count` when given.
