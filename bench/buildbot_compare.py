@@ -70,8 +70,10 @@ CASES = (('big', f'one {BIG_BYTES // 10**6} MB file', BIG_BYTES),
          ('tree', f'{SMALL_COUNT} files of {SMALL_BYTES // 1024} KiB (tree)',
           SMALL_COUNT * SMALL_BYTES))
 FLOOR = {'true': 'ShellCommand `true` (its stdio log in the database)',
-         'bare': 'a step running `true` the way UploadArtifacts runs its command '
-                 '(RemoteShellCommand, output kept in memory, no log)'}
+         'bare': 'a step running `true` the way UploadArtifacts runs its command, but '
+                 'without its prompt ACK (RemoteShellCommand, output kept in memory, no log)',
+         'prompt': 'the same with the prompt ACK, exactly as UploadArtifacts runs it: the '
+                   "master acknowledges the worker's answer at once (steps.report_promptly)"}
 # DESIGN.md's targets for the ratio buildbot time / our time.
 TARGETS = {'big': 3.0, 'tree32': 1.0, 'tree': 2.0}
 
@@ -94,6 +96,7 @@ with open(os.path.join(basedir, 'settings.json')) as f:  # noqa: F821 -- set by 
     cfg = json.load(f)
 sys.path.insert(0, cfg['package_dir'])
 from artifact_repository import ArtifactRepository, UploadArtifacts  # noqa: E402
+from artifact_repository.steps import report_promptly  # noqa: E402
 
 c = BuildmasterConfig = {}
 c['buildbotNetUsageData'] = None
@@ -150,16 +153,20 @@ for case in ('tree32', 'tree'):
 
 
 class Bare(buildstep.ShellMixin, buildstep.BuildStep):
-    """`true` on the worker as UploadArtifacts runs its command: no log."""
+    """`true` on the worker as UploadArtifacts runs its command: no log;
+    with ``prompt``, also its prompt acknowledgement of the worker's answer."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, prompt=False, **kwargs):
         kwargs = self.setupShellMixin(kwargs)
         super().__init__(**kwargs)
+        self.prompt = prompt
 
     @defer.inlineCallbacks
     def run(self):
         cmd = yield self.makeRemoteShellCommand(collectStdout=True, collectStderr=True,
                                                 stdioLogName=None)
+        if self.prompt:
+            report_promptly(cmd)
         yield self.runCommand(cmd)
         return util.SUCCESS if cmd.rc == 0 else util.FAILURE
 
@@ -174,6 +181,8 @@ floor.addStep(steps.ShellCommand(command=['true'], name='before', logEnviron=Fal
 floor.addStep(timed(steps.ShellCommand, 'true')(command=['true'], name='true',
                                                 logEnviron=False))
 floor.addStep(timed(Bare, 'bare')(command=['true'], name='bare', logEnviron=False))
+floor.addStep(timed(Bare, 'prompt')(prompt=True, command=['true'], name='prompt',
+                                    logEnviron=False))
 
 c['builders'] = [util.BuilderConfig(name='ours', workernames=['w1'], factory=ours),
                  util.BuilderConfig(name='buildbot', workernames=['w1'], factory=theirs),
@@ -320,7 +329,7 @@ class Bench(e2e.Harness):
         return out
 
     def run_floor(self):
-        """{'true': s, 'bare': s}: run() of the floor builder's two steps."""
+        """{'true': s, 'bare': s, 'prompt': s}: run() of the floor builder's steps."""
         build = self.wait_done(self.force('floor'), timeout=BUILD_TIMEOUT)
         e2e.expect_result(build, e2e.SUCCESS, 'floor build')
         props = self.build(build['buildid'])['properties']

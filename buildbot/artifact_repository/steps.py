@@ -9,6 +9,7 @@ a log.
 """
 
 import secrets
+import socket
 import stat
 import time
 
@@ -181,6 +182,48 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         return SUCCESS
 
 
+def ack_worker_promptly(conn):
+    """Sends the master's pending TCP acknowledgement to the worker now.
+
+    Why (measured, issue 17): a shell command that ends within about 40 ms
+    reports its end about 40 ms late. The worker answers startCommand; the
+    master's kernel delays its ACK of that answer (Linux's delayed ACK, up
+    to 40 ms, as the connection looks interactive); the worker's kernel holds
+    the command's result until that ACK comes (Nagle: buildbot's PB connection
+    has no TCP_NODELAY). A step running `true` took 52 ms that way, 21 ms with
+    the ACK pushed out (TCP_QUICKACK) when the answer arrives.
+
+    Returns True when the option was set; False where it cannot be (another
+    OS, a connection that is not PB over TCP): then nothing changes.
+    """
+    option = getattr(socket, 'TCP_QUICKACK', None)
+    try:
+        sock = conn.mind.broker.transport.getHandle()
+        if option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return False
+        sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+def report_promptly(cmd):
+    """Makes ``cmd`` (a RemoteCommand not yet run) push the master's ACK out
+    as soon as the worker has answered its start (see ack_worker_promptly)."""
+    start = cmd._start
+
+    def start_then_ack():
+        d = start()
+
+        def answered(answer):
+            ack_worker_promptly(cmd.conn)
+            return answer
+        d.addCallback(answered)
+        return d
+    cmd._start = start_then_ack
+    return cmd
+
+
 class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     """PUTs files from the worker into the build's scope, in one worker command.
 
@@ -277,6 +320,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         cmd = yield self.makeRemoteShellCommand(
             collectStdout=True, collectStderr=True, stdioLogName=None,
             command=argv)
+        report_promptly(cmd)
         making_log = self.addLog('files')
         command_started = time.monotonic()
         try:

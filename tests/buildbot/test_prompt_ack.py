@@ -1,0 +1,88 @@
+"""The upload step's prompt acknowledgement of the worker (steps.report_promptly).
+
+A short worker command reported its end about 40 ms late: the master's kernel
+delayed its ACK of the worker's answer and the worker's kernel held the result
+behind it (Nagle). These tests pin what the step does about it on a real TCP
+connection; bench/buildbot_compare.py measures the effect against buildbot.
+"""
+
+import os
+import socket
+import sys
+import unittest
+from types import SimpleNamespace
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                                'buildbot'))
+from twisted.internet import defer  # noqa: E402
+
+from artifact_repository import steps  # noqa: E402
+
+
+def pb_connection(sock):
+    """What buildbot's PB connection looks like to the step, around ``sock``."""
+    transport = SimpleNamespace(getHandle=lambda: sock)
+    return SimpleNamespace(mind=SimpleNamespace(broker=SimpleNamespace(transport=transport)))
+
+
+def quickack(sock):
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)
+
+
+@unittest.skipUnless(hasattr(socket, 'TCP_QUICKACK'), 'TCP_QUICKACK is Linux only')
+class PromptAck(unittest.TestCase):
+    def setUp(self):
+        listener = socket.create_server(('127.0.0.1', 0))
+        self.addCleanup(listener.close)
+        self.master = socket.create_connection(listener.getsockname())
+        self.addCleanup(self.master.close)
+        self.worker, _ = listener.accept()
+        self.addCleanup(self.worker.close)
+        # The state the stall needs: ACKs delayed (Linux's "pingpong" mode).
+        self.master.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+        self.assertEqual(quickack(self.master), 0)
+
+    def test_the_ack_is_pushed_out_on_a_tcp_connection(self):
+        self.assertTrue(steps.ack_worker_promptly(pb_connection(self.master)))
+        self.assertEqual(quickack(self.master), 1)
+
+    def test_the_ack_is_pushed_when_the_worker_answers_the_start_not_before(self):
+        answer = defer.Deferred()
+        cmd = SimpleNamespace(conn=pb_connection(self.master), _start=lambda: answer)
+        self.assertIs(steps.report_promptly(cmd), cmd)
+        started = cmd._start()
+        self.assertEqual(quickack(self.master), 0, 'pushed before the worker answered')
+        results = []
+        started.addCallback(results.append)
+        answer.callback('the answer')
+        self.assertEqual(quickack(self.master), 1)
+        self.assertEqual(results, ['the answer'], 'the answer must pass through unchanged')
+
+    def test_a_refused_start_passes_its_failure_on_and_touches_nothing(self):
+        answer = defer.Deferred()
+        cmd = SimpleNamespace(conn=pb_connection(self.master), _start=lambda: answer)
+        steps.report_promptly(cmd)
+        failures = []
+        cmd._start().addErrback(failures.append)
+        answer.errback(RuntimeError('worker refused'))
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(quickack(self.master), 0)
+
+
+class NotTcp(unittest.TestCase):
+    def test_a_connection_of_another_kind_changes_nothing(self):
+        self.assertFalse(steps.ack_worker_promptly(SimpleNamespace()))
+        self.assertFalse(steps.ack_worker_promptly(SimpleNamespace(mind=None)))
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.assertFalse(steps.ack_worker_promptly(pb_connection(a)))
+
+    def test_a_closed_socket_changes_nothing(self):
+        sock = socket.socket()
+        sock.close()
+        self.assertFalse(steps.ack_worker_promptly(pb_connection(sock)))
+
+
+if __name__ == '__main__':
+    unittest.main()
