@@ -3,6 +3,7 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,14 +104,21 @@ bool TakeFlag(std::vector<std::string>& rest, const std::string& name) {
   return found;
 }
 
-// Run as root (sudo), the admin commands become the owner of tokens_dir
-// first, so the files they write are the service's (nginx can read them)
-// and root does nothing on the volume the service could not.
+// Run as root (sudo), the admin commands and `check` become the owner of
+// tokens_dir first, with the groups the service runs with (systemd unit:
+// Group= the directory's group, www-data; SupplementaryGroups= the owner's
+// own group, which reads the masters file). So the files they write are the
+// service's (nginx can read them), root does nothing on the volume the
+// service could not, and `check` judges access as the service would.
 bool DropToStoreOwner(const std::string& cmd, const std::string& tokens_dir) {
   if (::geteuid() != 0) return true;
   struct stat st{};
   if (::stat(tokens_dir.c_str(), &st) != 0 || st.st_uid == 0) return true;
-  if (::setgroups(0, nullptr) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0) {
+  std::vector<gid_t> groups{st.st_gid};
+  if (const struct passwd* pw = ::getpwuid(st.st_uid); pw != nullptr && pw->pw_gid != st.st_gid) {
+    groups.push_back(pw->pw_gid);
+  }
+  if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0) {
     std::cerr << "artifact-token " << cmd << ": cannot switch to the owner of " << tokens_dir << ": "
               << std::strerror(errno) << "\n";
     return false;
@@ -475,8 +483,11 @@ int RunCheck(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
     std::cout << "Usage: artifact-token check [OPTIONS]\n\n"
                  "Validates the configuration, that the tokens and artifacts directories exist\n"
-                 "with safe owners and modes, and that the masters file parses. Prints one line\n"
-                 "per problem and exits 1 when there is any, 0 when all is well.\n\n"
+                 "with safe owners and modes and are writable, and that the masters file is\n"
+                 "readable and parses. Run as root, it judges as the service would: as the owner\n"
+                 "of tokens_dir with the service's groups (the other admin commands act as that\n"
+                 "user too). Prints one line per problem and exits 1 when there is any, 0 when\n"
+                 "all is well.\n\n"
               << ConfigHelp();
     return 0;
   }
@@ -485,6 +496,20 @@ int RunCheck(const std::vector<std::string>& args) {
   if (!loaded.rest.empty()) return Usage("check", "unexpected argument " + loaded.rest.front());
   const Config& c = loaded.config;
   std::vector<std::string> problems;
+  if (struct stat owner{}; ::geteuid() == 0 && ::stat(c.tokens_dir.c_str(), &owner) == 0) {
+    if (owner.st_uid == 0) {
+      problems.push_back("tokens_dir " + c.tokens_dir +
+                         " belongs to root: the service runs as its own user (the package's is artifact-token); "
+                         "chown both volumes to it");
+    } else if (!DropToStoreOwner("check", c.tokens_dir)) {
+      return 1;
+    }
+  }
+  const uid_t me = ::geteuid();
+  const std::string user = [me] {
+    const struct passwd* pw = ::getpwuid(me);
+    return pw != nullptr ? std::string(pw->pw_name) : "uid " + std::to_string(me);
+  }();
   auto stat_of = [&](const std::string& what, const std::string& path, struct stat* st) {
     if (::stat(path.c_str(), st) != 0) {
       problems.push_back(what + " " + path + ": " + std::strerror(errno));
@@ -493,7 +518,6 @@ int RunCheck(const std::vector<std::string>& args) {
     return true;
   };
   struct stat st{};
-  const uid_t me = ::geteuid();
   if (stat_of("tokens_dir", c.tokens_dir, &st)) {
     if (!S_ISDIR(st.st_mode)) problems.push_back("tokens_dir " + c.tokens_dir + " is not a directory");
     if ((st.st_mode & 0007) != 0) {
@@ -504,15 +528,25 @@ int RunCheck(const std::vector<std::string>& args) {
                            return std::string(b);
                          }() + "): chmod o-rwx it, tokens are secrets");
     }
-    if (st.st_uid != me && me != 0) problems.push_back("tokens_dir " + c.tokens_dir + " is not owned by this user");
-    if (::access(c.tokens_dir.c_str(), W_OK) != 0) {
-      problems.push_back("tokens_dir " + c.tokens_dir + " is not writable by this user");
+    if (st.st_uid != me && me != 0) problems.push_back("tokens_dir " + c.tokens_dir + " is not owned by " + user);
+    if (::access(c.tokens_dir.c_str(), W_OK | X_OK) != 0) {
+      problems.push_back("tokens_dir " + c.tokens_dir + " is not writable by " + user);
+    }
+    // Every issue reserves its token's name here; a restore that kept
+    // another host's owners leaves it unwritable (docs/operations.md).
+    const std::string names = c.tokens_dir + "/.names";
+    if (::access(names.c_str(), F_OK) == 0 && ::access(names.c_str(), W_OK | X_OK) != 0) {
+      problems.push_back("tokens_dir " + names + " is not writable by " + user + ": no token can be issued");
     }
   }
   if (stat_of("artifacts_dir", c.artifacts_dir, &st)) {
     if (!S_ISDIR(st.st_mode)) problems.push_back("artifacts_dir " + c.artifacts_dir + " is not a directory");
     if ((st.st_mode & 0002) != 0) {
       problems.push_back("artifacts_dir " + c.artifacts_dir + " is writable by everyone: chmod o-w it");
+    }
+    if (::access(c.artifacts_dir.c_str(), W_OK | X_OK) != 0) {
+      problems.push_back("artifacts_dir " + c.artifacts_dir + " is not writable by " + user +
+                         ": issuing creates the build directories in it");
     }
   }
   if (stat_of("masters_file", c.masters_file, &st)) {
@@ -540,7 +574,7 @@ int RunCheck(const std::vector<std::string>& args) {
   // On stderr, so a unit that fails its check says why at error priority.
   for (const auto& p : problems) std::cerr << ErrorPrefix() << "problem: " << p << "\n";
   if (!problems.empty()) return 1;
-  std::cout << "ok: " << (loaded.path.empty() ? std::string("built-in defaults") : loaded.path)
+  std::cout << "ok: as " << user << ", " << (loaded.path.empty() ? std::string("built-in defaults") : loaded.path)
             << ", scope_depth " << c.scope_depth << ", tokens in " << c.tokens_dir << ", artifacts in "
             << c.artifacts_dir << "\n";
   return 0;

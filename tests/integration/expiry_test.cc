@@ -3,6 +3,7 @@
 #include <Poco/JSON/Parser.h>
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -119,6 +120,48 @@ TEST_CASE("check catches a world-readable tokens directory and a broken masters 
   auto bad_config = s.Cli("check --scope-depth 0");
   CHECK(bad_config.exit_code != 0);
   CHECK(bad_config.out.find("scope_depth") != std::string::npos);
+}
+
+// docs/operations.md: a restore that kept another host's owners is what
+// `check` (run as root after the restore) names. As root it must judge as the
+// service, or root's own access would pass anything.
+TEST_CASE("check run as root judges access as the owner of the store", "[integration][cli]") {
+  // The tests run as root (they start nginx with a run user); this case is
+  // about root, so it fails rather than pass without testing anything.
+  REQUIRE(::geteuid() == 0);
+  Servers s;
+  struct stat owner{};
+  REQUIRE(::stat(s.tokens_dir().c_str(), &owner) == 0);
+  REQUIRE(owner.st_uid != 0);  // prepare-state.sh gives the volumes to the run user
+  auto ok = s.Cli("check");
+  INFO(ok.out);
+  REQUIRE(ok.exit_code == 0);
+
+  const uid_t stranger = 54321;  // a uid of the old host, not of this one
+  const std::string names = s.tokens_dir() + "/.names";
+  std::filesystem::create_directories(names);
+  REQUIRE(::chown(names.c_str(), stranger, stranger) == 0);
+  ::chmod(names.c_str(), 0755);
+  auto restored = s.Cli("check");
+  INFO(restored.out);
+  CHECK(restored.exit_code == 1);
+  CHECK(restored.out.find("problem: tokens_dir " + names + " is not writable by") != std::string::npos);
+  REQUIRE(::chown(names.c_str(), owner.st_uid, owner.st_gid) == 0);
+
+  REQUIRE(::chown(s.artifacts_dir().c_str(), stranger, stranger) == 0);
+  auto artifacts = s.Cli("check");
+  INFO(artifacts.out);
+  CHECK(artifacts.exit_code == 1);
+  CHECK(artifacts.out.find("problem: artifacts_dir " + s.artifacts_dir() + " is not writable by") !=
+        std::string::npos);
+  REQUIRE(::chown(s.artifacts_dir().c_str(), owner.st_uid, owner.st_gid) == 0);
+
+  REQUIRE(::chown(s.tokens_dir().c_str(), 0, 0) == 0);
+  auto rooted = s.Cli("check");
+  INFO(rooted.out);
+  CHECK(rooted.exit_code == 1);
+  CHECK(rooted.out.find("problem: tokens_dir " + s.tokens_dir() + " belongs to root") != std::string::npos);
+  REQUIRE(::chown(s.tokens_dir().c_str(), owner.st_uid, owner.st_gid) == 0);
 }
 
 TEST_CASE("issue, list and revoke from the command line act on the live store", "[integration][cli]") {
