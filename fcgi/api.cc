@@ -424,9 +424,11 @@ Response Api::Issue(const Request& req, const Master& master) {
   ir.master = master.name;
   ir.reopen = body->reopen;
   ir.ttl = std::min(body->ttl.value_or(config_.default_ttl), config_.max_ttl);
-  ir.request_id = body->request_id.value_or("");
+  ir.request_id = body->request_id;
   ir.max_ttl = config_.max_ttl;
-  if (body->request_id && !IsValidRequestId(ir.request_id)) {
+  // Also checked by the store; here so that 400 comes before the scope and
+  // permission answers.
+  if (ir.request_id && !IsValidRequestId(*ir.request_id)) {
     return Fail(Error{ErrorCode::kBadRequest, "invalid request_id: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"}, "issue",
                 master.name);
   }

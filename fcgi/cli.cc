@@ -269,8 +269,8 @@ int RunIssue(const std::vector<std::string>& args) {
   const Config& config = admin.loaded.config;
   IssueRequest req;
   req.master = masters.empty() ? "admin" : masters[0];
-  req.request_id = request_ids.empty() ? "" : request_ids[0];
-  if (!request_ids.empty() && !IsValidRequestId(req.request_id)) {
+  if (!request_ids.empty()) req.request_id = request_ids[0];
+  if (req.request_id && !IsValidRequestId(*req.request_id)) {
     return Usage("issue", "--request-id must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}");
   }
   req.reopen = reopen;

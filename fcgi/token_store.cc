@@ -101,15 +101,15 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   token.info.issued = clock_.Now();
   token.info.expires = token.info.issued + req.ttl;
   for (const auto& s : req.scopes) token.info.scopes.push_back(s.str());
-  if (req.request_id.empty()) {
+  if (!req.request_id) {
     auto name = GenerateUsername(random_);
     if (!name) return name.error();
     token.info.username = name.value();
   } else {
-    if (!IsValidRequestId(req.request_id)) {
+    if (!IsValidRequestId(*req.request_id)) {
       return Error{ErrorCode::kBadRequest, "invalid request_id: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"};
     }
-    token.info.username = TokenNameFor(req.master, req.request_id);
+    token.info.username = TokenNameFor(req.master, *req.request_id);
   }
   auto password = GeneratePassword(random_);
   if (!password) return password.error();
@@ -137,7 +137,7 @@ Result<IssuedToken> TokenStore::Issue(const IssueRequest& req) {
   int name_fd = ::open(name_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, kFileMode);
   if (name_fd < 0) {
     if (errno != EEXIST) return ErrnoError("create", name_file, errno);
-    if (req.request_id.empty()) return name_taken;
+    if (!req.request_id) return name_taken;
     return Reissue(std::move(token), line, req);
   }
   ::close(name_fd);
@@ -321,7 +321,7 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
 }
 
 Result<IssuedToken> TokenStore::Reissue(IssuedToken token, const PasswordLine& line, const IssueRequest& req) {
-  const Error used{ErrorCode::kConflict, "request_id " + req.request_id +
+  const Error used{ErrorCode::kConflict, "request_id " + req.request_id.value_or("") +
                                              " was used already (its token was revoked or has expired, or was "
                                              "issued for other scopes): a retry must send the same scopes"};
   const std::string& username = token.info.username;

@@ -48,7 +48,7 @@ namespace artifact {
 struct IssueRequest {
   std::vector<Scope> scopes;
   int64_t ttl = 0;           // seconds, > 0
-  std::string request_id;    // the idempotency key; empty: a generated name
+  std::optional<std::string> request_id;  // the idempotency key; none: a generated name
   int64_t max_ttl = 0;       // a retry's expiry is capped at the first issue + this (0: no cap)
   std::string master;        // the issuing master
   bool reopen = false;       // allow a published scope (checked by the caller, builds.h)

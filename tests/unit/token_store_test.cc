@@ -131,6 +131,9 @@ TEST_CASE_METHOD(StoreFixture, "a request_id names the token, per master", "[sto
   CHECK(store.Issue(other).error().code == ErrorCode::kBadRequest);
   other.request_id = std::string(129, 'a');
   CHECK(store.Issue(other).error().code == ErrorCode::kBadRequest);
+  // An empty id is a bad id, not "no id" (a generated name).
+  other.request_id = "";
+  CHECK(store.Issue(other).error().code == ErrorCode::kBadRequest);
   CHECK(TokenFiles().size() == 4);
 }
 
