@@ -110,20 +110,26 @@ bool TakeFlag(std::vector<std::string>& rest, const std::string& name) {
 // own group, which reads the masters file). So the files they write are the
 // service's (nginx can read them), root does nothing on the volume the
 // service could not, and `check` judges access as the service would.
-bool DropToStoreOwner(const std::string& cmd, const std::string& tokens_dir) {
-  if (::geteuid() != 0) return true;
-  struct stat st{};
-  if (::stat(tokens_dir.c_str(), &st) != 0 || st.st_uid == 0) return true;
-  std::vector<gid_t> groups{st.st_gid};
-  if (const struct passwd* pw = ::getpwuid(st.st_uid); pw != nullptr && pw->pw_gid != st.st_gid) {
+// `owner` is tokens_dir's stat; false (said on stderr) when a switch failed.
+bool BecomeOwnerOf(const std::string& cmd, const std::string& tokens_dir, const struct stat& owner) {
+  std::vector<gid_t> groups{owner.st_gid};
+  if (const struct passwd* pw = ::getpwuid(owner.st_uid); pw != nullptr && pw->pw_gid != owner.st_gid) {
     groups.push_back(pw->pw_gid);
   }
-  if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0) {
+  if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(owner.st_gid) != 0 ||
+      ::setuid(owner.st_uid) != 0) {
     std::cerr << "artifact-token " << cmd << ": cannot switch to the owner of " << tokens_dir << ": "
               << std::strerror(errno) << "\n";
     return false;
   }
   return true;
+}
+
+bool DropToStoreOwner(const std::string& cmd, const std::string& tokens_dir) {
+  if (::geteuid() != 0) return true;
+  struct stat st{};
+  if (::stat(tokens_dir.c_str(), &st) != 0 || st.st_uid == 0) return true;
+  return BecomeOwnerOf(cmd, tokens_dir, st);
 }
 
 // The shared environment of the admin commands: same files, no HTTP.
@@ -496,12 +502,26 @@ int RunCheck(const std::vector<std::string>& args) {
   if (!loaded.rest.empty()) return Usage("check", "unexpected argument " + loaded.rest.front());
   const Config& c = loaded.config;
   std::vector<std::string> problems;
-  if (struct stat owner{}; ::geteuid() == 0 && ::stat(c.tokens_dir.c_str(), &owner) == 0) {
-    if (owner.st_uid == 0) {
+  // Run as root, access is judged as the owner of tokens_dir with the
+  // service's groups (DropToStoreOwner), or not at all: root passes every
+  // access() test. An owner this host does not know is a restore from
+  // another host that kept its uids.
+  bool judge_access = true;
+  if (struct stat owner{}; ::geteuid() == 0) {
+    const char* skipped = " (the access checks wait for this)";
+    if (::stat(c.tokens_dir.c_str(), &owner) != 0) {
+      judge_access = false;  // the stat below names the problem
+    } else if (owner.st_uid == 0) {
       problems.push_back("tokens_dir " + c.tokens_dir +
                          " belongs to root: the service runs as its own user (the package's is artifact-token); "
-                         "chown both volumes to it");
-    } else if (!DropToStoreOwner("check", c.tokens_dir)) {
+                         "chown the two volumes to it" + skipped);
+      judge_access = false;
+    } else if (::getpwuid(owner.st_uid) == nullptr) {
+      problems.push_back("tokens_dir " + c.tokens_dir + " belongs to uid " + std::to_string(owner.st_uid) +
+                         ", no user of this host (restored from another host?): chown -R the two volumes to "
+                         "the service's user" + skipped);
+      judge_access = false;
+    } else if (!BecomeOwnerOf("check", c.tokens_dir, owner)) {
       return 1;
     }
   }
@@ -518,7 +538,9 @@ int RunCheck(const std::vector<std::string>& args) {
     return true;
   };
   struct stat st{};
+  std::optional<struct stat> tokens_st;
   if (stat_of("tokens_dir", c.tokens_dir, &st)) {
+    tokens_st = st;
     if (!S_ISDIR(st.st_mode)) problems.push_back("tokens_dir " + c.tokens_dir + " is not a directory");
     if ((st.st_mode & 0007) != 0) {
       problems.push_back("tokens_dir " + c.tokens_dir + " is accessible to others (mode " +
@@ -529,14 +551,14 @@ int RunCheck(const std::vector<std::string>& args) {
                          }() + "): chmod o-rwx it, tokens are secrets");
     }
     if (st.st_uid != me && me != 0) problems.push_back("tokens_dir " + c.tokens_dir + " is not owned by " + user);
-    if (::access(c.tokens_dir.c_str(), W_OK | X_OK) != 0) {
+    if (judge_access && ::access(c.tokens_dir.c_str(), W_OK | X_OK) != 0) {
       problems.push_back("tokens_dir " + c.tokens_dir + " is not writable by " + user);
     }
     // Every issue reserves its token's name here; a restore that kept
     // another host's owners leaves it unwritable (docs/operations.md).
     const std::string names = c.tokens_dir + "/.names";
-    if (::access(names.c_str(), F_OK) == 0 && ::access(names.c_str(), W_OK | X_OK) != 0) {
-      problems.push_back("tokens_dir " + names + " is not writable by " + user + ": no token can be issued");
+    if (judge_access && ::access(names.c_str(), F_OK) == 0 && ::access(names.c_str(), W_OK | X_OK) != 0) {
+      problems.push_back(names + " is not writable by " + user + ": no token can be issued");
     }
   }
   if (stat_of("artifacts_dir", c.artifacts_dir, &st)) {
@@ -544,9 +566,22 @@ int RunCheck(const std::vector<std::string>& args) {
     if ((st.st_mode & 0002) != 0) {
       problems.push_back("artifacts_dir " + c.artifacts_dir + " is writable by everyone: chmod o-w it");
     }
-    if (::access(c.artifacts_dir.c_str(), W_OK | X_OK) != 0) {
+    if (judge_access && ::access(c.artifacts_dir.c_str(), W_OK | X_OK) != 0) {
       problems.push_back("artifacts_dir " + c.artifacts_dir + " is not writable by " + user +
                          ": issuing creates the build directories in it");
+    }
+    // One user owns both volumes and nginx's workers reach both through one
+    // group (the package: artifact-token:www-data); the groups are not
+    // judged otherwise, as they are the service's own (DropToStoreOwner).
+    if (tokens_st && tokens_st->st_uid != st.st_uid) {
+      problems.push_back("tokens_dir and artifacts_dir belong to different users (uid " +
+                         std::to_string(tokens_st->st_uid) + " and " + std::to_string(st.st_uid) +
+                         "): the service's user owns both");
+    }
+    if (tokens_st && tokens_st->st_gid != st.st_gid) {
+      problems.push_back("tokens_dir and artifacts_dir have different groups (gid " +
+                         std::to_string(tokens_st->st_gid) + " and " + std::to_string(st.st_gid) +
+                         "): both need the group of nginx's workers");
     }
   }
   if (stat_of("masters_file", c.masters_file, &st)) {

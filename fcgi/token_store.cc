@@ -321,7 +321,7 @@ Result<TokenInfo> TokenStore::Renew(const std::string& username, int64_t expires
 }
 
 Result<IssuedToken> TokenStore::Reissue(IssuedToken token, const PasswordLine& line, const IssueRequest& req) {
-  const Error used{ErrorCode::kConflict, "request_id " + req.request_id.value_or("") +
+  const Error used{ErrorCode::kConflict, "request_id " + *req.request_id +
                                              " was used already (its token was revoked or has expired, or was "
                                              "issued for other scopes): a retry must send the same scopes"};
   const std::string& username = token.info.username;

@@ -78,6 +78,13 @@ class NotTcp(unittest.TestCase):
         self.addCleanup(b.close)
         self.assertFalse(steps.ack_worker_promptly(pb_connection(a)))
 
+    def test_an_unexpected_error_is_swallowed_not_passed_to_the_command(self):
+        def broken():
+            raise TypeError('a transport of another kind')
+        transport = SimpleNamespace(getHandle=broken)
+        conn = SimpleNamespace(mind=SimpleNamespace(broker=SimpleNamespace(transport=transport)))
+        self.assertFalse(steps.ack_worker_promptly(conn))
+
     def test_a_closed_socket_changes_nothing(self):
         sock = socket.socket()
         sock.close()

@@ -3,6 +3,7 @@
 #include <Poco/JSON/Parser.h>
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -137,7 +138,8 @@ TEST_CASE("check run as root judges access as the owner of the store", "[integra
   INFO(ok.out);
   REQUIRE(ok.exit_code == 0);
 
-  const uid_t stranger = 54321;  // a uid of the old host, not of this one
+  const uid_t stranger = 54321;  // a uid of the old host, no user of this one
+  REQUIRE(::getpwuid(stranger) == nullptr);
   const std::string names = s.tokens_dir() + "/.names";
   std::filesystem::create_directories(names);
   REQUIRE(::chown(names.c_str(), stranger, stranger) == 0);
@@ -145,7 +147,7 @@ TEST_CASE("check run as root judges access as the owner of the store", "[integra
   auto restored = s.Cli("check");
   INFO(restored.out);
   CHECK(restored.exit_code == 1);
-  CHECK(restored.out.find("problem: tokens_dir " + names + " is not writable by") != std::string::npos);
+  CHECK(restored.out.find("problem: " + names + " is not writable by") != std::string::npos);
   REQUIRE(::chown(names.c_str(), owner.st_uid, owner.st_gid) == 0);
 
   REQUIRE(::chown(s.artifacts_dir().c_str(), stranger, stranger) == 0);
@@ -154,6 +156,19 @@ TEST_CASE("check run as root judges access as the owner of the store", "[integra
   CHECK(artifacts.exit_code == 1);
   CHECK(artifacts.out.find("problem: artifacts_dir " + s.artifacts_dir() + " is not writable by") !=
         std::string::npos);
+  CHECK(artifacts.out.find("problem: tokens_dir and artifacts_dir belong to different users") != std::string::npos);
+  CHECK(artifacts.out.find("problem: tokens_dir and artifacts_dir have different groups") != std::string::npos);
+
+  // The whole volume restored with the old host's uid: judged as that uid,
+  // everything would look fine; the owner is what is wrong.
+  REQUIRE(::chown(s.tokens_dir().c_str(), stranger, owner.st_gid) == 0);
+  REQUIRE(::chown(s.artifacts_dir().c_str(), stranger, owner.st_gid) == 0);
+  auto foreign = s.Cli("check");
+  INFO(foreign.out);
+  CHECK(foreign.exit_code == 1);
+  CHECK(foreign.out.find("problem: tokens_dir " + s.tokens_dir() + " belongs to uid 54321, no user of this host") !=
+        std::string::npos);
+  REQUIRE(::chown(s.tokens_dir().c_str(), owner.st_uid, owner.st_gid) == 0);
   REQUIRE(::chown(s.artifacts_dir().c_str(), owner.st_uid, owner.st_gid) == 0);
 
   REQUIRE(::chown(s.tokens_dir().c_str(), 0, 0) == 0);
