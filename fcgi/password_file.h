@@ -21,7 +21,8 @@ namespace artifact {
 // Token usernames: same alphabet as a scope segment, at most 64 characters.
 bool IsValidUsername(const std::string& s);
 
-// 32 random bytes, base64url without padding (43 characters).
+// 32 random bytes, base64url without padding (43 characters), never
+// starting with '-' (a draw that would is discarded).
 Result<std::string> GeneratePassword(RandomSource& random);
 
 // A fresh username "t" + 20 hex digits (80 random bits).

@@ -36,6 +36,38 @@ TEST_CASE("passwords are 32 random bytes in base64url, usernames 80 bits", "[pas
   CHECK_FALSE(artifact::SshaHash("x", broken));
 }
 
+namespace {
+// Gives `dashes` fills that would encode to a leading '-' (0xF8: sextet 62),
+// then counting bytes.
+class DashFirstRandom : public artifact::RandomSource {
+ public:
+  explicit DashFirstRandom(int dashes) : dashes_(dashes) {}
+  bool Fill(unsigned char* out, size_t n) override {
+    if (dashes_ > 0) {
+      --dashes_;
+      for (size_t i = 0; i < n; ++i) out[i] = 0xF8;
+      return true;
+    }
+    return counting_.Fill(out, n);
+  }
+
+ private:
+  int dashes_;
+  CountingRandom counting_;
+};
+}  // namespace
+
+TEST_CASE("a password never starts with '-': it would read as an option", "[password]") {
+  DashFirstRandom once(1);
+  auto p = artifact::GeneratePassword(once);
+  REQUIRE(p);
+  CountingRandom counting;
+  CHECK(p.value() == artifact::GeneratePassword(counting).value());  // the second draw
+  CHECK(p->front() != '-');
+  DashFirstRandom always(1000);
+  CHECK_FALSE(artifact::GeneratePassword(always));
+}
+
 TEST_CASE("a request_id's token name is the master's alone", "[password]") {
   // The same vector is in tests/buildbot/test_naming.py: the buildbot step
   // journals this name before it asks.
