@@ -570,18 +570,21 @@ int RunCheck(const std::vector<std::string>& args) {
       problems.push_back("artifacts_dir " + c.artifacts_dir + " is not writable by " + user +
                          ": issuing creates the build directories in it");
     }
-    // One user owns both volumes and nginx's workers reach both through one
-    // group (the package: artifact-token:www-data); the groups are not
-    // judged otherwise, as they are the service's own (DropToStoreOwner).
+    // Usually one user owns both volumes and nginx's workers reach both
+    // through one group (the package: artifact-token:www-data). Another
+    // layout can work (access is judged above), so it is a warning, not a
+    // problem that would keep the service from starting; it names what a
+    // restore with another host's owners leaves behind.
+    auto warn = [](const std::string& text) {
+      std::cerr << ErrorPrefix(Priority::kWarning) << "warning: " << text << "\n";
+    };
     if (tokens_st && tokens_st->st_uid != st.st_uid) {
-      problems.push_back("tokens_dir and artifacts_dir belong to different users (uid " +
-                         std::to_string(tokens_st->st_uid) + " and " + std::to_string(st.st_uid) +
-                         "): the service's user owns both");
+      warn("tokens_dir and artifacts_dir belong to different users (uid " + std::to_string(tokens_st->st_uid) +
+           " and " + std::to_string(st.st_uid) + "): the service's user usually owns both");
     }
     if (tokens_st && tokens_st->st_gid != st.st_gid) {
-      problems.push_back("tokens_dir and artifacts_dir have different groups (gid " +
-                         std::to_string(tokens_st->st_gid) + " and " + std::to_string(st.st_gid) +
-                         "): both need the group of nginx's workers");
+      warn("tokens_dir and artifacts_dir have different groups (gid " + std::to_string(tokens_st->st_gid) +
+           " and " + std::to_string(st.st_gid) + "): nginx's workers usually reach both through one");
     }
   }
   if (stat_of("masters_file", c.masters_file, &st)) {
