@@ -502,6 +502,9 @@ int RunCheck(const std::vector<std::string>& args) {
   if (!loaded.rest.empty()) return Usage("check", "unexpected argument " + loaded.rest.front());
   const Config& c = loaded.config;
   std::vector<std::string> problems;
+  auto warn = [](const std::string& text) {
+    std::cerr << ErrorPrefix(Priority::kWarning) << "warning: " << text << "\n";
+  };
   // Run as root, access is judged as the owner of tokens_dir with the
   // service's groups (DropToStoreOwner), or not at all: root passes every
   // access() test. An owner this host does not know is a restore from
@@ -575,9 +578,6 @@ int RunCheck(const std::vector<std::string>& args) {
     // layout can work (access is judged above), so it is a warning, not a
     // problem that would keep the service from starting; it names what a
     // restore with another host's owners leaves behind.
-    auto warn = [](const std::string& text) {
-      std::cerr << ErrorPrefix(Priority::kWarning) << "warning: " << text << "\n";
-    };
     if (tokens_st && tokens_st->st_uid != st.st_uid) {
       warn("tokens_dir and artifacts_dir belong to different users (uid " + std::to_string(tokens_st->st_uid) +
            " and " + std::to_string(st.st_uid) + "): the service's user usually owns both");
@@ -603,9 +603,8 @@ int RunCheck(const std::vector<std::string>& args) {
       // An empty file is a fresh install, not a fault: nobody can log in
       // (closed), and the service picks up a master as soon as one is added.
       if (parsed.entries.empty() && parsed.problems.empty()) {
-        std::cerr << ErrorPrefix(Priority::kWarning) << "warning: masters_file " << c.masters_file
-                  << " has no master yet, so no token can be issued: add one with htpasswd -B " << c.masters_file
-                  << " NAME\n";
+        warn("masters_file " + c.masters_file + " has no master yet, so no token can be issued: add one with " +
+             "htpasswd -B " + c.masters_file + " NAME");
       }
     }
   }

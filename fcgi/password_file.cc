@@ -66,15 +66,15 @@ Result<std::string> GeneratePassword(RandomSource& random) {
   // gives nothing else is broken.
   constexpr unsigned char kDashSextet = 62;  // base64 '+', base64url '-'
   std::array<unsigned char, kPasswordBytes> bytes{};
-  for (int attempt = 0; attempt < 16; ++attempt) {
+  for (int attempt = 0;; ++attempt) {
+    if (attempt == 16) {
+      OPENSSL_cleanse(bytes.data(), bytes.size());
+      return Error{ErrorCode::kUnavailable, "the random source gives no usable password"};
+    }
     if (!random.Fill(bytes.data(), bytes.size())) {
       return Error{ErrorCode::kUnavailable, "no randomness available"};
     }
     if ((bytes[0] >> 2) != kDashSextet) break;
-  }
-  if ((bytes[0] >> 2) == kDashSextet) {
-    OPENSSL_cleanse(bytes.data(), bytes.size());
-    return Error{ErrorCode::kUnavailable, "the random source gives no usable password"};
   }
   std::string b64 = Base64Encode(bytes.data(), bytes.size());
   OPENSSL_cleanse(bytes.data(), bytes.size());
