@@ -309,6 +309,66 @@ Response Api::BuildTree(const Request& req, const std::string& op) {
   return r;
 }
 
+Response Api::UploadTree(const Request& req) {
+  // nginx's internal location only, after auth_basic checked the token; it
+  // is checked again here. Whatever happens, the body is read to its end:
+  // nginx is still sending it.
+  struct Drain {
+    const ReadFunction& read;
+    ~Drain() {
+      char buf[65536];
+      while (read) {
+        auto n = read(buf, sizeof buf);
+        if (!n || n.value() == 0) break;
+      }
+    }
+  } drain{req.body_stream};
+  const std::string op = "upload_tree";
+  auto path = ParseBuildPath(req.tree_path, config_.scope_depth, /*build_root=*/true);
+  if (!path) return Fail(path.error(), op);
+  auto user = AuthenticateBuildToken(req, path->scope);
+  if (!user) return Fail(user.error(), op);
+  const std::string type = req.content_type.substr(0, req.content_type.find(';'));
+  if (type != "application/x-tar" || !req.body_stream) {
+    return Fail(Error{ErrorCode::kUnsupportedMediaType,
+                      "a POST into a build is a tree upload: a tar archive sent as application/x-tar"},
+                op);
+  }
+  TarReader archive(req.body_stream);
+  auto staged = StagedTree::Stage(config_.artifacts_dir, path->scope, path->entries, archive);
+  if (!staged) return Fail(staged.error(), op);
+  // As in BuildTree: under the lock, the files land before a revoke's freeze
+  // (and are sealed with the build) or find the build frozen or its token
+  // gone, and land nowhere.
+  Status done = Ok{};
+  {
+    auto lock = builds_.Lock(path->scope);
+    if (!lock) return Fail(lock.error(), op);
+    auto frozen = builds_.IsFrozen(path->scope);
+    if (!frozen) return Fail(frozen.error(), op);
+    if (frozen.value()) {
+      done = Error{ErrorCode::kConflict, "the build is sealed: nothing was written"};
+    } else if (::access(store_.ScopeFilePath(path->scope).c_str(), F_OK) != 0) {
+      done = Error{ErrorCode::kConflict, "the build's token was revoked meanwhile: nothing was written"};
+    } else {
+      done = staged->Commit(kBuildDirMode);
+    }
+  }
+  if (!done) return Fail(done.error(), op);
+  const UploadCount& count = staged->count();
+  LogLine(op, "-", user.value(), path->scope,
+          "201 path=" + req.tree_path + " files=" + std::to_string(count.files) + " bytes=" + std::to_string(count.bytes));
+  Poco::JSON::Object body;
+  body.set("files", count.files);
+  body.set("directories", count.directories);
+  body.set("bytes", count.bytes);
+  Response r;
+  r.status = 201;
+  r.headers.emplace_back("Content-Type", "application/json");
+  r.body = ToJson(body);
+  return r;
+}
+
 // The routes of /token. A path is matched against the patterns in table
 // order and the first pattern that matches decides: its routes are tried by
 // exact method, and a method none of them has is 405 with their methods as
@@ -333,6 +393,7 @@ const std::vector<Api::Route>& Api::Routes() {
       {"GET", "/token/tree/mkdirs", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkdirs"); }},
       {"DELETE", "/token/tree/delete", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "delete"); }},
       {"MKCOL", "/token/tree/mkcol", false, [](Api& a, Req r, Who, Arg) { return a.BuildTree(r, "mkcol"); }},
+      {"POST", "/token/tree/unpack", false, [](Api& a, Req r, Who, Arg) { return a.UploadTree(r); }},
       // The build browser: directory URLs of the tree, handed over by nginx
       // (its internal /token/browse/), and the public build records.
       {"GET", "/token/browse", false, [](Api& a, Req r, Who, Arg) { return a.Browse(r, ""); }},

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "event_log.h"
 #include "masters.h"
+#include "tar_reader.h"
 #include "token_store.h"
 
 namespace artifact {
@@ -37,6 +38,9 @@ struct Request {
   // ARTIFACT_TREE_PATH: the artifact URI of a /token/tree/ request (nginx's
   // internal directory operations; see Api::BuildTree).
   std::string tree_path;
+  // The tree upload's body (POST /token/tree/unpack), read as a stream by
+  // its route instead of into `body`; unset for every other request.
+  ReadFunction body_stream;
 };
 
 struct Response {
@@ -101,6 +105,9 @@ class Api {
   // of RenderBuilder shows (and those whose order needs their record).
   std::vector<BuildRow> BuilderRows(const std::string& builder, const std::vector<DirEntry>& entries, size_t page);
   Response BuildTree(const Request& req, const std::string& op);
+  // The tree upload (build_tree.h StagedTree): a tar archive unpacked into
+  // the directory of the build that req.tree_path names.
+  Response UploadTree(const Request& req);
   Result<Master> Authenticate(const Request& req);
   // The username of the live token of `scope` that the request's basic
   // credentials name (401 otherwise).

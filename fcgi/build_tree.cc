@@ -5,7 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include <cerrno>
+#include <map>
+#include <set>
+
+#include "seal.h"
 
 #include "posix_file.h"
 #include "scope.h"
@@ -99,12 +105,12 @@ bool IsValidEntry(const std::string& name) {
   return true;
 }
 
-Result<BuildPath> ParseBuildPath(const std::string& uri, int depth) {
+Result<BuildPath> ParseBuildPath(const std::string& uri, int depth, bool build_root) {
   if (uri.empty() || uri[0] != '/') return Error{ErrorCode::kBadRequest, "not an absolute path"};
   std::string rest = uri.substr(1);
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
   const std::vector<std::string> parts = SplitFields(rest, '/');
-  if (parts.size() <= static_cast<size_t>(depth)) {
+  if (parts.size() < static_cast<size_t>(depth) || (parts.size() == static_cast<size_t>(depth) && !build_root)) {
     return Error{ErrorCode::kBadRequest, "not below a build directory"};
   }
   std::string scope_text;
@@ -225,6 +231,199 @@ Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope
   if (!still_live()) return kRevoked;
   if (::unlinkat(parent.get(), name.c_str(), AT_REMOVEDIR) != 0) return ErrnoError("rmdir", path, errno);
   if (::fsync(parent.get()) != 0) return ErrnoError("fsync", path, errno);
+  return Ok{};
+}
+
+Result<std::vector<std::string>> ParseArchivePath(const std::string& path) {
+  std::string rest = path;
+  while (rest.rfind("./", 0) == 0) rest.erase(0, 2);
+  if (rest == ".") rest.clear();
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  std::vector<std::string> entries;
+  if (rest.empty()) return entries;
+  for (const auto& name : SplitFields(rest, '/')) {
+    if (!IsValidEntry(name)) {
+      return Error{ErrorCode::kBadRequest,
+                   "name not allowed in the archive: " + path + " (names below a build match " + kEntryRegex + ")"};
+    }
+    entries.push_back(name);
+  }
+  return entries;
+}
+
+namespace {
+
+std::string Joined(const std::vector<std::string>& entries) {
+  std::string out;
+  for (const auto& e : entries) out += (out.empty() ? "" : "/") + e;
+  return out;
+}
+
+std::string RandomHex(size_t bytes) {
+  std::vector<unsigned char> raw(bytes);
+  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) return "";
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+// Writes the current entry of `archive` into the new file `name` of `dir`.
+Status WriteEntry(int dir, const std::string& name, TarReader& archive, int64_t* bytes) {
+  int fd = ::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoError("create", "a staged upload", errno);
+  Fd file(fd);
+  // The mode nginx gives an upload (dav_access user:rw group:rw all:r),
+  // whatever the umask.
+  if (::fchmod(fd, 0664) != 0) return ErrnoError("chmod", "a staged upload", errno);
+  char buf[65536];
+  while (true) {
+    auto n = archive.ReadData(buf, sizeof buf);
+    if (!n) return n.error();
+    if (n.value() == 0) return Ok{};
+    for (size_t done = 0; done < n.value();) {
+      const ssize_t w = ::write(fd, buf + done, n.value() - done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError("write", "a staged upload", errno);
+      }
+      done += static_cast<size_t>(w);
+    }
+    *bytes += static_cast<int64_t>(n.value());
+  }
+}
+
+}  // namespace
+
+StagedTree::StagedTree(StagedTree&& other) noexcept
+    : artifacts_dir_(std::move(other.artifacts_dir_)),
+      scope_(std::move(other.scope_)),
+      builder_(std::move(other.builder_)),
+      staging_name_(std::move(other.staging_name_)),
+      staging_(std::move(other.staging_)),
+      dirs_(std::move(other.dirs_)),
+      files_(std::move(other.files_)),
+      count_(other.count_) {
+  other.staging_name_.clear();
+}
+
+StagedTree::~StagedTree() {
+  if (staging_name_.empty() || builder_.get() < 0) return;
+  if (staging_.get() >= 0) RemoveContents(staging_.get(), staging_name_, [] { return true; });
+  ::unlinkat(builder_.get(), staging_name_.c_str(), AT_REMOVEDIR);
+}
+
+Result<StagedTree> StagedTree::Stage(const std::string& artifacts_dir, const std::string& scope,
+                                     const std::vector<std::string>& target, TarReader& archive) {
+  const std::vector<std::string> parts = SplitFields(scope, '/');
+  const std::string build = parts.back();
+  std::string builder_path = scope.substr(0, scope.size() - build.size() - 1);
+  StagedTree tree;
+  tree.artifacts_dir_ = artifacts_dir;
+  tree.scope_ = scope;
+  std::string shown;
+  auto builder = OpenBuild(artifacts_dir, builder_path, &shown);
+  if (!builder) return builder.error();
+  tree.builder_ = std::move(builder.value());
+  const std::string random = RandomHex(8);
+  if (random.empty()) return Error{ErrorCode::kInternal, "no random bytes for a staging directory"};
+  const std::string name = "." + build + ".upload-" + random;
+  if (::mkdirat(tree.builder_.get(), name.c_str(), 0700) != 0) return ErrnoError("mkdir", "the staging directory", errno);
+  tree.staging_name_ = name;
+  auto staging = OpenDirAt(tree.builder_.get(), name, "the staging directory");
+  if (!staging) return staging.error();
+  tree.staging_ = std::move(staging.value());
+
+  // Which paths the archive makes directories and which files: one path
+  // cannot be both (the commit would stop half-way on it).
+  std::set<std::string> dir_paths;
+  std::map<std::string, size_t> file_index;  // path -> index in files_
+  auto add_dir = [&tree, &dir_paths](const std::vector<std::string>& entries) {
+    for (size_t n = 1; n <= entries.size(); ++n) {
+      std::vector<std::string> prefix(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(n));
+      if (dir_paths.insert(Joined(prefix)).second) tree.dirs_.push_back(std::move(prefix));
+    }
+  };
+  add_dir(target);
+  int64_t entries_seen = 0;
+  while (true) {
+    auto next = archive.Next();
+    if (!next) return next.error();
+    if (!next.value()) break;
+    const TarEntry& entry = *next.value();
+    if (++entries_seen > kMaxEntries) {
+      return Error{ErrorCode::kBadRequest, "more than " + std::to_string(kMaxEntries) + " entries in one archive"};
+    }
+    auto below = ParseArchivePath(entry.path);
+    if (!below) return below.error();
+    std::vector<std::string> entries = target;
+    entries.insert(entries.end(), below->begin(), below->end());
+    if (entries.size() > kMaxEntriesBelowBuild) {
+      return Error{ErrorCode::kBadRequest, entry.path + ": at most " + std::to_string(kMaxEntriesBelowBuild) +
+                                               " names deep below a build directory"};
+    }
+    if (!entries.empty() && entries.front() == kManifestName) {
+      return Error{ErrorCode::kForbidden, std::string(kManifestName) +
+                                              " at the build's root is written by the server when the build is "
+                                              "sealed: a token cannot create or replace it"};
+    }
+    if (entry.directory) {
+      if (!below->empty()) ++tree.count_.directories;
+      add_dir(entries);
+      continue;
+    }
+    if (below->empty()) return Error{ErrorCode::kBadRequest, "a file in the archive has no name"};
+    add_dir(std::vector<std::string>(entries.begin(), entries.end() - 1));
+    const std::string staged = std::to_string(tree.files_.size());
+    if (auto st = WriteEntry(tree.staging_.get(), staged, archive, &tree.count_.bytes); !st) return st.error();
+    const std::string key = Joined(entries);
+    if (auto it = file_index.find(key); it != file_index.end()) {
+      tree.files_[it->second].staged = staged;  // a later entry of a name wins, as tar extracts
+      tree.files_.push_back(File{{}, ""});      // keeps the staged names unique
+      continue;
+    }
+    file_index[key] = tree.files_.size();
+    tree.files_.push_back(File{entries, staged});
+    ++tree.count_.files;
+  }
+  for (const auto& [path, index] : file_index) {
+    if (dir_paths.count(path) > 0) {
+      return Error{ErrorCode::kBadRequest, "the archive has " + path + " both as a file and as a directory"};
+    }
+  }
+  return tree;
+}
+
+Status StagedTree::Commit(mode_t dir_mode) {
+  std::string path;
+  auto root = OpenBuild(artifacts_dir_, scope_, &path);
+  if (!root) return root.error();
+  // Each directory of the tree opened once, without following a link, made
+  // when missing: parents come before their children in dirs_.
+  std::map<std::string, Fd> opened;
+  opened.emplace("", std::move(root.value()));
+  for (const auto& dir : dirs_) {
+    const std::string parent = Joined(std::vector<std::string>(dir.begin(), dir.end() - 1));
+    const std::string key = Joined(dir);
+    bool made = false;
+    auto fd = MakeDirAt(opened.at(parent).get(), path + (parent.empty() ? "" : "/" + parent), dir.back(), dir_mode, &made);
+    if (!fd) return fd.error();
+    opened.emplace(key, std::move(fd.value()));
+  }
+  for (const auto& file : files_) {
+    if (file.entries.empty()) continue;  // replaced by a later entry of its name
+    const std::string parent = Joined(std::vector<std::string>(file.entries.begin(), file.entries.end() - 1));
+    if (::renameat(staging_.get(), file.staged.c_str(), opened.at(parent).get(), file.entries.back().c_str()) != 0) {
+      const std::string shown = path + "/" + Joined(file.entries);
+      if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
+        return Error{ErrorCode::kConflict, shown + " is a directory: a file cannot replace it"};
+      }
+      return ErrnoError("rename", shown, errno);
+    }
+  }
   return Ok{};
 }
 

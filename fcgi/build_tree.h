@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "posix_file.h"
 #include "result.h"
+#include "tar_reader.h"
 
 namespace artifact {
 
@@ -39,10 +41,10 @@ struct BuildPath {
   std::vector<std::string> entries;  // e.g. {"logs", "build.log"}
 };
 
-// Parses "/<scope>/<entry>/.../<entry>[/]" for `depth`; at least one entry,
-// at most kMaxEntriesBelowBuild.
+// Parses "/<scope>/<entry>/.../<entry>[/]" for `depth`; at least one entry
+// (none with `build_root`: "/<scope>[/]" too), at most kMaxEntriesBelowBuild.
 // 400 for anything else (the scope grammar, an invalid or hidden entry, "..").
-Result<BuildPath> ParseBuildPath(const std::string& uri, int depth);
+Result<BuildPath> ParseBuildPath(const std::string& uri, int depth, bool build_root = false);
 
 // Both operations ask `still_live` before each change (each mkdir, unlink and
 // rmdir): when the build's token is revoked meanwhile, the build is being
@@ -71,5 +73,76 @@ Status MakeCollection(const std::string& artifacts_dir, const std::string& scope
 // directory. Stops at the first failure: what was deleted stays deleted.
 Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope,
                       const std::vector<std::string>& dir, const StillLive& still_live);
+
+// The tree upload: a tar archive POSTed to a directory URL of a build (the
+// build itself or one below it) is unpacked by the app in two steps, so that
+// a revoke racing it either freezes what it wrote or leaves nothing:
+//   Stage   reads the whole archive into a hidden directory beside the build
+//           (in its builder directory, `.<build>.upload-<random>`): outside
+//           the build, so a freeze meanwhile does not see it, and on the
+//           same filesystem, so a file moves into the build by rename. Slow
+//           (the bytes), and needs no lock.
+//   Commit  under the build's lock, with the build not frozen and its token
+//           live (the caller's checks, as for the other operations here):
+//           makes the missing directories like MakeBuildDirs and renames
+//           each file over its name, one rename per file. Quick: a freeze
+//           waits for it.
+// Each file appears at its URL complete, as with PUT. A failure in Commit
+// (a name that is a directory, a file where a directory should be) stops
+// there: the files renamed before it stay, like PUTs sent one by one.
+// Destruction removes the staging directory with what is left in it.
+struct UploadCount {
+  int64_t files = 0;
+  int64_t directories = 0;  // the archive's directory entries
+  int64_t bytes = 0;
+};
+
+// An archive's name for an entry as names below the target: a leading "./"
+// (tar -C dir .) and a trailing "/" dropped; every other name must be valid
+// (IsValidEntry). Empty for "." and "./" (the target itself). 400 otherwise:
+// an absolute name, "..", an empty or hidden name.
+Result<std::vector<std::string>> ParseArchivePath(const std::string& path);
+
+class StagedTree {
+ public:
+  // At most this many entries in one archive.
+  static constexpr int64_t kMaxEntries = 100000;
+
+  // Reads `archive` to its end into the staging directory of `scope`'s build
+  // below `artifacts_dir`. `target`: the names of the directory the archive
+  // is unpacked into (empty: the build itself). 400 for a malformed archive
+  // or a refused name (see ParseArchivePath; too deep; a path that is both
+  // a file and a directory), 403 for the seal's names at the build's root
+  // (kManifestName), 507 when the disk is full; nothing stays staged then.
+  static Result<StagedTree> Stage(const std::string& artifacts_dir, const std::string& scope,
+                                  const std::vector<std::string>& target, TarReader& archive);
+
+  // Moves the staged tree into the build (see above). Call once, holding the
+  // build's lock, after checking it is not frozen and its token is live.
+  Status Commit(mode_t dir_mode);
+
+  const UploadCount& count() const { return count_; }
+
+  StagedTree(StagedTree&& other) noexcept;
+  StagedTree& operator=(StagedTree&&) = delete;
+  StagedTree(const StagedTree&) = delete;
+  StagedTree& operator=(const StagedTree&) = delete;
+  ~StagedTree();
+
+ private:
+  StagedTree() = default;
+  struct File {
+    std::vector<std::string> entries;  // below the build
+    std::string staged;                // its name in the staging directory
+  };
+  std::string artifacts_dir_;
+  std::string scope_;
+  Fd builder_;   // the build's builder directory
+  std::string staging_name_;  // in builder_; empty once removed
+  Fd staging_;
+  std::vector<std::vector<std::string>> dirs_;  // below the build, parents before children
+  std::vector<File> files_;                     // in archive order: a later one of a name wins
+  UploadCount count_;
+};
 
 }  // namespace artifact

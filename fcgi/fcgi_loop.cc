@@ -48,6 +48,15 @@ Request ReadRequest(FCGX_Request& r) {
   req.scheme = Param(r, "REQUEST_SCHEME");
   if (req.scheme.empty()) req.scheme = Param(r, "HTTPS") == "on" ? "https" : "http";
 
+  // The tree upload reads its body as a stream, as it unpacks it.
+  if (req.path == "/token/tree/unpack") {
+    req.body_stream = [&r](char* buf, size_t n) -> Result<size_t> {
+      const int got = FCGX_GetStr(buf, static_cast<int>(std::min<size_t>(n, 1 << 20)), r.in);
+      if (got < 0 || FCGX_GetError(r.in) != 0) return Error{ErrorCode::kBadRequest, "the request body was cut off"};
+      return static_cast<size_t>(got);
+    };
+    return req;
+  }
   // Read at most kMaxBodyBytes + 1: enough to know the body is too large
   // without ever holding a large one in memory.
   char buf[8192];

@@ -78,6 +78,8 @@ std::string NginxMapSnippet(int depth, const std::string& tokens_dir, const std:
   }
   // \\z, not $: PCRE's $ also matches before a final newline ("f%0a").
   const std::string file_re = scope.str() + "(?:/" + kEntryRegex + ")+/?\\z";
+  // The build itself too: a tree upload's target may be the build's root.
+  const std::string build_re = scope.str() + "(?:/" + kEntryRegex + ")*/?\\z";
   // The same language, split before the last entry: what is left is the
   // directory the write happens in (PUT's file, MKCOL's new directory and
   // DELETE's file are all entries of it).
@@ -94,6 +96,13 @@ std::string NginxMapSnippet(int depth, const std::string& tokens_dir, const std:
       << "map $uri $artifact_scope_file {\n"
       << "    default \"/dev/null/no-scope\";\n"
       << "    \"~" << file_re << "\" \"" << tokens_dir << "/$artifact_scope.htpasswd\";\n"
+      << "}\n"
+      << "\n"
+      << "# $artifact_build_file: the same file for a tree upload (a POST), whose\n"
+      << "# URI may also be the build directory itself.\n"
+      << "map $uri $artifact_build_file {\n"
+      << "    default \"/dev/null/no-scope\";\n"
+      << "    \"~" << build_re << "\" \"" << tokens_dir << "/$artifact_scope.htpasswd\";\n"
       << "}\n"
       << "\n"
       << "# $artifact_parent_dir: the directory in the artifact tree that a write\n"

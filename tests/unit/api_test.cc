@@ -4,11 +4,15 @@
 #include <catch2/catch.hpp>
 #include <crypt.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "api.h"
+#include "unit/hooked_disk.h"
+#include "unit/tar_builder.h"
 #include "unit/test_support.h"
 
 using artifact::Api;
@@ -299,4 +303,82 @@ TEST_CASE_METHOD(ApiFixture, "healthz fails when the artifacts tree cannot take 
   CHECK(issue.status == 503);
   CHECK(Json(issue)->getValue<std::string>("message").find("artifacts volume") != std::string::npos);
   CHECK(log.str().find("outcome=503") != std::string::npos);
+}
+
+namespace {
+
+// The Api over a disk whose build lock can be raced (hooked_disk.h).
+struct UploadFixture : ApiFixture {
+  HookedDisk disk;
+  UploadFixture() {
+    builds = std::make_unique<artifact::Builds>(config.artifacts_dir, clock, disk);
+    api = std::make_unique<Api>(config, *store, *builds, *masters, clock, event_log);
+  }
+  Response Upload(const std::string& tree_path, const std::string& archive, const std::string& auth,
+                  const std::string& type = "application/x-tar") {
+    Request r;
+    r.method = "POST";
+    r.path = "/token/tree/unpack";
+    r.tree_path = tree_path;
+    r.authorization = auth;
+    r.content_type = type;
+    auto pos = std::make_shared<size_t>(0);
+    r.body_stream = [archive, pos](char* buf, size_t n) -> artifact::Result<size_t> {
+      const size_t step = std::min(n, archive.size() - *pos);
+      std::memcpy(buf, archive.data() + *pos, step);
+      *pos += step;
+      return step;
+    };
+    Response resp = api->Handle(r);
+    body_left = archive.size() - *pos;
+    return resp;
+  }
+  size_t body_left = 0;
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(UploadFixture, "a tree upload checks the token itself and reads its whole body", "[api][upload]") {
+  Response issued = Call("POST", "/token", R"({"scope": "dpkg/p/b/1"})");
+  REQUIRE(issued.status == 201);
+  const std::string user = Json(issued)->getValue<std::string>("username");
+  const std::string auth = Basic(user, Json(issued)->getValue<std::string>("password"));
+  const std::string archive = TarFile("./a/x.txt", "x") + TarEnd() + std::string(8192, '\0');
+  Response ok = Upload("/dpkg/p/b/1/", archive, auth);
+  REQUIRE(ok.status == 201);
+  CHECK(ok.body == R"({"bytes":1,"directories":0,"files":1})");
+  CHECK(body_left == 0);  // tar's padding after the end too
+  CHECK(std::filesystem::exists(config.artifacts_dir + "/dpkg/p/b/1/a/x.txt"));
+  // Refusals read the body to its end too: nginx is still sending it.
+  CHECK(Upload("/dpkg/p/b/1/", archive, Basic(user, "wrong")).status == 401);
+  CHECK(body_left == 0);
+  CHECK(Upload("/dpkg/p/b/1/", archive, auth, "application/octet-stream").status == 415);
+  CHECK(body_left == 0);
+  CHECK(Upload("/dpkg/p/b/1/", TarFile("../x", "x") + TarEnd(), auth).status == 400);
+  CHECK(Upload("/dpkg/p/b/2/", archive, auth).status == 401);  // another build's
+  CHECK(Upload("/dpkg/p/b/1/.git/", archive, auth).status == 400);
+}
+
+TEST_CASE_METHOD(UploadFixture, "a revoke between staging and commit: the upload lands nowhere", "[api][upload][race]") {
+  Response issued = Call("POST", "/token", R"({"scope": "dpkg/p/b/1"})");
+  REQUIRE(issued.status == 201);
+  const std::string user = Json(issued)->getValue<std::string>("username");
+  const std::string auth = Basic(user, Json(issued)->getValue<std::string>("password"));
+  // The upload has staged its files and is about to take the build's lock:
+  // the revoke runs right there (token removed, build frozen).
+  disk.CompeteAt("lock", "/dpkg/p/b/.1.lock", "/dpkg/p/b/.1.lock", [&] {
+    REQUIRE(store->Revoke(user));
+    auto lock = builds->Lock("dpkg/p/b/1");
+    REQUIRE(lock);
+    REQUIRE(builds->Freeze("dpkg/p/b/1", "ticket"));
+  });
+  Response late = Upload("/dpkg/p/b/1/", TarFile("late.txt", "x") + TarEnd(), auth);
+  disk.Join();
+  REQUIRE(disk.competed());
+  CHECK(late.status == 409);
+  CHECK_FALSE(std::filesystem::exists(config.artifacts_dir + "/dpkg/p/b/1/late.txt"));
+  // Nothing staged is left beside the build either.
+  for (const auto& e : std::filesystem::directory_iterator(config.artifacts_dir + "/dpkg/p/b")) {
+    CHECK(e.path().filename().string().find(".upload-") == std::string::npos);
+  }
 }

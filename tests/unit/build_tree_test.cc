@@ -4,8 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+
+#include "unit/tar_builder.h"
 
 using artifact::BuildPath;
 using artifact::ErrorCode;
@@ -159,4 +163,164 @@ TEST_CASE("a revoke during a directory operation stops it where it is", "[build_
   REQUIRE_FALSE(made);
   CHECK(made.error().code == ErrorCode::kConflict);
   CHECK_FALSE(fs::exists(t.build + "/new"));
+}
+
+namespace {
+
+using artifact::StagedTree;
+using artifact::TarReader;
+using namespace artifact::testing;
+
+artifact::ReadFunction Bytes(const std::string& bytes) {
+  auto pos = std::make_shared<size_t>(0);
+  return [bytes, pos](char* buf, size_t n) -> artifact::Result<size_t> {
+    const size_t step = std::min(n, bytes.size() - *pos);
+    std::memcpy(buf, bytes.data() + *pos, step);
+    *pos += step;
+    return step;
+  };
+}
+
+artifact::Result<StagedTree> Stage(const Tree& t, const std::string& archive,
+                                   const std::vector<std::string>& target = {}) {
+  TarReader reader(Bytes(archive));
+  return StagedTree::Stage(t.root, "a/b/c/d", target, reader);
+}
+
+// The hidden names beside the build (its builder directory a/b/c).
+std::vector<std::string> Beside(const Tree& t) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(t.root + "/a/b/c")) {
+    if (e.path().filename().string()[0] == '.') names.push_back(e.path().filename().string());
+  }
+  return names;
+}
+
+std::string Content(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST_CASE("ParseArchivePath takes tar's names below the target, nothing else", "[build_tree][upload]") {
+  using artifact::ParseArchivePath;
+  CHECK(ParseArchivePath("./a/b.txt").value() == std::vector<std::string>{"a", "b.txt"});
+  CHECK(ParseArchivePath("a/b/").value() == std::vector<std::string>{"a", "b"});
+  CHECK(ParseArchivePath("./").value().empty());
+  CHECK(ParseArchivePath(".").value().empty());
+  for (const char* bad : {"/etc/passwd", "../x", "a/../../x", "a//b", "./.git/config", "a/./b", "a b", "-x", "a\\b",
+                          "x/\n"}) {
+    INFO(bad);
+    auto r = ParseArchivePath(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ErrorCode::kBadRequest);
+  }
+}
+
+TEST_CASE("a staged tree lands in the build only at its commit, and leaves nothing beside it", "[build_tree][upload]") {
+  Tree t;
+  const std::string archive = TarDir("./") + TarDir("./empty/") + TarFile("./logs/build.log", "log") +
+                              TarFile("./pkg.deb", "old") + TarFile("./pkg.deb", "new") + TarEnd();
+  {
+    auto staged = Stage(t, archive, {"out"});
+    REQUIRE(staged);
+    CHECK(staged->count().files == 2);
+    CHECK(staged->count().directories == 1);
+    CHECK(staged->count().bytes == 9);
+    CHECK_FALSE(fs::exists(t.build + "/out"));  // nothing in the build before the commit
+    CHECK(Beside(t).size() == 1);
+    REQUIRE(staged->Commit(0775));
+  }
+  CHECK(Content(t.build + "/out/logs/build.log") == "log");
+  CHECK(Content(t.build + "/out/pkg.deb") == "new");  // a later entry of a name wins, as tar extracts
+  CHECK(fs::is_directory(t.build + "/out/empty"));
+  struct stat st{};
+  REQUIRE(::stat((t.build + "/out/pkg.deb").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0664);  // as nginx's dav_access writes an upload
+  CHECK(Beside(t).empty());             // the staging directory is gone
+  // A second upload replaces files, keeps the others.
+  {
+    auto again = Stage(t, TarFile("pkg.deb", "newer") + TarEnd(), {"out"});
+    REQUIRE(again);
+    REQUIRE(again->Commit(0775));
+  }
+  CHECK(Content(t.build + "/out/pkg.deb") == "newer");
+  CHECK(Content(t.build + "/out/logs/build.log") == "log");
+  // Dropped without a commit (a revoke came first): nothing lands.
+  {
+    auto dropped = Stage(t, TarFile("late.txt", "x") + TarEnd());
+    REQUIRE(dropped);
+  }
+  CHECK_FALSE(fs::exists(t.build + "/late.txt"));
+  CHECK(Beside(t).empty());
+}
+
+TEST_CASE("a refused archive stages nothing and leaves nothing", "[build_tree][upload]") {
+  Tree t;
+  struct Case {
+    std::string archive;
+    ErrorCode code;
+    const char* words;
+  };
+  std::string deep;
+  for (size_t i = 0; i < artifact::kMaxEntriesBelowBuild; ++i) deep += "d/";
+  const std::vector<Case> cases = {
+      {TarFile("ok", "1") + TarFile("../escape", "x") + TarEnd(), ErrorCode::kBadRequest, "../escape"},
+      {TarFile("ok", "1") + TarFile("/etc/cron.d/x", "x") + TarEnd(), ErrorCode::kBadRequest, "/etc/cron.d/x"},
+      {TarFile(".hidden", "x") + TarEnd(), ErrorCode::kBadRequest, "not allowed"},
+      {TarFile("ok", "1") + TarHeader("link", 0, '2') + TarEnd(), ErrorCode::kBadRequest, "link is a symlink"},
+      {TarFile("SHA256SUMS", "forged") + TarEnd(), ErrorCode::kForbidden, "SHA256SUMS"},
+      {TarDir("SHA256SUMS/") + TarEnd(), ErrorCode::kForbidden, "SHA256SUMS"},
+      {TarFile("x", "1") + TarFile("x/y", "2") + TarEnd(), ErrorCode::kBadRequest, "both as a file and as a directory"},
+      {TarFile(deep + "f", "1") + TarEnd(), ErrorCode::kBadRequest, "names deep"},
+      {TarFile("./", "1") + TarEnd(), ErrorCode::kBadRequest, "no name"},
+      {TarFile("ok", "1") + TarHeader("cut", 100) + "short", ErrorCode::kBadRequest, "ends inside"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.words);
+    auto r = Stage(t, c.archive);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == c.code);
+    CHECK(r.error().message.find(c.words) != std::string::npos);
+    CHECK(Beside(t).empty());
+  }
+  CHECK(fs::is_empty(t.build));
+  // SHA256SUMS deeper in the build is the build's own.
+  auto deeper = Stage(t, TarFile("SHA256SUMS", "mine") + TarEnd(), {"sub"});
+  REQUIRE(deeper);
+  REQUIRE(deeper->Commit(0775));
+  CHECK(Content(t.build + "/sub/SHA256SUMS") == "mine");
+}
+
+TEST_CASE("a commit never follows a symlink and stops at a directory in a file's place", "[build_tree][upload]") {
+  Tree t;
+  fs::create_directory_symlink(t.outside, t.build + "/link");
+  const size_t outside = t.OutsideCount();
+  auto through = Stage(t, TarFile("link/victim", "owned") + TarEnd());
+  REQUIRE(through);
+  auto r = through->Commit(0775);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::kConflict);
+  auto target = Stage(t, TarFile("x", "owned") + TarEnd(), {"link", "sub"});
+  REQUIRE(target);
+  CHECK_FALSE(target->Commit(0775));
+  CHECK(t.OutsideCount() == outside);
+  CHECK(Content(t.outside + "/victim") == "precious");
+  // A symlink at a file's name is replaced, not followed.
+  fs::create_symlink(t.outside + "/victim", t.build + "/file-link");
+  auto over = Stage(t, TarFile("file-link", "mine") + TarEnd());
+  REQUIRE(over);
+  REQUIRE(over->Commit(0775));
+  CHECK(Content(t.outside + "/victim") == "precious");
+  CHECK_FALSE(fs::is_symlink(t.build + "/file-link"));
+  // A directory where the archive has a file: 409, naming it.
+  fs::create_directories(t.build + "/dir/inside");
+  auto onto = Stage(t, TarFile("dir", "x") + TarEnd());
+  REQUIRE(onto);
+  auto refused = onto->Commit(0775);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == ErrorCode::kConflict);
+  CHECK(refused.error().message.find("a/b/c/d/dir is a directory") != std::string::npos);
+  CHECK(Beside(t).empty() == false);  // still staged until dropped
 }

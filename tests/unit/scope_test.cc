@@ -56,9 +56,10 @@ TEST_CASE("the nginx map has one segment pattern per scope level", "[scope]") {
          pos = snippet.find(artifact::kSegmentRegex, pos + 1)) {
       ++count;
     }
-    // The file and directory maps, both patterns of the place map and the
-    // seal-name map have `depth` segments, the latest map one fewer.
-    CHECK(count == static_cast<size_t>(5 * depth + (depth >= 2 ? depth - 1 : 0)));
+    // The file, build-file and directory maps, both patterns of the place
+    // map and the seal-name map have `depth` segments, the latest map one
+    // fewer.
+    CHECK(count == static_cast<size_t>(6 * depth + (depth >= 2 ? depth - 1 : 0)));
     CHECK(snippet.find("\"/srv/tokens/$artifact_scope.htpasswd\"") != std::string::npos);
     CHECK(snippet.find("\"/srv/artifacts/$artifact_scope$artifact_parent\"") != std::string::npos);
   }
