@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "integration/server_fixture.h"
+#include "unit/tar_builder.h"
 
 using artifact::testing::HttpResponse;
 using artifact::testing::IssuedToken;
@@ -42,20 +43,23 @@ size_t BodiesInFlight(const Servers& s) {
   return n;
 }
 
-// A PUT whose body is sent in two parts: the headers and a first part now
-// (nginx checks the token and starts its temp file), the rest on Finish().
+// An upload whose body is sent in two parts: the headers and a first part
+// now (nginx checks the token and starts its temp file), the rest on
+// Finish(). A PUT of filler bytes, or `method` with `body` (and headers).
 class SlowPut {
  public:
-  SlowPut(const Servers& s, const std::string& target, const std::string& auth, size_t total, size_t first)
-      : total_(total) {
+  SlowPut(const Servers& s, const std::string& target, const std::string& auth, size_t total, size_t first,
+          const std::string& method = "PUT", std::string body = "", const std::string& headers = "")
+      : total_(body.empty() ? total : body.size()), body_(std::move(body)) {
+    if (body_.empty()) body_ = std::string(first, 'x') + std::string(total - first, 'y');
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(std::stoi(s.BaseUrl().substr(s.BaseUrl().rfind(':') + 1))));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    Send("PUT " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + auth +
-         "\r\nContent-Length: " + std::to_string(total) + "\r\nConnection: close\r\n\r\n" + std::string(first, 'x'));
+    Send(method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + auth + "\r\n" + headers +
+         "Content-Length: " + std::to_string(total_) + "\r\nConnection: close\r\n\r\n" + body_.substr(0, first));
     sent_ = first;
   }
   ~SlowPut() {
@@ -66,7 +70,7 @@ class SlowPut {
 
   // Sends the rest of the body; returns the response's status (0: none).
   int Finish() {
-    Send(std::string(total_ - sent_, 'y'));
+    Send(body_.substr(sent_));
     std::string in;
     char buf[4096];
     timeval tv{10, 0};
@@ -91,6 +95,7 @@ class SlowPut {
   }
   int fd_ = -1;
   size_t total_;
+  std::string body_;
   size_t sent_ = 0;
 };
 
@@ -99,6 +104,17 @@ class SlowPut {
 bool WaitForBodies(const Servers& s, size_t n) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (BodiesInFlight(s) < n) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// Waits (10 s at most) until nginx has removed every body's temp file: a
+// request's is removed when its connection is done with it.
+bool WaitForNoBodies(const Servers& s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (BodiesInFlight(s) > 0) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -138,6 +154,29 @@ TEST_CASE("uploads in flight across a revoke fail and leave nothing", "[integrat
   CHECK(s.Get(UrlOf(1) + "SHA256SUMS").body == manifest);
   CHECK(s.Get("/dpkg/sealed/amd64/latest/pkg.bin").status == 302);
   CHECK(BodiesInFlight(s) == 0);
+}
+
+TEST_CASE("a tree upload in flight across a revoke fails and leaves nothing", "[integration][sealed][upload]") {
+  using namespace artifact::testing;
+  Servers s;
+  IssuedToken t = s.Issue(Servers::ScopeBody(ScopeOf(3)));
+  const std::string auth = Servers::Basic(t.username, t.password);
+  REQUIRE(s.Put(UrlOf(3) + "pkg.bin", "original", t.username, t.password).status == 201);
+  const std::string archive = TarFile("./logs/late.log", std::string(150000, 'l')) +
+                              TarFile("./pkg.bin", "replaced") + TarEnd();
+  SlowPut tree(s, UrlOf(3), auth, 0, 100000, "POST", archive, "Content-Type: application/x-tar\r\n");
+  REQUIRE(WaitForBodies(s, 1));
+  REQUIRE(s.Revoke(t.username, "?result=success").status == 200);
+  const std::string manifest = s.Get(UrlOf(3) + "SHA256SUMS").body;
+  CHECK(tree.Finish() >= 400);
+  CHECK(s.Get(UrlOf(3) + "logs/late.log").status == 404);
+  CHECK(s.Get(UrlOf(3) + "pkg.bin").body == "original");
+  CHECK(s.Get(UrlOf(3) + "SHA256SUMS").body == manifest);
+  CHECK(WaitForNoBodies(s));
+  // Nothing staged is left beside the build.
+  for (const auto& e : fs::directory_iterator(s.artifacts_dir() + "/dpkg/sealed/amd64")) {
+    CHECK(e.path().filename().string().find(".upload-") == std::string::npos);
+  }
 }
 
 TEST_CASE("an expired token seals its build as expired and uploads in flight fail", "[integration][sealed]") {
