@@ -10,10 +10,11 @@ into one outcome per file. The credential stays in the .netrc: neither a
 command line, the config nor the output holds it.
 """
 
+import json
 import os
 import posixpath
 
-WRITE_OUT = r'%{response_code} %{url_effective}\n'
+WRITE_OUT = r'%{response_code} %{method} %{url_effective}\n'
 GLOB_CHARS = set('*?[')
 # curl exit codes that mean "no server there": could not resolve, connect,
 # timed out, empty reply, send/receive failure.
@@ -55,12 +56,12 @@ def quote(value):
     return '"' + quote_body(value) + '"'
 
 
-def _transfer_options(netrc_path, connect_timeout):
-    """What the HEAD check and every PUT group share: the credential file,
-    the connect timeout, the write-out the master parses, ``--fail``."""
+def _transfer_options(netrc_path, connect_timeout, fail='fail'):
+    """What every transfer shares: the credential file, the connect timeout,
+    the write-out the master parses, ``--fail`` (or ``fail``)."""
     # Not 'silent': curl 7.88 still draws the --parallel progress meter with it.
     return ['no-progress-meter', 'show-error', f'netrc-file = {quote(netrc_path)}',
-            f'connect-timeout = {int(connect_timeout)}', f'write-out = "{WRITE_OUT}"', 'fail']
+            f'connect-timeout = {int(connect_timeout)}', f'write-out = "{WRITE_OUT}"', fail]
 
 
 def put_options(netrc_path, retries=3, connect_timeout=10):
@@ -73,15 +74,30 @@ def put_options(netrc_path, retries=3, connect_timeout=10):
                      + [f'retry = {int(retries)}', 'speed-limit = 1', 'speed-time = 60'])
 
 
-def config_header(netrc_path, base, parallel=8, retries=3, connect_timeout=10):
-    """The curl config before the transfers: the worker appends one
-    ``upload-file``/``url``/``output`` triple per file.
+def post_options(netrc_path, connect_timeout=10):
+    """The options of the tree upload: one POST of a tar archive read from
+    standard input (worker_upload.sh), unpacked by the server. The server's
+    answer goes to stderr (``fail-with-body``): its count of files on
+    success, its reason on a refusal. No retry: a pipe cannot be sent twice.
+    No ``Expect: 100-continue``: the archive holds small files only, and the
+    round trip would cost more than sending it."""
+    return '\n'.join(_transfer_options(netrc_path, connect_timeout, fail='fail-with-body')
+                     + ['request = "POST"', 'header = "Content-Type: application/x-tar"',
+                        'header = "Expect:"', 'output = "/dev/stderr"',
+                        'speed-limit = 1', 'speed-time = 60'])
+
+
+def config_header(netrc_path, base, parallel=8, connect_timeout=10):
+    """The curl config before the uploads: the worker appends the tree
+    upload's options and the archive's transfer, then the PUT options
+    (``put_options``) and one ``upload-file``/``url``/``output`` triple per
+    file to PUT.
 
     First a HEAD of ``base`` with ``--fail`` and no retry: with
     ``--fail-early`` a dead, refusing or silent server (``max-time``) ends the
-    whole run there, without a retry storm. Then the first PUT group
-    (``put_options``). ``--parallel`` is global, so the check runs beside
-    the first PUTs, not before them: any failure stops all.
+    whole run there, without a retry storm. ``--parallel`` is global, so the
+    check runs beside the first uploads, not before them: any failure stops
+    all.
     """
     parallel = max(1, int(parallel))
     connect_timeout = int(connect_timeout)
@@ -90,14 +106,15 @@ def config_header(netrc_path, base, parallel=8, retries=3, connect_timeout=10):
         lines += ['parallel', f'parallel-max = {parallel}']
     lines += (['head'] + _transfer_options(netrc_path, connect_timeout)
               + [f'max-time = {2 * connect_timeout}', f'url = {quote(base)}', 'output = "/dev/null"', 'next'])
-    return '\n'.join(lines) + '\n' + put_options(netrc_path, retries, connect_timeout)
+    return '\n'.join(lines)
 
 
 def command(curl, netrc_path, base, paths, dest, parallel=8, retries=3, connect_timeout=10):
     """The argv of the worker's upload command: ``sh -c`` worker_upload.sh."""
     return (['sh', '-c', script(), 'artifact-upload',
-             config_header(netrc_path, base, parallel, retries, connect_timeout),
-             put_options(netrc_path, retries, connect_timeout), quote_body(base), curl]
+             config_header(netrc_path, base, parallel, connect_timeout),
+             put_options(netrc_path, retries, connect_timeout),
+             post_options(netrc_path, connect_timeout), quote_body(base), curl]
             + source_arguments(paths, dest))
 
 
@@ -122,25 +139,39 @@ def _same_url(url):
 def parse(base, rc, stdout, stderr):
     """The outcome of worker_upload.sh as a dict:
 
-    ``files``        [(local, url, status)] in URL order (status 0: no answer)
+    ``files``        [(local, url, status)] in URL order (status 0: no answer);
+                     a file of the archive has the archive's status
     ``error``        None, or one line saying why the upload failed
     ``unreachable``  True when the server could not be reached or failed the check
     ``curl_errors``  the other lines of stderr (at most 20)
     """
-    expected, messages = {}, []
+    expected, in_archive, messages, unpacked = {}, set(), [], None
     for line in (stderr or '').splitlines():
-        if line.startswith('= ') and '\t' in line:
-            url, _, local = line[2:].partition('\t')
+        if line.startswith(('= ', '=t ')) and '\t' in line:
+            url, _, local = line.partition(' ')[2].partition('\t')
             expected[_same_url(url)] = (local, url)
+            if line.startswith('=t '):
+                in_archive.add(_same_url(url))
+        elif line.startswith('{') and '"files"' in line and unpacked is None:
+            # The server's answer to the archive (its refusals stay messages).
+            try:
+                unpacked = int(json.loads(line)['files'])
+            except (ValueError, TypeError, KeyError):
+                messages.append(line[:500])
         elif line:
             messages.append(line[:500])
-    answers = {}
+    answers, archive = {}, 0
     for line in (stdout or '').splitlines():
-        code, _, url = line.strip().partition(' ')
-        if code.isdigit() and url:
+        code, _, rest = line.strip().partition(' ')
+        method, _, url = rest.partition(' ')
+        if not (code.isdigit() and url):
+            continue
+        if method == 'POST':
+            archive = int(code)
+        else:
             answers[_same_url(url)] = int(code)
     out = {'error': None, 'unreachable': False, 'curl_errors': messages[:20]}
-    out['files'] = sorted(((local, url, answers.get(key, 0))
+    out['files'] = sorted(((local, url, archive if key in in_archive else answers.get(key, 0))
                            for key, (local, url) in expected.items()), key=lambda f: f[1])
     if rc == REFUSED_EXIT or not expected:
         refusals = [m[len('error: '):] for m in messages if m.startswith('error: ')]
@@ -153,12 +184,15 @@ def parse(base, rc, stdout, stderr):
     # With --parallel the check runs beside the first PUTs: a PUT's failure
     # can end the run before the check's answer is in. Any answer at all
     # means the server is there.
-    if not any(answers.values()) or (check or 0) >= 500:
+    if not any(answers.values()) and not archive or (check or 0) >= 500:
         out['unreachable'] = True
         what = f'HTTP {check}' if check else (messages[-1] if messages else f'curl exit {rc}')
         out['error'] = f'cannot reach the artifact server at {base}: {what}'
     elif check is not None and check != 0 and not 200 <= check < 300:
         out['error'] = f'the artifact server refused {base}: HTTP {check}'
+    elif 200 <= archive < 300 and unpacked != len(in_archive):
+        out['error'] = (f'the server unpacked {unpacked} of the {len(in_archive)} files sent '
+                        'in the archive: did a file vanish while tar read it?')
     elif rc != 0 or sent != len(out['files']):
         gone = rc in UNREACHABLE_EXITS
         out['unreachable'] = gone
