@@ -137,8 +137,10 @@ namespace {
 // mkdir `name` in the open directory `dir` (`path`) with the permission bits
 // `mode`, widened by fchmod only when the umask narrowed them (see
 // kBuildDirMode), keeping the setgid bit the kernel inherited; opens it
-// without following a link. `made` says whether it was made now.
-Result<Fd> MakeDirAt(int dir, const std::string& path, const std::string& name, mode_t mode, bool* made) {
+// without following a link. `made` says whether it was made now. `sync`:
+// the parent is fsynced after a mkdir.
+Result<Fd> MakeDirAt(int dir, const std::string& path, const std::string& name, mode_t mode, bool* made,
+                     bool sync = true) {
   const std::string child = path + "/" + name;
   *made = ::mkdirat(dir, name.c_str(), mode) == 0;
   if (!*made && errno != EEXIST) return StepError("mkdir", child, errno);
@@ -153,7 +155,7 @@ Result<Fd> MakeDirAt(int dir, const std::string& path, const std::string& name, 
         ::fchmod(next.value().get(), (st.st_mode & S_ISGID) | (mode & 0777)) != 0) {
       return ErrnoError("chmod", child, errno);
     }
-    if (::fsync(dir) != 0) return ErrnoError("fsync", path, errno);
+    if (sync && ::fsync(dir) != 0) return ErrnoError("fsync", path, errno);
   }
   return next;
 }
@@ -402,14 +404,19 @@ Status StagedTree::Commit(mode_t dir_mode) {
   auto root = OpenBuild(artifacts_dir_, scope_, &path);
   if (!root) return root.error();
   // Each directory of the tree opened once, without following a link, made
-  // when missing: parents come before their children in dirs_.
+  // when missing: parents come before their children in dirs_. No fsync:
+  // like nginx's PUT, a tree upload makes its files visible at once, not
+  // durable (their data is not fsynced either), and a directory fsync
+  // cost 1-5 ms each under writeback (bench-buildbot: 61 directories put
+  // 0.3 s on a 500-file tree).
   std::map<std::string, Fd> opened;
   opened.emplace("", std::move(root.value()));
   for (const auto& dir : dirs_) {
     const std::string parent = Joined(std::vector<std::string>(dir.begin(), dir.end() - 1));
     const std::string key = Joined(dir);
     bool made = false;
-    auto fd = MakeDirAt(opened.at(parent).get(), path + (parent.empty() ? "" : "/" + parent), dir.back(), dir_mode, &made);
+    auto fd = MakeDirAt(opened.at(parent).get(), path + (parent.empty() ? "" : "/" + parent), dir.back(), dir_mode,
+                        &made, /*sync=*/false);
     if (!fd) return fd.error();
     opened.emplace(key, std::move(fd.value()));
   }
