@@ -121,6 +121,8 @@ mkdir "$work/client"
 head -c 4096 /dev/urandom >"$work/client/pkg.deb"
 cp "$work/client/pkg.deb" "$work/pkg.deb.orig"
 echo "build log of build 42" >"$work/client/build.log"
+mkdir -p "$work/client/dist/docs"
+echo "<h1>docs of build 42</h1>" >"$work/client/dist/docs/index.html"
 printf 'set -euo pipefail\n%s\n' "$session" >"$work/session.sh"
 if ! (cd "$work/client" && timeout 60 bash "$work/session.sh") >"$work/session.out" 2>&1; then
   cat "$work/session.out" >&2
@@ -133,6 +135,7 @@ ok "README's $blocks blocks of 'How a build uses it' ran verbatim"
 build42=$work/state/artifacts/dpkg/myproj/linux-amd64/42
 cmp -s "$build42/pkg.deb" "$work/pkg.deb.orig" || fail "pkg.deb was not uploaded"
 [[ -f $build42/logs/build.log ]] || fail "the PUT did not make logs/"
+cmp -s "$build42/dist/docs/index.html" "$work/client/dist/docs/index.html" || fail "the tree upload did not unpack dist/"
 (cd "$build42" && sha256sum --quiet -c SHA256SUMS) || fail "SHA256SUMS does not verify the build"
 cmp -s "$work/client/pkg.deb" "$work/pkg.deb.orig" || fail "pkg.deb through latest/ differs"
 grep -q '"state":"done"' "$work/session.out" || fail "the revoke did not answer with a done seal"
