@@ -262,6 +262,18 @@ Result<std::string> Api::AuthenticateBuildToken(const Request& req, const std::s
   return parsed->info.username;
 }
 
+Status Api::ChangeLiveBuild(const std::string& scope, const std::function<Status()>& change) {
+  auto lock = builds_.Lock(scope);
+  if (!lock) return lock.error();
+  auto frozen = builds_.IsFrozen(scope);
+  if (!frozen) return frozen.error();
+  if (frozen.value()) return Error{ErrorCode::kConflict, "the build is sealed: nothing was written"};
+  if (::access(store_.ScopeFilePath(scope).c_str(), F_OK) != 0) {
+    return Error{ErrorCode::kConflict, "the build's token was revoked meanwhile: nothing was written"};
+  }
+  return change();
+}
+
 Response Api::BuildTree(const Request& req, const std::string& op) {
   // nginx's internal locations only: "mkdirs" from the auth_request of a PUT
   // whose directory is missing, "mkcol" for MKCOL, "delete" for a directory
@@ -274,27 +286,13 @@ Response Api::BuildTree(const Request& req, const std::string& op) {
   if (!user) return Fail(user.error(), op);
   std::vector<std::string> dirs = path->entries;
   if (mkdirs) dirs.pop_back();  // the file the PUT writes
-  // A revoke removes the scope file first, then freezes the build under its
-  // lock: holding the lock, a change either comes before the freeze (and is
-  // frozen with the rest) or finds the token gone and the build frozen.
   const std::string scope_file = store_.ScopeFilePath(path->scope);
   const StillLive still_live = [&scope_file] { return ::access(scope_file.c_str(), F_OK) == 0; };
-  Status done = Ok{};
-  {
-    auto lock = builds_.Lock(path->scope);
-    if (!lock) return Fail(lock.error(), op);
-    auto frozen = builds_.IsFrozen(path->scope);
-    if (!frozen) return Fail(frozen.error(), op);
-    if (frozen.value()) {
-      done = Error{ErrorCode::kConflict, "the build is sealed"};
-    } else if (mkdirs) {
-      done = MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
-    } else if (op == "mkcol") {
-      done = MakeCollection(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
-    } else {
-      done = RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
-    }
-  }
+  Status done = ChangeLiveBuild(path->scope, [&]() -> Status {
+    if (mkdirs) return MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
+    if (op == "mkcol") return MakeCollection(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
+    return RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
+  });
   if (!done) {
     Response refused = Fail(done.error(), op);
     // nginx's auth_request passes on 401 and 403 only (anything else is its
@@ -337,23 +335,9 @@ Response Api::UploadTree(const Request& req) {
   TarReader archive(req.body_stream);
   auto staged = StagedTree::Stage(config_.artifacts_dir, path->scope, path->entries, archive);
   if (!staged) return Fail(staged.error(), op);
-  // As in BuildTree: under the lock, the files land before a revoke's freeze
-  // (and are sealed with the build) or find the build frozen or its token
-  // gone, and land nowhere.
-  Status done = Ok{};
-  {
-    auto lock = builds_.Lock(path->scope);
-    if (!lock) return Fail(lock.error(), op);
-    auto frozen = builds_.IsFrozen(path->scope);
-    if (!frozen) return Fail(frozen.error(), op);
-    if (frozen.value()) {
-      done = Error{ErrorCode::kConflict, "the build is sealed: nothing was written"};
-    } else if (::access(store_.ScopeFilePath(path->scope).c_str(), F_OK) != 0) {
-      done = Error{ErrorCode::kConflict, "the build's token was revoked meanwhile: nothing was written"};
-    } else {
-      done = staged->Commit(kBuildDirMode);
-    }
-  }
+  // The files land before a revoke's freeze (and are sealed with the
+  // build), or find the build frozen or its token gone and land nowhere.
+  Status done = ChangeLiveBuild(path->scope, [&staged] { return staged->Commit(kBuildDirMode); });
   if (!done) return Fail(done.error(), op);
   const UploadCount& count = staged->count();
   LogLine(op, "-", user.value(), path->scope,

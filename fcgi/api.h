@@ -104,6 +104,12 @@ class Api {
   // `page` 0 each with its summary and state, else only the rows that page
   // of RenderBuilder shows (and those whose order needs their record).
   std::vector<BuildRow> BuilderRows(const std::string& builder, const std::vector<DirEntry>& entries, size_t page);
+  // Runs `change` (the app's own change of a build's tree) under the build's
+  // lock, when the build is not frozen and its token is still there. A
+  // revoke removes the token first, then freezes the build under the same
+  // lock: a change comes before the freeze (and is frozen with the rest) or
+  // finds the build frozen or its token gone and does nothing (409).
+  Status ChangeLiveBuild(const std::string& scope, const std::function<Status()>& change);
   Response BuildTree(const Request& req, const std::string& op);
   // The tree upload (build_tree.h StagedTree): a tar archive unpacked into
   // the directory of the build that req.tree_path names.

@@ -377,11 +377,9 @@ std::vector<std::string> Servers::Snapshot() const {
   return paths;
 }
 
-Servers::CliResult Servers::Cli(const std::string& args) const {
-  const std::string cmd = std::string(ARTIFACT_TOKEN_BIN) + " " + args + " --config '" + state_ +
-                          "/artifact-token.conf' 2>&1";
-  CliResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
+ShellResult RunShell(const std::string& command) {
+  ShellResult r;
+  FILE* p = ::popen(command.c_str(), "r");
   if (p == nullptr) return r;
   char buf[4096];
   size_t n = 0;
@@ -389,6 +387,12 @@ Servers::CliResult Servers::Cli(const std::string& args) const {
   int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+Servers::CliResult Servers::Cli(const std::string& args) const {
+  ShellResult r = RunShell(std::string(ARTIFACT_TOKEN_BIN) + " " + args + " --config '" + state_ +
+                           "/artifact-token.conf' 2>&1");
+  return CliResult{r.exit_code, r.out};
 }
 
 namespace {

@@ -145,6 +145,13 @@ class Servers {
   std::string master_password_;
 };
 
+// `command` run by sh: its exit status (-1 when it did not exit) and stdout.
+struct ShellResult {
+  int exit_code = -1;
+  std::string out;
+};
+ShellResult RunShell(const std::string& command);
+
 // The whole file, or "" when it cannot be read.
 std::string ReadFile(const std::string& path);
 

@@ -3,9 +3,7 @@
 // (fcgi/build_tree.h StagedTree); every refusal says why and writes nothing.
 #include <Poco/JSON/Object.h>
 #include <catch2/catch.hpp>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -21,24 +19,6 @@ using artifact::testing::Servers;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Run {
-  int exit_code = -1;
-  std::string out;
-};
-
-// `command` run by sh; its stdout.
-Run Shell(const std::string& command) {
-  Run r;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 // A worker's tree: files in directories, one with a name too long for
 // ustar's 100-byte name field.
@@ -64,7 +44,7 @@ struct WorkerTree {
 std::string PostTree(const Servers& s, const fs::path& dir, const std::string& format, const std::string& url,
                      const std::string& user, const std::string& password,
                      const std::string& type = "application/x-tar") {
-  Run r = Shell("tar -C '" + dir.string() + "' -c --format=" + format + " . 2>/dev/null | curl -sS -u '" + user + ":" + password +
+  auto r = artifact::testing::RunShell("tar -C '" + dir.string() + "' -c --format=" + format + " . 2>/dev/null | curl -sS -u '" + user + ":" + password +
                 "' -H 'Content-Type: " + type + "' -T - -X POST -w ' %{http_code}' '" + s.BaseUrl() + url + "'");
   return r.out;
 }
