@@ -250,25 +250,32 @@ Result<std::string> Api::AuthenticateBuildToken(const Request& req, const std::s
   auto creds = DecodeBasic(req.authorization, "this build's token is required (HTTP basic auth)");
   if (!creds) return creds.error();
   const Error refused{ErrorCode::kUnauthorized, "not a live token of " + scope};
+  auto token = LiveScopeToken(scope);
+  if (!token) return token.error().code == ErrorCode::kNotFound ? refused : token.error();
+  if (token->info.username != creds->user || !SshaVerify(creds->password, token->hash)) return refused;
+  return token->info.username;
+}
+
+Result<PasswordLine> Api::LiveScopeToken(const std::string& scope) const {
+  const Error none{ErrorCode::kNotFound, "no live token of " + scope};
   auto text = ReadSmallFile(store_.ScopeFilePath(scope));
-  if (!text) return text.error().code == ErrorCode::kNotFound ? refused : text.error();
+  if (!text) return text.error().code == ErrorCode::kNotFound ? none : text.error();
   std::string line = text.value();
   if (!line.empty() && line.back() == '\n') line.pop_back();
   auto parsed = PasswordLine::Parse(line);
-  if (!parsed || parsed->info.username != creds->user || parsed->info.expires <= clock_.Now() ||
-      !SshaVerify(creds->password, parsed->hash)) {
-    return refused;
-  }
-  return parsed->info.username;
+  if (!parsed || parsed->info.expires <= clock_.Now()) return none;
+  return parsed;
 }
 
-Status Api::ChangeLiveBuild(const std::string& scope, const std::function<Status()>& change) {
+Status Api::ChangeLiveBuild(const std::string& scope, const std::string& username,
+                            const std::function<Status()>& change) {
   auto lock = builds_.Lock(scope);
   if (!lock) return lock.error();
   auto frozen = builds_.IsFrozen(scope);
   if (!frozen) return frozen.error();
   if (frozen.value()) return Error{ErrorCode::kConflict, "the build is sealed: nothing was written"};
-  if (::access(store_.ScopeFilePath(scope).c_str(), F_OK) != 0) {
+  auto token = LiveScopeToken(scope);
+  if (!token || token->info.username != username) {
     return Error{ErrorCode::kConflict, "the build's token was revoked meanwhile: nothing was written"};
   }
   return change();
@@ -288,7 +295,7 @@ Response Api::BuildTree(const Request& req, const std::string& op) {
   if (mkdirs) dirs.pop_back();  // the file the PUT writes
   const std::string scope_file = store_.ScopeFilePath(path->scope);
   const StillLive still_live = [&scope_file] { return ::access(scope_file.c_str(), F_OK) == 0; };
-  Status done = ChangeLiveBuild(path->scope, [&]() -> Status {
+  Status done = ChangeLiveBuild(path->scope, user.value(), [&]() -> Status {
     if (mkdirs) return MakeBuildDirs(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
     if (op == "mkcol") return MakeCollection(config_.artifacts_dir, path->scope, dirs, kBuildDirMode, still_live);
     return RemoveBuildDir(config_.artifacts_dir, path->scope, dirs, still_live);
@@ -337,7 +344,7 @@ Response Api::UploadTree(const Request& req) {
   if (!staged) return Fail(staged.error(), op);
   // The files land before a revoke's freeze (and are sealed with the
   // build), or find the build frozen or its token gone and land nowhere.
-  Status done = ChangeLiveBuild(path->scope, [&staged] { return staged->Commit(kBuildDirMode); });
+  Status done = ChangeLiveBuild(path->scope, user.value(), [&staged] { return staged->Commit(kBuildDirMode); });
   if (!done) return Fail(done.error(), op);
   const UploadCount& count = staged->count();
   LogLine(op, "-", user.value(), path->scope,

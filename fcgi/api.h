@@ -104,12 +104,14 @@ class Api {
   // `page` 0 each with its summary and state, else only the rows that page
   // of RenderBuilder shows (and those whose order needs their record).
   std::vector<BuildRow> BuilderRows(const std::string& builder, const std::vector<DirEntry>& entries, size_t page);
-  // Runs `change` (the app's own change of a build's tree) under the build's
-  // lock, when the build is not frozen and its token is still there. A
-  // revoke removes the token first, then freezes the build under the same
-  // lock: a change comes before the freeze (and is frozen with the rest) or
-  // finds the build frozen or its token gone and does nothing (409).
-  Status ChangeLiveBuild(const std::string& scope, const std::function<Status()>& change);
+  // Runs `change` (the app's own change of a build's tree for the token
+  // `username`) under the build's lock, when the build is not frozen and
+  // `username` is still its live token. A revoke removes the token first,
+  // then freezes the build under the same lock: a change comes before the
+  // freeze (and is frozen with the rest) or finds the build frozen or its
+  // token gone, or another's after a reopen, and does nothing (409).
+  Status ChangeLiveBuild(const std::string& scope, const std::string& username,
+                         const std::function<Status()>& change);
   Response BuildTree(const Request& req, const std::string& op);
   // The tree upload (build_tree.h StagedTree): a tar archive unpacked into
   // the directory of the build that req.tree_path names.
@@ -118,6 +120,8 @@ class Api {
   // The username of the live token of `scope` that the request's basic
   // credentials name (401 otherwise).
   Result<std::string> AuthenticateBuildToken(const Request& req, const std::string& scope);
+  // The live (unexpired) token of `scope`'s file; kNotFound when none.
+  Result<PasswordLine> LiveScopeToken(const std::string& scope) const;
   Response Fail(const Error& e, const std::string& event, const std::string& master = "-");
   void LogLine(const std::string& event, const std::string& master, const std::string& username,
                const std::string& scopes, const std::string& outcome);

@@ -52,7 +52,7 @@ Result<Fd> OpenBuild(const std::string& artifacts_dir, const std::string& scope,
   // Paths in messages are relative to the artifacts root: a 4xx answer says
   // which of the client's directories is wrong, not where the volume is.
   path->clear();
-  for (const auto& seg : SplitFields(scope, '/')) {
+  for (const auto& seg : scope.empty() ? std::vector<std::string>() : SplitFields(scope, '/')) {
     *path += (path->empty() ? "" : "/") + seg;
     auto next = OpenDirAt(fd.get(), seg, *path);
     if (!next) {
@@ -298,11 +298,62 @@ Status WriteEntry(int dir, const std::string& name, TarReader& archive, int64_t*
   }
 }
 
+
+// The open directories from a build down to one directory below it, reused
+// from one path to the next: one descriptor per level at most, whatever the
+// number of directories visited.
+class DirChain {
+ public:
+  DirChain(Fd build, std::string build_path) : path_(std::move(build_path)) { fds_.push_back(std::move(build)); }
+
+  // The directory `path` ('/'-joined names below the build, "" for the build
+  // itself), each step opened without following a link; made when missing
+  // with `make` (mode `mode`), else kNotFound.
+  Result<int> Open(const std::string& path, bool make, mode_t mode) {
+    const std::vector<std::string> names = path.empty() ? std::vector<std::string>() : SplitFields(path, '/');
+    size_t same = 0;
+    while (same < names.size() && same < names_.size() && names[same] == names_[same]) ++same;
+    names_.resize(same);
+    fds_.resize(same + 1);
+    for (size_t i = same; i < names.size(); ++i) {
+      const std::string shown = Shown();
+      bool made = false;
+      auto next = make ? MakeDirAt(fds_.back().get(), shown, names[i], mode, &made, /*sync=*/false)
+                       : OpenDirAt(fds_.back().get(), names[i], shown + "/" + names[i]);
+      if (!next) return next.error();
+      fds_.push_back(std::move(next.value()));
+      names_.push_back(names[i]);
+    }
+    return fds_.back().get();
+  }
+  // The path of the directory opened last, as messages show it.
+  std::string Shown() const {
+    std::string out = path_;
+    for (const auto& n : names_) out += "/" + n;
+    return out;
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::string> names_;
+  std::vector<Fd> fds_;  // fds_[0]: the build
+};
+
+// "a/b/c" -> {"a/b", "c"}; "c" -> {"", "c"}.
+std::pair<std::string, std::string> SplitLast(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return {"", path};
+  return {path.substr(0, slash), path.substr(slash + 1)};
+}
+
+std::string Below(const std::string& dir, const std::string& name) { return dir.empty() ? name : dir + "/" + name; }
+
 }  // namespace
 
 StagedTree::StagedTree(StagedTree&& other) noexcept
     : artifacts_dir_(std::move(other.artifacts_dir_)),
       scope_(std::move(other.scope_)),
+      target_(std::move(other.target_)),
       builder_(std::move(other.builder_)),
       staging_name_(std::move(other.staging_name_)),
       staging_(std::move(other.staging_)),
@@ -320,111 +371,155 @@ StagedTree::~StagedTree() {
 
 Result<StagedTree> StagedTree::Stage(const std::string& artifacts_dir, const std::string& scope,
                                      const std::vector<std::string>& target, TarReader& archive) {
-  const std::vector<std::string> parts = SplitFields(scope, '/');
-  const std::string build = parts.back();
-  std::string builder_path = scope.substr(0, scope.size() - build.size() - 1);
+  // The builder: the scope without its last segment ("" at scope_depth 1).
+  const auto slash = scope.rfind('/');
+  const std::string build = slash == std::string::npos ? scope : scope.substr(slash + 1);
+  const std::string builder_path = slash == std::string::npos ? "" : scope.substr(0, slash);
   StagedTree tree;
   tree.artifacts_dir_ = artifacts_dir;
   tree.scope_ = scope;
+  tree.target_ = target;
   std::string shown;
   auto builder = OpenBuild(artifacts_dir, builder_path, &shown);
   if (!builder) return builder.error();
   tree.builder_ = std::move(builder.value());
   const std::string random = RandomHex(8);
   if (random.empty()) return Error{ErrorCode::kInternal, "no random bytes for a staging directory"};
-  const std::string name = "." + build + ".upload-" + random;
+  const std::string name = "." + build + kStagingInfix + random;
   if (::mkdirat(tree.builder_.get(), name.c_str(), 0700) != 0) return ErrnoError("mkdir", "the staging directory", errno);
   tree.staging_name_ = name;
   auto staging = OpenDirAt(tree.builder_.get(), name, "the staging directory");
   if (!staging) return staging.error();
   tree.staging_ = std::move(staging.value());
 
-  // Which paths the archive makes directories and which files: one path
-  // cannot be both (the commit would stop half-way on it).
-  std::set<std::string> dir_paths;
-  std::map<std::string, size_t> file_index;  // path -> index in files_
-  auto add_dir = [&tree, &dir_paths](const std::vector<std::string>& entries) {
-    for (size_t n = 1; n <= entries.size(); ++n) {
-      std::vector<std::string> prefix(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(n));
-      if (dir_paths.insert(Joined(prefix)).second) tree.dirs_.push_back(std::move(prefix));
+  const Error too_many{ErrorCode::kBadRequest, "more than " + std::to_string(kMaxEntries) +
+                                                   " files and directories, or " + std::to_string(kMaxNameBytes >> 20) +
+                                                   " MiB of names, in one archive"};
+  size_t name_bytes = 0;
+  int64_t staged = 0;
+  // Adds the directory `path` and its parents; false when over the limits.
+  auto add_dir = [&tree, &name_bytes](std::string path) {
+    while (!path.empty() && tree.dirs_.insert(path).second) {
+      name_bytes += path.size();
+      path = SplitLast(path).first;
     }
+    return name_bytes <= kMaxNameBytes && static_cast<int64_t>(tree.dirs_.size() + tree.files_.size()) <= kMaxEntries;
   };
-  add_dir(target);
-  int64_t entries_seen = 0;
   while (true) {
     auto next = archive.Next();
     if (!next) return next.error();
     if (!next.value()) break;
     const TarEntry& entry = *next.value();
-    if (++entries_seen > kMaxEntries) {
-      return Error{ErrorCode::kBadRequest, "more than " + std::to_string(kMaxEntries) + " entries in one archive"};
-    }
     auto below = ParseArchivePath(entry.path);
     if (!below) return below.error();
-    std::vector<std::string> entries = target;
-    entries.insert(entries.end(), below->begin(), below->end());
-    if (entries.size() > kMaxEntriesBelowBuild) {
+    if (target.size() + below->size() > kMaxEntriesBelowBuild) {
       return Error{ErrorCode::kBadRequest, entry.path + ": at most " + std::to_string(kMaxEntriesBelowBuild) +
                                                " names deep below a build directory"};
     }
-    if (!entries.empty() && entries.front() == kManifestName) {
+    const std::string first = target.empty() ? (below->empty() ? "" : below->front()) : target.front();
+    if (first == kManifestName) {
       return Error{ErrorCode::kForbidden, std::string(kManifestName) +
                                               " at the build's root is written by the server when the build is "
                                               "sealed: a token cannot create or replace it"};
     }
+    const std::string path = Joined(below.value());
     if (entry.directory) {
-      if (!below->empty()) ++tree.count_.directories;
-      add_dir(entries);
+      if (!path.empty()) ++tree.count_.directories;
+      if (!add_dir(path)) return too_many;
       continue;
     }
-    if (below->empty()) return Error{ErrorCode::kBadRequest, "a file in the archive has no name"};
-    add_dir(std::vector<std::string>(entries.begin(), entries.end() - 1));
-    const std::string staged = std::to_string(tree.files_.size());
-    if (auto st = WriteEntry(tree.staging_.get(), staged, archive, &tree.count_.bytes); !st) return st.error();
-    const std::string key = Joined(entries);
-    if (auto it = file_index.find(key); it != file_index.end()) {
-      tree.files_[it->second].staged = staged;  // a later entry of a name wins, as tar extracts
-      tree.files_.push_back(File{{}, ""});      // keeps the staged names unique
-      continue;
+    if (path.empty()) return Error{ErrorCode::kBadRequest, "a file in the archive has no name"};
+    const std::string staged_name = std::to_string(staged++);
+    if (auto st = WriteEntry(tree.staging_.get(), staged_name, archive, &tree.count_.bytes); !st) return st.error();
+    // A later entry of a name wins, as tar extracts; the earlier staged
+    // file is removed with the staging directory.
+    auto [it, fresh] = tree.files_.insert_or_assign(path, staged_name);
+    if (fresh) {
+      name_bytes += path.size();
+      ++tree.count_.files;
     }
-    file_index[key] = tree.files_.size();
-    tree.files_.push_back(File{entries, staged});
-    ++tree.count_.files;
+    if (!add_dir(SplitLast(path).first)) return too_many;
   }
-  for (const auto& [path, index] : file_index) {
-    if (dir_paths.count(path) > 0) {
+  for (const auto& [path, ignored] : tree.files_) {
+    if (tree.dirs_.count(path) > 0) {
       return Error{ErrorCode::kBadRequest, "the archive has " + path + " both as a file and as a directory"};
     }
   }
   return tree;
 }
 
+Status StagedTree::RemoveStale(const std::string& artifacts_dir, const std::string& builder, int64_t now,
+                               int64_t max_age, std::vector<std::string>* removed) {
+  std::string shown;
+  auto dir = OpenBuild(artifacts_dir, builder, &shown);
+  if (!dir) return dir.error();
+  auto entries = ListDirAt(dir.value().get(), builder);
+  if (!entries) return entries.error();
+  for (const auto& e : entries.value()) {
+    if (e.name.size() < 2 || e.name[0] != '.' || e.name.find(kStagingInfix) == std::string::npos) continue;
+    struct stat st{};
+    if (::fstatat(dir.value().get(), e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_mtime > now - max_age) {
+      continue;
+    }
+    const std::string path = builder.empty() ? e.name : builder + "/" + e.name;
+    auto staging = OpenDirAt(dir.value().get(), e.name, path);
+    if (!staging) return staging.error();
+    if (auto st2 = RemoveContents(staging.value().get(), path, [] { return true; }); !st2) return st2;
+    if (::unlinkat(dir.value().get(), e.name.c_str(), AT_REMOVEDIR) != 0) return ErrnoError("rmdir", path, errno);
+    removed->push_back(path);
+  }
+  return Ok{};
+}
+
 Status StagedTree::Commit(mode_t dir_mode) {
   std::string path;
-  auto root = OpenBuild(artifacts_dir_, scope_, &path);
-  if (!root) return root.error();
-  // Each directory of the tree opened once, without following a link, made
-  // when missing: parents come before their children in dirs_. No fsync:
-  // like nginx's PUT, a tree upload makes its files visible at once, not
-  // durable (their data is not fsynced either), and a directory fsync
-  // cost 1-5 ms each under writeback (bench-buildbot: 61 directories put
-  // 0.3 s on a 500-file tree).
-  std::map<std::string, Fd> opened;
-  opened.emplace("", std::move(root.value()));
-  for (const auto& dir : dirs_) {
-    const std::string parent = Joined(std::vector<std::string>(dir.begin(), dir.end() - 1));
-    const std::string key = Joined(dir);
-    bool made = false;
-    auto fd = MakeDirAt(opened.at(parent).get(), path + (parent.empty() ? "" : "/" + parent), dir.back(), dir_mode,
-                        &made, /*sync=*/false);
-    if (!fd) return fd.error();
-    opened.emplace(key, std::move(fd.value()));
+  auto build = OpenBuild(artifacts_dir_, scope_, &path);
+  if (!build) return build.error();
+  DirChain chain(std::move(build.value()), path);
+  const std::string target = Joined(target_);
+  // The target and its parents first, then the archive's directories
+  // (sorted: parents before children), all below the build.
+  std::vector<std::string> dirs;
+  for (size_t n = 1; n <= target_.size(); ++n) {
+    dirs.push_back(Joined(std::vector<std::string>(target_.begin(), target_.begin() + static_cast<std::ptrdiff_t>(n))));
   }
-  for (const auto& file : files_) {
-    if (file.entries.empty()) continue;  // replaced by a later entry of its name
-    const std::string parent = Joined(std::vector<std::string>(file.entries.begin(), file.entries.end() - 1));
-    if (::renameat(staging_.get(), file.staged.c_str(), opened.at(parent).get(), file.entries.back().c_str()) != 0) {
-      const std::string shown = path + "/" + Joined(file.entries);
+  for (const auto& d : dirs_) dirs.push_back(Below(target, d));
+
+  // Nothing may be in the way: a directory of the archive that exists as
+  // something else, a file of the archive that exists as a directory. A
+  // missing directory is made below, with everything under it new.
+  for (const auto& dir : dirs) {
+    auto fd = chain.Open(dir, /*make=*/false, dir_mode);
+    if (!fd && fd.error().code != ErrorCode::kNotFound) return fd.error();
+  }
+  for (const auto& [file, staged] : files_) {
+    const auto [dir, name] = SplitLast(Below(target, file));
+    auto fd = chain.Open(dir, /*make=*/false, dir_mode);
+    if (!fd) {
+      if (fd.error().code == ErrorCode::kNotFound) continue;
+      return fd.error();
+    }
+    struct stat st{};
+    if (::fstatat(fd.value(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+      return Error{ErrorCode::kConflict, chain.Shown() + "/" + name + " is a directory: a file cannot replace it"};
+    }
+  }
+  // Each directory opened once, without following a link, made when
+  // missing. No fsync: like nginx's PUT, a tree upload makes its files
+  // visible at once, not durable (their data is not fsynced either), and a
+  // directory fsync cost 1-5 ms each under writeback (bench-buildbot: 61
+  // directories put 0.3 s on a 500-file tree).
+  for (const auto& dir : dirs) {
+    auto fd = chain.Open(dir, /*make=*/true, dir_mode);
+    if (!fd) return fd.error();
+  }
+  for (const auto& [file, staged] : files_) {
+    const auto [dir, name] = SplitLast(Below(target, file));
+    auto fd = chain.Open(dir, /*make=*/true, dir_mode);
+    if (!fd) return fd.error();
+    if (::renameat(staging_.get(), staged.c_str(), fd.value(), name.c_str()) != 0) {
+      const std::string shown = chain.Shown() + "/" + name;
       if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
         return Error{ErrorCode::kConflict, shown + " is a directory: a file cannot replace it"};
       }

@@ -11,6 +11,8 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,13 +86,17 @@ Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope
 //           (the bytes), and needs no lock.
 //   Commit  under the build's lock, with the build not frozen and its token
 //           live (the caller's checks, as for the other operations here):
-//           makes the missing directories like MakeBuildDirs and renames
-//           each file over its name, one rename per file. Quick: a freeze
-//           waits for it.
-// Each file appears at its URL complete, as with PUT. A failure in Commit
-// (a name that is a directory, a file where a directory should be) stops
-// there: the files renamed before it stay, like PUTs sent one by one.
-// Destruction removes the staging directory with what is left in it.
+//           first checks that nothing in the build is in the way (a file
+//           or symlink where the archive has a directory, a directory where
+//           it has a file: 409, nothing changed), then makes the missing
+//           directories like MakeBuildDirs and renames each file over its
+//           name, one rename per file. Quick: a freeze waits for it.
+// Each file appears at its URL complete, as with PUT. Only a change of the
+// build by someone else between the check and the renames (nginx's PUTs and
+// DELETEs take no lock) can stop Commit half-way: what was renamed stays.
+// Commit holds at most one descriptor per level of the tree, whatever the
+// number of directories. Destruction removes the staging directory with what
+// is left in it.
 struct UploadCount {
   int64_t files = 0;
   int64_t directories = 0;  // the archive's directory entries
@@ -105,8 +111,11 @@ Result<std::vector<std::string>> ParseArchivePath(const std::string& path);
 
 class StagedTree {
  public:
-  // At most this many entries in one archive.
+  // At most this many entries in one archive (files, and directories made
+  // for them or listed), and this many bytes of their names below the
+  // target: what an archive makes the app hold in memory is bounded.
   static constexpr int64_t kMaxEntries = 100000;
+  static constexpr size_t kMaxNameBytes = 32 << 20;
 
   // Reads `archive` to its end into the staging directory of `scope`'s build
   // below `artifacts_dir`. `target`: the names of the directory the archive
@@ -121,6 +130,16 @@ class StagedTree {
   // build's lock, after checking it is not frozen and its token is live.
   Status Commit(mode_t dir_mode);
 
+  // A staging directory's name: "." + build + this + 16 hex digits.
+  static constexpr const char* kStagingInfix = ".upload-";
+  // Removes the staging directories that a crash left beside the builds of
+  // `builder` ("" at scope_depth 1: the artifacts root) and that nothing
+  // changed for `max_age` seconds before `now`; `removed` gets their paths.
+  // (A live one changes as its files are made; one file of the archive can
+  // take long to write, so `max_age` is generous: `prune` uses an hour.)
+  static Status RemoveStale(const std::string& artifacts_dir, const std::string& builder, int64_t now,
+                            int64_t max_age, std::vector<std::string>* removed);
+
   const UploadCount& count() const { return count_; }
 
   StagedTree(StagedTree&& other) noexcept;
@@ -131,17 +150,16 @@ class StagedTree {
 
  private:
   StagedTree() = default;
-  struct File {
-    std::vector<std::string> entries;  // below the build
-    std::string staged;                // its name in the staging directory
-  };
   std::string artifacts_dir_;
   std::string scope_;
+  std::vector<std::string> target_;  // the directory unpacked into, below the build
   Fd builder_;   // the build's builder directory
   std::string staging_name_;  // in builder_; empty once removed
   Fd staging_;
-  std::vector<std::vector<std::string>> dirs_;  // below the build, parents before children
-  std::vector<File> files_;                     // in archive order: a later one of a name wins
+  // Paths below the target, '/'-joined. A set sorts a parent before its
+  // children; a later file of one name replaces the staged one it maps to.
+  std::set<std::string> dirs_;
+  std::map<std::string, std::string> files_;  // path -> its name in the staging directory
   UploadCount count_;
 };
 

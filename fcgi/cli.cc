@@ -17,6 +17,7 @@
 #include <iostream>
 
 #include "api.h"
+#include "build_tree.h"
 #include "config.h"
 #include "fcgi_loop.h"
 #include "masters.h"
@@ -372,12 +373,16 @@ int RunList(const std::vector<std::string>& args) {
   return 0;
 }
 
+// A tree upload staged and left this long by a crash is removed by prune.
+constexpr int64_t kStaleUploadSeconds = 3600;
+
 int RunPrune(const std::vector<std::string>& args) {
   if (WantsHelp(args)) {
     std::cout << "Usage: artifact-token prune [--stale-after SECONDS] [OPTIONS]\n\n"
                  "Removes expired tokens, temp files older than --stale-after (default 60 s; younger\n"
                  "ones may be a write in flight) left by a crash, scope files without a matching\n"
-                 "record, and unreadable records. Prints one line per removal; exit 0 also when\n"
+                 "record, unreadable records, and tree uploads a crash left staged beside their\n"
+                 "builds over an hour ago. Prints one line per removal; exit 0 also when\n"
                  "there was nothing to do. Safe while `serve` runs. Run every minute by\n"
                  "artifact-token-prune.timer.\n\n"
               << ConfigHelp();
@@ -400,6 +405,16 @@ int RunPrune(const std::vector<std::string>& args) {
   if (!removed) {
     std::cerr << ErrorPrefix() << "artifact-token prune: " << removed.error().message << "\n";
     return 1;
+  }
+  // Tree uploads a crash left staged beside their builds (build_tree.h).
+  const int depth = admin.loaded.config.scope_depth;
+  std::vector<std::string> builders = depth > 1 ? admin.builds->Builders(depth) : std::vector<std::string>{""};
+  for (const auto& builder : builders) {
+    std::vector<std::string> staged;
+    auto st = StagedTree::RemoveStale(admin.loaded.config.artifacts_dir, builder, admin.clock.Now(),
+                                      kStaleUploadSeconds, &staged);
+    if (!st) std::cerr << ErrorPrefix() << "artifact-token prune: " << st.error().message << "\n";
+    for (const auto& path : staged) removed->push_back("staged upload " + path);
   }
   for (const auto& line : removed.value()) std::cout << "removed " << line << "\n";
   if (removed->empty()) std::cout << "nothing to prune\n";

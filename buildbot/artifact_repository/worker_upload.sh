@@ -181,9 +181,11 @@ tar_list=$(printf '%s\n' "$config" | sed -n 's/^#t //p')
 if [ -n "$tar_list" ]; then
   # tar reads its list on its standard input and writes the archive to
   # curl's; curl reads its config from descriptor 3. Names and directories
-  # are taken literally (--no-unquote: a backslash is a backslash).
+  # are taken literally (--no-unquote: a backslash is a backslash); a file
+  # with several hard links goes as a file each time (the server takes files
+  # and directories only).
   printf '%s\n' "$tar_list" |
-    tar -c -f - --no-recursion --no-unquote -T - | "$curl" --config /dev/fd/3 3<<ARTIFACT_CONFIG
+    tar -c -f - --no-recursion --no-unquote --hard-dereference -T - | "$curl" --config /dev/fd/3 3<<ARTIFACT_CONFIG
 $header
 $config
 ARTIFACT_CONFIG

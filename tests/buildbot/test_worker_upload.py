@@ -259,6 +259,16 @@ class WorkerProgram(unittest.TestCase):
         # (in find's order within that rule)
         self.assertEqual(sorted(os.path.dirname(name) for name in order[:3]), ['', 'a', 'b'])
 
+    def test_hard_links_go_as_files(self):
+        # Found by the attack review: tar wrote the second name as a hard
+        # link, which the server refuses (files and directories only).
+        os.link(os.path.join(self.top, 'tree', '2.txt'), os.path.join(self.top, 'tree', 'x', 'hard.txt'))
+        proc, out = self.run_job(['tree'])
+        self.assertIsNone(out['error'], proc.stderr)
+        with tarfile.open(self.archive) as tar:
+            self.assertEqual({m.name for m in tar.getmembers() if not m.isfile()}, set())
+        self.assertEqual(self.archive_members()['./x/hard.txt'], 'tree/2.txt')
+
     def test_one_file_named_twice_is_uploaded_once(self):
         proc, out = self.run_job(['dist/a.deb', 'tree/x/../../dist/a.deb'])
         self.assertIsNone(out['error'], proc.stderr)

@@ -382,3 +382,39 @@ TEST_CASE_METHOD(UploadFixture, "a revoke between staging and commit: the upload
     CHECK(e.path().filename().string().find(".upload-") == std::string::npos);
   }
 }
+
+TEST_CASE_METHOD(UploadFixture, "a revoke and a reopen between staging and commit: the old token's upload lands nowhere",
+                 "[api][upload][race]") {
+  // Found by the attack review: the commit only asked whether the build had
+  // a token, not whether it was still the one that sent the archive.
+  Response issued = Call("POST", "/token", R"({"scope": "dpkg/p/b/1"})");
+  REQUIRE(issued.status == 201);
+  const std::string user = Json(issued)->getValue<std::string>("username");
+  const std::string auth = Basic(user, Json(issued)->getValue<std::string>("password"));
+  REQUIRE(Upload("/dpkg/p/b/1/", TarFile("orig.txt", "original") + TarEnd(), auth).status == 201);
+  // The competitor's steps, checked on this thread (Catch2 asserts on one).
+  std::vector<bool> steps;
+  // The upload waits until the competitor is done (it holds no lock yet).
+  disk.CompeteAt("lock", "/dpkg/p/b/.1.lock", "/no-such-lock", [&] {
+    steps.push_back(static_cast<bool>(store->Revoke(user)));
+    {
+      auto lock = builds->Lock("dpkg/p/b/1");
+      steps.push_back(lock && builds->Freeze("dpkg/p/b/1", "ticket"));
+    }
+    steps.push_back(static_cast<bool>(builds->Open("dpkg/p/b/1", /*reopen=*/true, "ci")));
+    artifact::IssueRequest again;
+    again.scopes = {artifact::Scope::Parse("dpkg/p/b/1", 4).value()};
+    again.ttl = 600;
+    again.master = "ci";
+    again.reopen = true;
+    steps.push_back(static_cast<bool>(store->Issue(again)));
+  });
+  Response late = Upload("/dpkg/p/b/1/", TarFile("orig.txt", "forged") + TarEnd(), auth);
+  disk.Join();
+  REQUIRE(disk.competed());
+  CHECK(steps == std::vector<bool>{true, true, true, true});
+  INFO(late.body);
+  CHECK(late.status == 409);
+  std::ifstream in(config.artifacts_dir + "/dpkg/p/b/1/orig.txt");
+  CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == "original");
+}

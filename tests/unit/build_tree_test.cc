@@ -1,6 +1,8 @@
 #include "build_tree.h"
 
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -323,4 +325,112 @@ TEST_CASE("a commit never follows a symlink and stops at a directory in a file's
   CHECK(refused.error().code == ErrorCode::kConflict);
   CHECK(refused.error().message.find("a/b/c/d/dir is a directory") != std::string::npos);
   CHECK(Beside(t).empty() == false);  // still staged until dropped
+}
+
+TEST_CASE("a commit checks first: a directory in a file's place changes nothing", "[build_tree][upload]") {
+  // Found by the attack review: the first version renamed the files before
+  // the conflicting one, then answered 409.
+  Tree t;
+  std::ofstream(t.build + "/keep.txt") << "kept";
+  fs::create_directories(t.build + "/z/inside");
+  std::ofstream(t.build + "/file") << "a file";
+  for (const std::string& archive :
+       {TarFile("keep.txt", "replaced") + TarFile("newdir/new.txt", "x") + TarFile("z", "x") + TarEnd(),
+        TarFile("keep.txt", "replaced") + TarFile("file/below.txt", "x") + TarEnd(),
+        TarFile("keep.txt", "replaced") + TarDir("file/") + TarEnd()}) {
+    auto staged = Stage(t, archive);
+    REQUIRE(staged);
+    auto r = staged->Commit(0775);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ErrorCode::kConflict);
+    CHECK(Content(t.build + "/keep.txt") == "kept");
+    CHECK_FALSE(fs::exists(t.build + "/newdir"));
+  }
+  // Into a target that is a file: the same.
+  auto into_file = Stage(t, TarFile("x", "x") + TarEnd(), {"file"});
+  REQUIRE(into_file);
+  CHECK_FALSE(into_file->Commit(0775));
+  CHECK(Content(t.build + "/file") == "a file");
+}
+
+TEST_CASE("a commit holds one descriptor per level, whatever the number of directories", "[build_tree][upload]") {
+  // Found by the attack review: one descriptor per directory ran out at
+  // systemd's default limit of 1,024 (503, 1,015 empty directories left).
+  Tree t;
+  std::string archive;
+  for (int i = 0; i < 300; ++i) archive += TarFile("d" + std::to_string(i) + "/sub/f", "x");
+  archive += TarEnd();
+  auto staged = Stage(t, archive, {"out"});
+  REQUIRE(staged);
+  struct rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+  struct rlimit low = old;
+  low.rlim_cur = 64;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  auto r = staged->Commit(0775);
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  REQUIRE(r);
+  CHECK(Content(t.build + "/out/d299/sub/f") == "x");
+}
+
+TEST_CASE("an archive's entries, the directories they make included, are bounded", "[build_tree][upload]") {
+  // Each entry makes two directories: 50,001 entries are over the limit of
+  // 100,000 (found by the attack review: paths held in full per entry let a
+  // 51 MB archive take 1.7 GB).
+  Tree t;
+  std::string archive;
+  archive.reserve(50001 * 512 + 1024);
+  for (int i = 0; i <= 50000; ++i) archive += TarDir("a" + std::to_string(i) + "/b/");
+  archive += TarEnd();
+  auto r = Stage(t, archive);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::kBadRequest);
+  CHECK(r.error().message.find("more than 100000") != std::string::npos);
+  CHECK(Beside(t).empty());
+  // 49,999 such entries are fine.
+  archive.clear();
+  for (int i = 0; i < 49999; ++i) archive += TarDir("a" + std::to_string(i) + "/b/");
+  CHECK(Stage(t, archive + TarEnd()));
+}
+
+TEST_CASE("staging directories a crash left are removed when old, nothing else", "[build_tree][upload]") {
+  Tree t;
+  const std::string builder = t.root + "/a/b/c";
+  auto make_old = [](const std::string& path, int64_t age) {
+    const timespec times[2] = {{::time(nullptr) - age, 0}, {::time(nullptr) - age, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0);
+  };
+  fs::create_directories(builder + "/.d.upload-00112233aabbccdd/0");
+  std::ofstream(builder + "/.d.upload-00112233aabbccdd/0/1") << "staged";
+  make_old(builder + "/.d.upload-00112233aabbccdd", 7200);
+  fs::create_directories(builder + "/.d.upload-fresh");  // an upload staging now
+  fs::create_directories(builder + "/.d.frozen-old");     // not a staging directory
+  make_old(builder + "/.d.frozen-old", 7200);
+  fs::create_directory_symlink(t.outside, builder + "/.d.upload-link");
+  make_old(builder + "/.d.upload-link", 7200);
+  std::vector<std::string> removed;
+  REQUIRE(StagedTree::RemoveStale(t.root, "a/b/c", ::time(nullptr), 3600, &removed));
+  CHECK(removed == std::vector<std::string>{"a/b/c/.d.upload-00112233aabbccdd"});
+  CHECK_FALSE(fs::exists(builder + "/.d.upload-00112233aabbccdd"));
+  CHECK(fs::exists(builder + "/.d.upload-fresh"));
+  CHECK(fs::exists(builder + "/.d.frozen-old"));
+  CHECK(fs::is_symlink(builder + "/.d.upload-link"));
+  CHECK(fs::exists(t.outside + "/victim"));
+  CHECK(fs::is_directory(t.build));
+}
+
+TEST_CASE("at scope_depth 1 a tree is staged in the artifacts root", "[build_tree][upload]") {
+  Tree t;
+  fs::create_directories(t.root + "/solo");
+  {
+    TarReader reader(Bytes(TarFile("f.txt", "solo") + TarEnd()));
+    auto staged = StagedTree::Stage(t.root, "solo", {}, reader);
+    REQUIRE(staged);
+    CHECK(fs::is_empty(t.root + "/solo"));  // staged beside the build, not in it
+    REQUIRE(staged->Commit(0775));
+  }
+  CHECK(Content(t.root + "/solo/f.txt") == "solo");
+  std::vector<std::string> removed;
+  REQUIRE(StagedTree::RemoveStale(t.root, "", ::time(nullptr) + 7200, 3600, &removed));
+  CHECK(removed.empty());  // the upload removed its own
 }
