@@ -3,7 +3,10 @@
 // (fcgi/build_tree.h StagedTree); every refusal says why and writes nothing.
 #include <Poco/JSON/Object.h>
 #include <catch2/catch.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -144,4 +147,28 @@ TEST_CASE("a refused tree upload says why and writes nothing", "[integration][up
   CHECK(settled() == kept);
   // A whole archive that is refused leaves nothing, even its good files.
   CHECK(s.Get("/dpkg/tree/amd64/2/ok").status == 404);
+}
+
+TEST_CASE("prune removes what a crashed tree upload left staged", "[integration][upload]") {
+  Servers s;
+  IssuedToken t = s.Issue(Servers::ScopeBody("dpkg/tree/amd64/4"));
+  const std::string builder = s.artifacts_dir() + "/dpkg/tree/amd64";
+  const std::string left = builder + "/.4.upload-0123456789abcdef";
+  fs::create_directories(left);
+  std::ofstream(left + "/0") << "staged by a process that died";
+  const std::string fresh = builder + "/.4.upload-fedcba9876543210";
+  fs::create_directories(fresh);
+  // The app's, as its own would be (the test runs as root), and an hour
+  // and a bit old.
+  struct stat owner{};
+  REQUIRE(::stat(builder.c_str(), &owner) == 0);
+  for (const std::string& p : {left, left + "/0", fresh}) REQUIRE(::chown(p.c_str(), owner.st_uid, owner.st_gid) == 0);
+  fs::last_write_time(left, fs::file_time_type::clock::now() - std::chrono::minutes(61));
+  auto pruned = s.Cli("prune");
+  INFO(pruned.out);
+  CHECK(pruned.exit_code == 0);
+  CHECK(pruned.out.find("removed staged upload dpkg/tree/amd64/.4.upload-0123456789abcdef") != std::string::npos);
+  CHECK_FALSE(fs::exists(left));
+  CHECK(fs::exists(fresh));  // it may be an upload staging now
+  CHECK(s.Put("/dpkg/tree/amd64/4/f", "still open", t.username, t.password).status == 201);
 }
