@@ -344,7 +344,7 @@ Response Api::UploadTree(const Request& req) {
   if (!staged) return Fail(staged.error(), op);
   // The files land before a revoke's freeze (and are sealed with the
   // build), or find the build frozen or its token gone and land nowhere.
-  Status done = ChangeLiveBuild(path->scope, user.value(), [&staged] { return staged->Commit(kBuildDirMode); });
+  Status done = ChangeLiveBuild(path->scope, user.value(), [&staged] { return staged->Commit(); });
   if (!done) return Fail(done.error(), op);
   const UploadCount& count = staged->count();
   LogLine(op, "-", user.value(), path->scope,

@@ -273,10 +273,64 @@ std::string RandomHex(size_t bytes) {
   return out;
 }
 
-// Writes the current entry of `archive` into the new file `name` of `dir`.
-Status WriteEntry(int dir, const std::string& name, TarReader& archive, int64_t* bytes) {
+// The open directories from a root down to one directory below it, reused
+// from one path to the next: one descriptor per level at most, whatever the
+// number of directories visited.
+class DirChain {
+ public:
+  DirChain(Fd root, std::string root_path) : path_(std::move(root_path)) { fds_.push_back(std::move(root)); }
+
+  // The directory `path` ('/'-joined names below the root, "" for the root),
+  // each step opened without following a link, made when missing (mode
+  // kBuildDirMode, no fsync).
+  Result<int> Make(const std::string& path) {
+    const std::vector<std::string> names = path.empty() ? std::vector<std::string>() : SplitFields(path, '/');
+    size_t same = 0;
+    while (same < names.size() && same < names_.size() && names[same] == names_[same]) ++same;
+    names_.resize(same);
+    fds_.resize(same + 1);
+    for (size_t i = same; i < names.size(); ++i) {
+      bool made = false;
+      auto next = MakeDirAt(fds_.back().get(), Shown(), names[i], kBuildDirMode, &made, /*sync=*/false);
+      if (!next) return next.error();
+      made_ += made ? 1 : 0;
+      fds_.push_back(std::move(next.value()));
+      names_.push_back(names[i]);
+    }
+    return fds_.back().get();
+  }
+  std::string Shown() const {
+    std::string out = path_;
+    for (const auto& n : names_) out += "/" + n;
+    return out;
+  }
+  int64_t made() const { return made_; }
+
+ private:
+  std::string path_;
+  std::vector<std::string> names_;
+  std::vector<Fd> fds_;  // fds_[0]: the root
+  int64_t made_ = 0;
+};
+
+std::string Below(const std::string& dir, const std::string& name) {
+  if (name.empty()) return dir;
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+// Writes the current entry of `archive` into the file `name` of `dir`,
+// replacing one an earlier entry staged; `fresh`: there was none.
+Status StageFile(int dir, const std::string& name, TarReader& archive, int64_t* bytes, bool* fresh) {
+  *fresh = true;
   int fd = ::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoError("create", "a staged upload", errno);
+  if (fd < 0 && errno == EEXIST) {
+    *fresh = false;
+    fd = ::openat(dir, name.c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+  }
+  if (fd < 0) {
+    if (errno == EISDIR) return Error{ErrorCode::kBadRequest, "the archive has a name both as a file and as a directory"};
+    return ErrnoError("create", "a staged upload", errno);
+  }
   Fd file(fd);
   // The mode nginx gives an upload (dav_access user:rw group:rw all:r),
   // whatever the umask.
@@ -298,67 +352,67 @@ Status WriteEntry(int dir, const std::string& name, TarReader& archive, int64_t*
   }
 }
 
-
-// The open directories from a build down to one directory below it, reused
-// from one path to the next: one descriptor per level at most, whatever the
-// number of directories visited.
-class DirChain {
- public:
-  DirChain(Fd build, std::string build_path) : path_(std::move(build_path)) { fds_.push_back(std::move(build)); }
-
-  // The directory `path` ('/'-joined names below the build, "" for the build
-  // itself), each step opened without following a link; made when missing
-  // with `make` (mode `mode`), else kNotFound.
-  Result<int> Open(const std::string& path, bool make, mode_t mode) {
-    const std::vector<std::string> names = path.empty() ? std::vector<std::string>() : SplitFields(path, '/');
-    size_t same = 0;
-    while (same < names.size() && same < names_.size() && names[same] == names_[same]) ++same;
-    names_.resize(same);
-    fds_.resize(same + 1);
-    for (size_t i = same; i < names.size(); ++i) {
-      const std::string shown = Shown();
-      bool made = false;
-      auto next = make ? MakeDirAt(fds_.back().get(), shown, names[i], mode, &made, /*sync=*/false)
-                       : OpenDirAt(fds_.back().get(), names[i], shown + "/" + names[i]);
-      if (!next) return next.error();
-      fds_.push_back(std::move(next.value()));
-      names_.push_back(names[i]);
-    }
-    return fds_.back().get();
-  }
-  // The path of the directory opened last, as messages show it.
-  std::string Shown() const {
-    std::string out = path_;
-    for (const auto& n : names_) out += "/" + n;
-    return out;
-  }
-
- private:
-  std::string path_;
-  std::vector<std::string> names_;
-  std::vector<Fd> fds_;  // fds_[0]: the build
-};
-
-// "a/b/c" -> {"a/b", "c"}; "c" -> {"", "c"}.
-std::pair<std::string, std::string> SplitLast(const std::string& path) {
-  const auto slash = path.rfind('/');
-  if (slash == std::string::npos) return {"", path};
-  return {path.substr(0, slash), path.substr(slash + 1)};
+// rename(2) of `name` from `from` to `to` when `to` has no such name: never
+// over something that appeared meanwhile (a PUT takes no lock).
+int RenameNew(int from, int to, const std::string& name) {
+  if (::renameat2(from, name.c_str(), to, name.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return errno;
+  // A filesystem without RENAME_NOREPLACE: checked, then renamed.
+  struct stat st{};
+  if (::fstatat(to, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return EEXIST;
+  return ::renameat(from, name.c_str(), to, name.c_str()) == 0 ? 0 : errno;
 }
 
-std::string Below(const std::string& dir, const std::string& name) { return dir.empty() ? name : dir + "/" + name; }
+// Merges the staged directory `from` into the build's directory `to`
+// (`shown` names it in messages), or with `check` only says whether it
+// could: 409 for a file or symlink where the staged tree has a directory,
+// or a directory where it has a file.
+Status Merge(int from, int to, const std::string& shown, bool check) {
+  auto entries = ListDirAt(from, "a staged upload");
+  if (!entries) return entries.error();
+  for (const auto& e : entries.value()) {
+    const std::string path = shown + "/" + e.name;
+    struct stat staged{};
+    if (::fstatat(from, e.name.c_str(), &staged, AT_SYMLINK_NOFOLLOW) != 0) {
+      return ErrnoError("stat", "a staged upload", errno);
+    }
+    struct stat there{};
+    const bool exists = ::fstatat(to, e.name.c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!exists && errno != ENOENT) return ErrnoError("stat", path, errno);
+    const bool staged_dir = S_ISDIR(staged.st_mode);
+    if (exists && staged_dir != S_ISDIR(there.st_mode)) {
+      return Error{ErrorCode::kConflict, staged_dir ? path + " is not a real directory (a file or a symlink)"
+                                                    : path + " is a directory: a file cannot replace it"};
+    }
+    if (exists && staged_dir) {
+      auto sub_from = OpenDirAt(from, e.name, "a staged upload");
+      if (!sub_from) return sub_from.error();
+      auto sub_to = OpenDirAt(to, e.name, path);
+      if (!sub_to) return sub_to.error();
+      if (auto st = Merge(sub_from.value().get(), sub_to.value().get(), path, check); !st) return st;
+      continue;
+    }
+    if (check) continue;
+    // A new name moves in whole (a directory with all below it); a file
+    // replaces the build's file (or symlink: replaced, never followed).
+    const int err = exists ? (::renameat(from, e.name.c_str(), to, e.name.c_str()) == 0 ? 0 : errno)
+                           : RenameNew(from, to, e.name);
+    if (err == EEXIST || err == ENOTEMPTY || err == EISDIR || err == ENOTDIR) {
+      return Error{ErrorCode::kConflict, path + " changed while the upload was moved in"};
+    }
+    if (err != 0) return ErrnoError("rename", path, err);
+  }
+  return Ok{};
+}
 
 }  // namespace
 
 StagedTree::StagedTree(StagedTree&& other) noexcept
     : artifacts_dir_(std::move(other.artifacts_dir_)),
       scope_(std::move(other.scope_)),
-      target_(std::move(other.target_)),
       builder_(std::move(other.builder_)),
       staging_name_(std::move(other.staging_name_)),
       staging_(std::move(other.staging_)),
-      dirs_(std::move(other.dirs_)),
-      files_(std::move(other.files_)),
       count_(other.count_) {
   other.staging_name_.clear();
 }
@@ -378,7 +432,6 @@ Result<StagedTree> StagedTree::Stage(const std::string& artifacts_dir, const std
   StagedTree tree;
   tree.artifacts_dir_ = artifacts_dir;
   tree.scope_ = scope;
-  tree.target_ = target;
   std::string shown;
   auto builder = OpenBuild(artifacts_dir, builder_path, &shown);
   if (!builder) return builder.error();
@@ -393,18 +446,14 @@ Result<StagedTree> StagedTree::Stage(const std::string& artifacts_dir, const std
   tree.staging_ = std::move(staging.value());
 
   const Error too_many{ErrorCode::kBadRequest, "more than " + std::to_string(kMaxEntries) +
-                                                   " files and directories, or " + std::to_string(kMaxNameBytes >> 20) +
-                                                   " MiB of names, in one archive"};
-  size_t name_bytes = 0;
-  int64_t staged = 0;
-  // Adds the directory `path` and its parents; false when over the limits.
-  auto add_dir = [&tree, &name_bytes](std::string path) {
-    while (!path.empty() && tree.dirs_.insert(path).second) {
-      name_bytes += path.size();
-      path = SplitLast(path).first;
-    }
-    return name_bytes <= kMaxNameBytes && static_cast<int64_t>(tree.dirs_.size() + tree.files_.size()) <= kMaxEntries;
-  };
+                                                   " files and directories in one archive"};
+  std::string shown_staging = "the staged upload";
+  Fd root(::dup(tree.staging_.get()));
+  if (root.get() < 0) return ErrnoError("dup", "the staging directory", errno);
+  DirChain chain(std::move(root), shown_staging);
+  const std::string target_path = Joined(target);
+  if (auto made = chain.Make(target_path); !made) return made.error();
+  const Error both{ErrorCode::kBadRequest, "the archive has a name both as a file and as a directory"};
   while (true) {
     auto next = archive.Next();
     if (!next) return next.error();
@@ -422,28 +471,23 @@ Result<StagedTree> StagedTree::Stage(const std::string& artifacts_dir, const std
                                               " at the build's root is written by the server when the build is "
                                               "sealed: a token cannot create or replace it"};
     }
-    const std::string path = Joined(below.value());
+    const std::string path = Below(target_path, Joined(below.value()));
     if (entry.directory) {
-      if (!path.empty()) ++tree.count_.directories;
-      if (!add_dir(path)) return too_many;
+      if (!below->empty()) ++tree.count_.directories;
+      auto dir = chain.Make(path);
+      if (!dir) return dir.error().code == ErrorCode::kConflict ? both : dir.error();
+      if (tree.count_.files + chain.made() > kMaxEntries) return too_many;
       continue;
     }
-    if (path.empty()) return Error{ErrorCode::kBadRequest, "a file in the archive has no name"};
-    const std::string staged_name = std::to_string(staged++);
-    if (auto st = WriteEntry(tree.staging_.get(), staged_name, archive, &tree.count_.bytes); !st) return st.error();
-    // A later entry of a name wins, as tar extracts; the earlier staged
-    // file is removed with the staging directory.
-    auto [it, fresh] = tree.files_.insert_or_assign(path, staged_name);
-    if (fresh) {
-      name_bytes += path.size();
-      ++tree.count_.files;
-    }
-    if (!add_dir(SplitLast(path).first)) return too_many;
-  }
-  for (const auto& [path, ignored] : tree.files_) {
-    if (tree.dirs_.count(path) > 0) {
-      return Error{ErrorCode::kBadRequest, "the archive has " + path + " both as a file and as a directory"};
-    }
+    if (below->empty()) return Error{ErrorCode::kBadRequest, "a file in the archive has no name"};
+    const auto last = path.rfind('/');
+    auto dir = chain.Make(last == std::string::npos ? "" : path.substr(0, last));
+    if (!dir) return dir.error().code == ErrorCode::kConflict ? both : dir.error();
+    bool fresh = true;
+    const std::string file = last == std::string::npos ? path : path.substr(last + 1);
+    if (auto st = StageFile(dir.value(), file, archive, &tree.count_.bytes, &fresh); !st) return st.error();
+    if (fresh) ++tree.count_.files;
+    if (tree.count_.files + chain.made() > kMaxEntries) return too_many;
   }
   return tree;
 }
@@ -472,61 +516,13 @@ Status StagedTree::RemoveStale(const std::string& artifacts_dir, const std::stri
   return Ok{};
 }
 
-Status StagedTree::Commit(mode_t dir_mode) {
+Status StagedTree::Commit() {
   std::string path;
   auto build = OpenBuild(artifacts_dir_, scope_, &path);
   if (!build) return build.error();
-  DirChain chain(std::move(build.value()), path);
-  const std::string target = Joined(target_);
-  // The target and its parents first, then the archive's directories
-  // (sorted: parents before children), all below the build.
-  std::vector<std::string> dirs;
-  for (size_t n = 1; n <= target_.size(); ++n) {
-    dirs.push_back(Joined(std::vector<std::string>(target_.begin(), target_.begin() + static_cast<std::ptrdiff_t>(n))));
-  }
-  for (const auto& d : dirs_) dirs.push_back(Below(target, d));
-
-  // Nothing may be in the way: a directory of the archive that exists as
-  // something else, a file of the archive that exists as a directory. A
-  // missing directory is made below, with everything under it new.
-  for (const auto& dir : dirs) {
-    auto fd = chain.Open(dir, /*make=*/false, dir_mode);
-    if (!fd && fd.error().code != ErrorCode::kNotFound) return fd.error();
-  }
-  for (const auto& [file, staged] : files_) {
-    const auto [dir, name] = SplitLast(Below(target, file));
-    auto fd = chain.Open(dir, /*make=*/false, dir_mode);
-    if (!fd) {
-      if (fd.error().code == ErrorCode::kNotFound) continue;
-      return fd.error();
-    }
-    struct stat st{};
-    if (::fstatat(fd.value(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-      return Error{ErrorCode::kConflict, chain.Shown() + "/" + name + " is a directory: a file cannot replace it"};
-    }
-  }
-  // Each directory opened once, without following a link, made when
-  // missing. No fsync: like nginx's PUT, a tree upload makes its files
-  // visible at once, not durable (their data is not fsynced either), and a
-  // directory fsync cost 1-5 ms each under writeback (bench-buildbot: 61
-  // directories put 0.3 s on a 500-file tree).
-  for (const auto& dir : dirs) {
-    auto fd = chain.Open(dir, /*make=*/true, dir_mode);
-    if (!fd) return fd.error();
-  }
-  for (const auto& [file, staged] : files_) {
-    const auto [dir, name] = SplitLast(Below(target, file));
-    auto fd = chain.Open(dir, /*make=*/true, dir_mode);
-    if (!fd) return fd.error();
-    if (::renameat(staging_.get(), staged.c_str(), fd.value(), name.c_str()) != 0) {
-      const std::string shown = chain.Shown() + "/" + name;
-      if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
-        return Error{ErrorCode::kConflict, shown + " is a directory: a file cannot replace it"};
-      }
-      return ErrnoError("rename", shown, errno);
-    }
-  }
-  return Ok{};
+  // Checked first, then changed: a refusal changes nothing.
+  if (auto st = Merge(staging_.get(), build.value().get(), path, /*check=*/true); !st) return st;
+  return Merge(staging_.get(), build.value().get(), path, /*check=*/false);
 }
 
 }  // namespace artifact

@@ -11,8 +11,6 @@
 #include <sys/types.h>
 
 #include <functional>
-#include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -79,24 +77,27 @@ Status RemoveBuildDir(const std::string& artifacts_dir, const std::string& scope
 // The tree upload: a tar archive POSTed to a directory URL of a build (the
 // build itself or one below it) is unpacked by the app in two steps, so that
 // a revoke racing it either freezes what it wrote or leaves nothing:
-//   Stage   reads the whole archive into a hidden directory beside the build
-//           (in its builder directory, `.<build>.upload-<random>`): outside
-//           the build, so a freeze meanwhile does not see it, and on the
-//           same filesystem, so a file moves into the build by rename. Slow
-//           (the bytes), and needs no lock.
+//   Stage   unpacks the whole archive into a hidden directory beside the
+//           build (in its builder directory, `.<build>.upload-<random>`),
+//           laid out as the build is: outside the build, so a freeze
+//           meanwhile does not see it, and on the same filesystem, so it
+//           moves into the build by rename. Slow (the bytes), and needs no
+//           lock.
 //   Commit  under the build's lock, with the build not frozen and its token
 //           live (the caller's checks, as for the other operations here):
-//           first checks that nothing in the build is in the way (a file
-//           or symlink where the archive has a directory, a directory where
-//           it has a file: 409, nothing changed), then makes the missing
-//           directories like MakeBuildDirs and renames each file over its
-//           name, one rename per file. Quick: a freeze waits for it.
+//           first checks that nothing in the build is in the way (a file or
+//           symlink where the archive has a directory, a directory where it
+//           has a file: 409, nothing changed), then merges the staged tree
+//           into the build by rename: a file or directory the build does not
+//           have yet moves in whole (one rename for a new directory and all
+//           below it), a file replaces the build's, a directory both have is
+//           merged the same way. Quick: a freeze waits for it.
 // Each file appears at its URL complete, as with PUT. Only a change of the
 // build by someone else between the check and the renames (nginx's PUTs and
 // DELETEs take no lock) can stop Commit half-way: what was renamed stays.
-// Commit holds at most one descriptor per level of the tree, whatever the
-// number of directories. Destruction removes the staging directory with what
-// is left in it.
+// Both steps hold two descriptors per level of the tree at most, and no list
+// of the archive's names. Destruction removes the staging directory with
+// what is left in it.
 struct UploadCount {
   int64_t files = 0;
   int64_t directories = 0;  // the archive's directory entries
@@ -111,11 +112,9 @@ Result<std::vector<std::string>> ParseArchivePath(const std::string& path);
 
 class StagedTree {
  public:
-  // At most this many entries in one archive (files, and directories made
-  // for them or listed), and this many bytes of their names below the
-  // target: what an archive makes the app hold in memory is bounded.
+  // At most this many entries in one archive, the directories made for them
+  // counted: what an archive can make the app create is bounded.
   static constexpr int64_t kMaxEntries = 100000;
-  static constexpr size_t kMaxNameBytes = 32 << 20;
 
   // Reads `archive` to its end into the staging directory of `scope`'s build
   // below `artifacts_dir`. `target`: the names of the directory the archive
@@ -123,12 +122,13 @@ class StagedTree {
   // or a refused name (see ParseArchivePath; too deep; a path that is both
   // a file and a directory), 403 for the seal's names at the build's root
   // (kManifestName), 507 when the disk is full; nothing stays staged then.
+  // A later entry of a name replaces an earlier one, as tar extracts.
   static Result<StagedTree> Stage(const std::string& artifacts_dir, const std::string& scope,
                                   const std::vector<std::string>& target, TarReader& archive);
 
-  // Moves the staged tree into the build (see above). Call once, holding the
-  // build's lock, after checking it is not frozen and its token is live.
-  Status Commit(mode_t dir_mode);
+  // Merges the staged tree into the build (see above). Call once, holding
+  // the build's lock, after checking it is not frozen and its token is live.
+  Status Commit();
 
   // A staging directory's name: "." + build + this + 16 hex digits.
   static constexpr const char* kStagingInfix = ".upload-";
@@ -152,14 +152,9 @@ class StagedTree {
   StagedTree() = default;
   std::string artifacts_dir_;
   std::string scope_;
-  std::vector<std::string> target_;  // the directory unpacked into, below the build
-  Fd builder_;   // the build's builder directory
+  Fd builder_;                // the build's builder directory
   std::string staging_name_;  // in builder_; empty once removed
-  Fd staging_;
-  // Paths below the target, '/'-joined. A set sorts a parent before its
-  // children; a later file of one name replaces the staged one it maps to.
-  std::set<std::string> dirs_;
-  std::map<std::string, std::string> files_;  // path -> its name in the staging directory
+  Fd staging_;                // laid out as the build
   UploadCount count_;
 };
 

@@ -151,6 +151,9 @@ Result<std::vector<ListedName>> ListDirAt(int fd, const std::string& path) {
     ::close(listing);
     return ErrnoError("opendir", path, err);
   }
+  // The duplicate shares the directory offset with `fd`: from the start,
+  // even when `fd` was listed before.
+  ::rewinddir(d);
   std::vector<ListedName> out;
   errno = 0;
   while (struct dirent* e = ::readdir(d)) {

@@ -232,7 +232,7 @@ TEST_CASE("a staged tree lands in the build only at its commit, and leaves nothi
     CHECK(staged->count().bytes == 9);
     CHECK_FALSE(fs::exists(t.build + "/out"));  // nothing in the build before the commit
     CHECK(Beside(t).size() == 1);
-    REQUIRE(staged->Commit(0775));
+    REQUIRE(staged->Commit());
   }
   CHECK(Content(t.build + "/out/logs/build.log") == "log");
   CHECK(Content(t.build + "/out/pkg.deb") == "new");  // a later entry of a name wins, as tar extracts
@@ -245,7 +245,7 @@ TEST_CASE("a staged tree lands in the build only at its commit, and leaves nothi
   {
     auto again = Stage(t, TarFile("pkg.deb", "newer") + TarEnd(), {"out"});
     REQUIRE(again);
-    REQUIRE(again->Commit(0775));
+    REQUIRE(again->Commit());
   }
   CHECK(Content(t.build + "/out/pkg.deb") == "newer");
   CHECK(Content(t.build + "/out/logs/build.log") == "log");
@@ -291,7 +291,7 @@ TEST_CASE("a refused archive stages nothing and leaves nothing", "[build_tree][u
   // SHA256SUMS deeper in the build is the build's own.
   auto deeper = Stage(t, TarFile("SHA256SUMS", "mine") + TarEnd(), {"sub"});
   REQUIRE(deeper);
-  REQUIRE(deeper->Commit(0775));
+  REQUIRE(deeper->Commit());
   CHECK(Content(t.build + "/sub/SHA256SUMS") == "mine");
 }
 
@@ -301,26 +301,26 @@ TEST_CASE("a commit never follows a symlink and stops at a directory in a file's
   const size_t outside = t.OutsideCount();
   auto through = Stage(t, TarFile("link/victim", "owned") + TarEnd());
   REQUIRE(through);
-  auto r = through->Commit(0775);
+  auto r = through->Commit();
   REQUIRE_FALSE(r);
   CHECK(r.error().code == ErrorCode::kConflict);
   auto target = Stage(t, TarFile("x", "owned") + TarEnd(), {"link", "sub"});
   REQUIRE(target);
-  CHECK_FALSE(target->Commit(0775));
+  CHECK_FALSE(target->Commit());
   CHECK(t.OutsideCount() == outside);
   CHECK(Content(t.outside + "/victim") == "precious");
   // A symlink at a file's name is replaced, not followed.
   fs::create_symlink(t.outside + "/victim", t.build + "/file-link");
   auto over = Stage(t, TarFile("file-link", "mine") + TarEnd());
   REQUIRE(over);
-  REQUIRE(over->Commit(0775));
+  REQUIRE(over->Commit());
   CHECK(Content(t.outside + "/victim") == "precious");
   CHECK_FALSE(fs::is_symlink(t.build + "/file-link"));
   // A directory where the archive has a file: 409, naming it.
   fs::create_directories(t.build + "/dir/inside");
   auto onto = Stage(t, TarFile("dir", "x") + TarEnd());
   REQUIRE(onto);
-  auto refused = onto->Commit(0775);
+  auto refused = onto->Commit();
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == ErrorCode::kConflict);
   CHECK(refused.error().message.find("a/b/c/d/dir is a directory") != std::string::npos);
@@ -340,7 +340,7 @@ TEST_CASE("a commit checks first: a directory in a file's place changes nothing"
         TarFile("keep.txt", "replaced") + TarDir("file/") + TarEnd()}) {
     auto staged = Stage(t, archive);
     REQUIRE(staged);
-    auto r = staged->Commit(0775);
+    auto r = staged->Commit();
     REQUIRE_FALSE(r);
     CHECK(r.error().code == ErrorCode::kConflict);
     CHECK(Content(t.build + "/keep.txt") == "kept");
@@ -349,7 +349,7 @@ TEST_CASE("a commit checks first: a directory in a file's place changes nothing"
   // Into a target that is a file: the same.
   auto into_file = Stage(t, TarFile("x", "x") + TarEnd(), {"file"});
   REQUIRE(into_file);
-  CHECK_FALSE(into_file->Commit(0775));
+  CHECK_FALSE(into_file->Commit());
   CHECK(Content(t.build + "/file") == "a file");
 }
 
@@ -367,7 +367,7 @@ TEST_CASE("a commit holds one descriptor per level, whatever the number of direc
   struct rlimit low = old;
   low.rlim_cur = 64;
   REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
-  auto r = staged->Commit(0775);
+  auto r = staged->Commit();
   ::setrlimit(RLIMIT_NOFILE, &old);
   REQUIRE(r);
   CHECK(Content(t.build + "/out/d299/sub/f") == "x");
@@ -427,7 +427,7 @@ TEST_CASE("at scope_depth 1 a tree is staged in the artifacts root", "[build_tre
     auto staged = StagedTree::Stage(t.root, "solo", {}, reader);
     REQUIRE(staged);
     CHECK(fs::is_empty(t.root + "/solo"));  // staged beside the build, not in it
-    REQUIRE(staged->Commit(0775));
+    REQUIRE(staged->Commit());
   }
   CHECK(Content(t.root + "/solo/f.txt") == "solo");
   std::vector<std::string> removed;
