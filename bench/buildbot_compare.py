@@ -226,6 +226,7 @@ class Bench(e2e.Harness):
         self.big = os.path.join(self.data_dir, 'big.bin')
         self.trees = {name: os.path.join(self.data_dir, name) for name in TREE_SHAPES}
         self.upload_dir = os.path.join(self.master_dir, 'uploads')
+        self.sent_by = {}  # case -> {"relay", "worker"}: how our step sent it
 
     def make_data(self):
         os.makedirs(self.data_dir)
@@ -320,10 +321,13 @@ class Bench(e2e.Harness):
                   f'{builder} {case}: REST step time {rest} s disagrees with run() {precise:.3f} s')
             curl = None
             if builder == 'ours':
-                found = re.search(r'worker command ([0-9.]+) s',
+                found = re.search(r'(archive from the worker in|worker command) '
+                                  r'([0-9.]+) s',
                                   self.log_text(build['buildid'], step['name'], 'files'))
-                check(found, f'ours {case}: no worker timing line in the files log')
-                curl = float(found.group(1))
+                check(found, f'ours {case}: no transfer timing line in the files log')
+                curl = float(found.group(2))
+                self.sent_by.setdefault(case, set()).add(
+                    'relay' if found.group(1).startswith('archive') else 'worker')
             out[case] = (rest, precise, curl)
         self.verify(builder, build, props)
         return out

@@ -7,12 +7,13 @@ what a step writes to its log. No credential ever goes into a message.
 
 import base64
 import json
-from io import BytesIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from twisted.internet import defer, reactor
-from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
 
 USER_AGENT = b'buildbot-artifact-repository/1'
 
@@ -50,30 +51,57 @@ def _error_reason(status, body):
     return reason
 
 
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """A request body already in memory, written in one go (Twisted's
+    FileBodyProducer reads it back in 64 KiB turns of the reactor)."""
+
+    def __init__(self, body):
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer):
+        consumer.write(self.body)
+        return defer.succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
 class TokenServiceClient:
     """Calls ``<base_url>/token...`` with the master's basic-auth credentials.
 
     ``base_url`` is the repository root as the *master* reaches it, e.g.
-    ``https://artifacts.example.org``.
+    ``https://artifacts.example.org``. Without a ``master_user`` only
+    ``upload_tree`` (which sends a build token) can be used.
     """
 
     def __init__(self, base_url, master_user, master_password, timeout=30, agent=None):
         self.base_url = _without_userinfo(base_url).rstrip('/')
         self.master_user = master_user
-        self._auth = b'Basic ' + base64.b64encode(
+        self._auth = None if master_user is None else b'Basic ' + base64.b64encode(
             f'{master_user}:{master_password}'.encode('utf-8'))
         self.timeout = timeout
         self._agent = agent or Agent(reactor, connectTimeout=timeout)
 
     @defer.inlineCallbacks
-    def _call(self, method, path, body=None):
+    def _call(self, method, path, body=None, auth=None, content_type=b'application/json',
+              what='the token service'):
         url = self.base_url + path
-        headers = Headers({b'Authorization': [self._auth], b'User-Agent': [USER_AGENT],
+        headers = Headers({b'Authorization': [auth or self._auth], b'User-Agent': [USER_AGENT],
                            b'Accept': [b'application/json']})
         producer = None
         if body is not None:
-            headers.addRawHeader(b'Content-Type', b'application/json')
-            producer = FileBodyProducer(BytesIO(json.dumps(body).encode('utf-8')))
+            headers.addRawHeader(b'Content-Type', content_type)
+            if not isinstance(body, bytes):
+                body = json.dumps(body).encode('utf-8')
+            producer = _BytesProducer(body)
         try:
             d = self._agent.request(method.encode('ascii'), url.encode('utf-8'),
                                     headers, producer)
@@ -86,7 +114,7 @@ class TokenServiceClient:
             reason = getattr(e, 'reasons', None)
             text = str(reason[0].value) if reason else (str(e) or type(e).__name__)
             raise TokenServiceError(method, url, None,
-                                    f'cannot reach the token service: {text}') from None
+                                    f'cannot reach {what}: {text}') from None
         return url, response.code, content
 
     @defer.inlineCallbacks
@@ -139,6 +167,23 @@ class TokenServiceClient:
             raise TokenServiceError('GET', url, status,
                                     _error_reason(status, content) if status != 200
                                     else 'the response is not a seal status')
+        return doc
+
+
+    @defer.inlineCallbacks
+    def upload_tree(self, path, username, password, archive):
+        """POST a tar archive to ``path`` (a build's directory, '/'-started,
+        ending in '/') with a build token: the server's answer
+        ``{files, directories, bytes}`` (docs/api.md "Tree upload")."""
+        auth = b'Basic ' + base64.b64encode(f'{username}:{password}'.encode('utf-8'))
+        url, status, content = yield self._call('POST', path, archive, auth=auth,
+                                                content_type=b'application/x-tar',
+                                                what='the artifact server')
+        if status != 201:
+            raise TokenServiceError('POST', url, status, _error_reason(status, content))
+        doc = _json_object(content)
+        if not isinstance(doc.get('files'), int):
+            raise TokenServiceError('POST', url, status, 'the response is not a tree summary')
         return doc
 
 

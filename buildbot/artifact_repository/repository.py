@@ -13,8 +13,9 @@ import os
 import re
 import time
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.python import log as twlog
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from buildbot import config
 from buildbot.process.properties import Properties
@@ -54,6 +55,10 @@ class ArtifactRepository(service.BuildbotService):
         self._consumer = None
         self._timer = None
         self._inflight = {}  # username -> [Deferred waiting for the running try]
+        # (builder, workdir, source) of directories UploadArtifacts relayed
+        # last time: the next build skips asking the worker what they are.
+        self.relay_hints = {}
+        self._tree_agent = self._tree_pool = None
 
     def checkConfig(self, url, master_user, master_password, http_timeout=30,
                     retry_max_interval=30):
@@ -129,6 +134,9 @@ class ArtifactRepository(service.BuildbotService):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._tree_pool is not None:
+            yield self._tree_pool.closeCachedConnections()
+            self._tree_agent = self._tree_pool = None
         pending = sorted(u for u, e in (self.journal.entries.items() if self.journal else ())
                          if e['result'] is not None)
         if pending:
@@ -146,6 +154,19 @@ class ArtifactRepository(service.BuildbotService):
             consumeErrors=True)
         return TokenServiceClient(url or self.url, user, password,
                                   timeout=timeout or self.http_timeout)
+
+    def upload_tree(self, path, username, password, archive):
+        """POSTs a tar archive to ``path`` below the repository's URL with a
+        build token (TokenServiceClient.upload_tree), on kept-alive
+        connections: a relayed tree upload pays no connect or TLS handshake."""
+        if self._tree_agent is None:
+            self._tree_pool = HTTPConnectionPool(reactor, persistent=True)
+            self._tree_pool.maxPersistentPerHost = 4
+            self._tree_agent = Agent(reactor, connectTimeout=self.http_timeout,
+                                     pool=self._tree_pool)
+        client = TokenServiceClient(self.url, None, None, timeout=self.http_timeout,
+                                    agent=self._tree_agent)
+        return client.upload_tree(path, username, password, archive)
 
     def forget(self, username):
         """Drops a journal entry whose token was never issued."""

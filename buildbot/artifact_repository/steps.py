@@ -22,7 +22,7 @@ from buildbot.process.results import (CANCELLED, FAILURE, SKIPPED, SUCCESS, WARN
 from buildbot.steps.worker import CompositeStepMixin
 from buildbot.util import asyncSleep
 
-from . import curlconfig, naming, worker_upload
+from . import curlconfig, naming, relay, worker_upload
 from .client import TokenServiceError
 
 REDACTED_NAME = 'artifact-token'  # logs show <artifact-token> instead of the password
@@ -33,10 +33,11 @@ def _summary(step, text):
     step.descriptionDone = [text]
 
 
-def _repository(step):
-    """The ArtifactRepository service named ``step.repository``, or None."""
+def _repository(step, name=None):
+    """The ArtifactRepository service named ``name`` (default:
+    ``step.repository``), or None."""
     from .repository import ArtifactRepository
-    svc = step.master.service_manager.namedServices.get(step.repository)
+    svc = step.master.service_manager.namedServices.get(name or step.repository)
     return svc if isinstance(svc, ArtifactRepository) else None
 
 
@@ -156,6 +157,10 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
             base = self.public_url.rstrip('/') + '/'
             urls = [base + s + '/' for s in scopes]
         netrc_path = self._netrc_path()
+        # For UploadArtifacts' relay of small trees (relay.py); in memory
+        # only, dropped by the revoke step and with the build.
+        self.build.artifact_relay = RelayCredential(
+            urls[0], '/' + scopes[0] + '/', username, password, self.repository)
         source = 'IssueArtifactToken'
         # Set before anything else can fail, so the revoke step always finds it.
         self.setProperty('artifact_username', username, source, runtime=True)
@@ -182,23 +187,30 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         return SUCCESS
 
 
-def ack_worker_promptly(conn):
-    """Sends the master's pending TCP acknowledgement to the worker now.
+class RelayCredential:
+    """The build's token as the master uses it to POST a small tree: ``url``
+    (the first scope's URL as the steps know it), ``path`` (that scope below
+    the repository's URL as the master reaches it), ``username`` and
+    ``password`` (never shown by repr)."""
 
-    Why (measured, issue 17): a shell command that ends within about 40 ms
-    reports its end about 40 ms late. The worker answers startCommand; the
-    master's kernel delays its ACK of that answer (Linux's delayed ACK, up
-    to 40 ms, as the connection looks interactive); the worker's kernel holds
-    the command's result until that ACK comes (Nagle: buildbot's PB connection
-    has no TCP_NODELAY). A step running `true` took 52 ms that way, 14-29 ms
-    with the ACK pushed out (TCP_QUICKACK) when the answer arrives
-    (bench/FINDINGS.md).
+    __slots__ = ('url', 'path', 'username', 'password', 'repository')
 
-    Returns True when the option was set; False where it cannot be (another
-    OS, a connection that is not PB over TCP, TLS, a lost connection): then
-    nothing changes. Never raises: it must not disturb the running command.
-    """
-    option = getattr(socket, 'TCP_QUICKACK', None)
+    def __init__(self, url, path, username, password, repository):
+        self.url = url
+        self.path = path
+        self.username = username
+        self.password = password
+        self.repository = repository
+
+    def __repr__(self):
+        return f'RelayCredential({self.url!r}, {self.username!r}, <password>)'
+
+
+def _set_tcp_option(conn, option):
+    """Sets a TCP option on the master's end of a PB connection to the
+    worker. True when set; False where it cannot be (an option this OS lacks,
+    a connection that is not PB over TCP, TLS, a lost connection): then
+    nothing changes. Never raises: it must not disturb the running command."""
     try:
         sock = conn.mind.broker.transport.getHandle()
         if option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -209,12 +221,44 @@ def ack_worker_promptly(conn):
         return False
 
 
+def ack_worker_promptly(conn):
+    """Sends the master's pending TCP acknowledgement to the worker now.
+
+    Why (measured, issue 17): a shell command that ends within about 40 ms
+    reports its end about 40 ms late. The worker answers startCommand; the
+    master's kernel delays its ACK of that answer (Linux's delayed ACK, up
+    to 40 ms, as the connection looks interactive); the worker's kernel holds
+    the command's result until that ACK comes (Nagle: buildbot's PB connection
+    has no TCP_NODELAY). A step running `true` took 52 ms that way, 14-29 ms
+    with the ACK pushed out (TCP_QUICKACK) when the answer arrives
+    (bench/FINDINGS.md). Returns what _set_tcp_option does.
+    """
+    return _set_tcp_option(conn, getattr(socket, 'TCP_QUICKACK', None))
+
+
+def send_to_worker_promptly(conn):
+    """Lets the master's messages to the worker leave at once (TCP_NODELAY on
+    the master's end of the connection, for good: it only ever helps PB,
+    which writes whole messages).
+
+    Why (measured, issue 17): the other direction of the same stall. The
+    master's startCommand waited in its kernel (Nagle) for the worker's
+    delayed ACK of the master's last message: a relayed 32-file tree got the
+    worker's answer 8.5-17 ms after the command, 7-10 ms with this; the
+    bench's `true` step went from 18-22 ms to 11-12 ms. Returns what
+    _set_tcp_option does.
+    """
+    return _set_tcp_option(conn, socket.TCP_NODELAY)
+
+
 def report_promptly(cmd):
-    """Makes ``cmd`` (a RemoteCommand not yet run) push the master's ACK out
-    as soon as the worker has answered its start (see ack_worker_promptly)."""
+    """Makes ``cmd`` (a RemoteCommand not yet run) start without a Nagle wait
+    (send_to_worker_promptly) and push the master's ACK out as soon as the
+    worker has answered its start (ack_worker_promptly)."""
     start = cmd._start
 
     def start_then_ack():
+        send_to_worker_promptly(cmd.conn)
         d = start()
 
         def answered(answer):
@@ -227,24 +271,41 @@ def report_promptly(cmd):
 
 
 class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
-    """PUTs files from the worker into the build's scope, in one worker command.
+    """Uploads files from the worker into the build's scope.
 
     ``sources`` is one path or a list, relative to the step's workdir; each is
     a file, a shell glob (``**`` recurses; the worker expands it in its own
     process) or a directory. A file goes to ``<url><dest>/<basename>``; a
-    directory's tree goes to ``<url><dest>/<its relative path>``. The worker
-    runs worker_upload.sh with ``sh -c`` (POSIX sh, find, awk, sed, curl; no
-    python): it finds the files, checks each name against the repository's
-    rule (a bad name, two files for one name or a missing source refuse the
-    whole upload before any request) and runs one curl: a HEAD of the build's
-    URL beside the PUTs, ``parallel`` at a time, ``--fail-early``, transient
-    errors retried ``retries`` times; a PUT makes the missing directories.
+    directory's tree goes to ``<url><dest>/<its relative path>``.
+
+    A small tree goes through the master (relay.py): when the one source is a
+    directory of at most ``relay_max_files`` entries and ``relay_max_bytes``
+    of archive, and the build's token came from IssueArtifactToken, the
+    worker's own process archives it (``uploadDirectory``, as buildbot's
+    ``DirectoryUpload`` does: no program starts on the worker) and the master
+    POSTs the archive to the build, where the server unpacks it (one tree
+    upload, all or nothing). The log and the links are written while the
+    server unpacks; a refusal adds that none of the listed files was stored.
+    A directory relayed once is sent straight away by the builder's next
+    build, without first asking the worker what it is (a tree grown past the
+    bounds then costs one archive pass on the worker before the fallback).
+    ``relay_max_files=0`` turns the relay off.
+
+    Anything else, and a tree the relay finds unusual (links, a bad name,
+    more bytes than the bound: the log says which), is sent by the worker:
+    worker_upload.sh with ``sh -c`` (POSIX sh, find, awk, tar, curl; no
+    python) finds the files, checks each name against the repository's rule
+    (a bad name, two files for one name or a missing source refuse the whole
+    upload before any request) and runs one curl: a HEAD of the build's URL,
+    a directory's small files as one tar archive, larger files as PUTs,
+    ``parallel`` at a time, ``--fail-early``, transient errors retried
+    ``retries`` times; a PUT makes the missing directories.
+
     Any HTTP error fails the step and names the file. A server that cannot be
     reached fails the step at once, and the build's later upload steps are
-    skipped with one line. The command's output stays in memory; the step
-    writes one log at the end. Up to ``max_links`` files each get a link on
-    the build page (in name order); more get one link to their directory, as
-    each link is a database write on the master.
+    skipped with one line. The step writes one log. Up to ``max_links`` files each get a link on the build page (in name order);
+    more get one link to their directory, as each link is a database write
+    on the master.
     """
 
     name = 'upload artifacts'
@@ -252,7 +313,8 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
 
     def __init__(self, sources, dest='', url=Property('artifact_url'),
                  netrc=Property('artifact_netrc'), parallel=8, retries=3,
-                 connect_timeout=10, max_links=5, curl='curl', **kwargs):
+                 connect_timeout=10, max_links=5, curl='curl',
+                 relay_max_files=100, relay_max_bytes=4 * 1024 * 1024, **kwargs):
         kwargs.setdefault('logEnviron', False)
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=['command', 'initialStdin'])
         super().__init__(**kwargs)
@@ -265,27 +327,124 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         self.connect_timeout = connect_timeout
         self.max_links = max_links
         self.curl = curl
+        self.relay_max_files = relay_max_files
+        self.relay_max_bytes = relay_max_bytes
 
     @defer.inlineCallbacks
     def _worker_paths(self, sources):
         """The worker paths of ``sources``: a glob expanded by the worker's own
         process (no program starts for it), anything else as given."""
-        pm = self.build.path_module
         paths = []
         for source in sources:
             if not worker_upload.GLOB_CHARS & set(source):
                 paths.append(source)
                 continue
-            pattern = pm.join(self.getProperty('builddir'), self.workdir or '', source)
-            cmd = remotecommand.RemoteCommand('glob', {'path': pattern, 'logEnviron': False})
-            yield self.runCommand(cmd)
-            found = cmd.updates.get('files', [[]])[-1] if not cmd.didFail() else None
+            found = yield self._glob(source)
             if not found:
                 raise worker_upload.Refusal(f'nothing matches {source!r} in the workdir'
                                             if found is not None
                                             else f'cannot expand {source!r} on the worker')
             paths += sorted(found)
         return paths
+
+    @defer.inlineCallbacks
+    def _glob(self, pattern):
+        """The worker's paths matching ``pattern`` (below the workdir), or None
+        if the worker could not expand it."""
+        pm = self.build.path_module
+        path = pm.join(self.getProperty('builddir'), self.workdir or '', pattern)
+        cmd = report_promptly(
+            remotecommand.RemoteCommand('glob', {'path': path, 'logEnviron': False}))
+        yield self.runCommand(cmd)
+        return cmd.updates.get('files', [[]])[-1] if not cmd.didFail() else None
+
+    def _relay_credential(self, base, paths):
+        """The build's RelayCredential when this upload may be relayed, else None."""
+        credential = getattr(self.build, 'artifact_relay', None)
+        if (credential is None or credential.url != base or len(paths) != 1
+                or self.relay_max_files <= 0 or self.relay_max_bytes <= 0
+                or self.workerVersion('uploadDirectory') is None):
+            return None
+        return credential
+
+    @defer.inlineCallbacks
+    def _relay(self, credential, source, dest, base, making_log):
+        """Sends the directory ``source`` through the master (relay.py).
+
+        Returns (outcome, how, log) with an outcome as worker_upload.parse's
+        and the step's log (made from ``making_log``) holding the list of
+        files, or (None, reason, None) when the worker's curl should send it
+        instead (reason None: not a directory); nothing has reached the
+        server then.
+        """
+        repo = _repository(self, credential.repository)
+        if repo is None:
+            return None, 'no repository service', None
+        started = time.monotonic()
+        key = (self.build.builder.name, self.workdir or '', source)
+        if not repo.relay_hints.pop(key, False):
+            # Everything below a directory; nothing for a file, a missing
+            # path or an empty directory (`source/**` alone lists a file too).
+            found = yield self._glob(self.build.path_module.join(source, '**', '*'))
+            if not found:
+                return None, None, None
+            if len(found) > self.relay_max_files:
+                return None, f'more than {self.relay_max_files} entries', None
+        writer = relay.ArchiveBuffer(self.relay_max_bytes)
+        cmd = report_promptly(remotecommand.RemoteCommand('uploadDirectory', {
+            'workdir': self.workdir or '', 'workersrc': source, 'writer': writer,
+            'maxsize': self.relay_max_bytes + 1, 'blocksize': relay.BLOCK_SIZE,
+            'compress': None}))
+        try:
+            yield self.runCommand(cmd)
+            data = writer.data()
+        finally:
+            writer.cancel()
+        if self.stopped:
+            return None, 'stopped', None
+        if writer.overflow:
+            return None, f'an archive over {self.relay_max_bytes} bytes', None
+        if cmd.didFail() or not writer.complete:
+            return None, 'the worker could not archive it', None
+        tree = relay.scan(data)
+        if tree.reason is not None:
+            return None, tree.reason, None
+        if len(tree.files) + tree.directories <= self.relay_max_files:
+            repo.relay_hints[key] = True  # a small directory: no glob next time
+        how = (f'relayed by the master as one archive of {len(data)} bytes '
+               f'(archive from the worker in {time.monotonic() - started:.3f} s)')
+        pm = self.build.path_module
+        top = dest + '/' if dest else ''
+        files = sorted(((pm.join(source, name), base + top + name) for name in tree.files),
+                       key=lambda f: f[1])
+        # The list goes into the log while the server unpacks (each log
+        # write is a database write on the master, 7-20 ms measured).
+        log = yield making_log
+        listing = defer.gatherResults(
+            [log.addStdout(''.join(f'{local} -> {url}\n' for local, url in files) + how + '\n')]
+            + self._add_links([url for _, url in files], base, dest), consumeErrors=True)
+        out = {'error': None, 'unreachable': False, 'curl_errors': [], 'logged': True,
+               'linked': True}
+        try:
+            doc = yield repo.upload_tree(credential.path + top, credential.username,
+                                         credential.password, tree.body)
+            status = 201
+        except TokenServiceError as e:
+            doc, status = None, e.status or 0
+            out['unreachable'] = e.status is None or e.status >= 500
+            out['error'] = (f'cannot reach the artifact server at {base}: {e.reason}'
+                            if out['unreachable'] else
+                            f'the artifact server refused the archive of {source}: '
+                            f'HTTP {e.status}: {e.reason}')
+        finally:
+            yield listing
+        out['files'] = [(local, url, status) for local, url in files]
+        if doc is not None and doc['files'] != len(tree.files):
+            out['error'] = (f"the server unpacked {doc['files']} of the {len(tree.files)} "
+                            'files sent in the archive')
+        if out['error'] is not None:
+            out['error'] += '; none of the files above was stored'
+        return out, how, log
 
     @defer.inlineCallbacks
     def run(self):
@@ -307,46 +466,33 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         try:
             dest = naming.check_remote_path(self.dest) if self.dest.strip('/') else ''
             paths = yield self._worker_paths(sources)
-            argv = worker_upload.command(self.curl, self.netrc, base, paths, dest,
-                                         self.parallel, self.retries, self.connect_timeout)
         except (naming.NameError_, worker_upload.Refusal, ValueError) as e:
             log = yield self.addLog('files')
             yield log.addStderr(f'nothing was uploaded: {e}\n')
             _summary(self, 'nothing uploaded')
             return FAILURE
-        # stdio stays out of the database: the command's output is collected
-        # in memory and this step writes one readable log at the end. Each
-        # log or link is a database write on the master (7-20 ms each,
+        # Each log or link is a database write on the master (7-20 ms each,
         # measured): the log is made while the worker works, its text and
-        # the links are written together.
-        cmd = yield self.makeRemoteShellCommand(
-            collectStdout=True, collectStderr=True, stdioLogName=None,
-            command=argv)
-        report_promptly(cmd)
-        making_log = self.addLog('files')
-        command_started = time.monotonic()
-        try:
-            yield self.runCommand(cmd)
-        finally:
-            log = yield making_log
-        command_seconds = time.monotonic() - command_started
-        outcome = worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr)
+        # the links are written together at the end (a relay writes the
+        # list of files while the server unpacks).
+        outcome, how, log = yield self._send(base, paths, dest, self.addLog('files'))
+        if outcome is None:  # refused before any request
+            yield log.addStderr(how + '\n')
+            _summary(self, 'nothing uploaded')
+            return FAILURE
         files = outcome['files']
-        lines = ''.join(f'{local} -> {url}' + (f'  HTTP {code}' if not 200 <= code < 300
-                                               else '') + '\n'
-                        for local, url, code in files)
+        lines = '' if outcome.get('logged') else ''.join(
+            f'{local} -> {url}' + (f'  HTTP {code}' if not 200 <= code < 300 else '') + '\n'
+            for local, url, code in files)
         error = outcome['error']
         if error is not None:
             lines += error + '\n' + ''.join(f'  {line}\n' for line in outcome['curl_errors'])
-        lines += (f'worker command {command_seconds:.3f} s; '
-                  f'step {time.monotonic() - started:.3f} s before this log\n')
-        writes = [(log.addStdout if error is None else log.addStderr)(lines)]
+        if not outcome.get('logged'):  # a relay logged how it went before its POST
+            lines += f'{how}; step {time.monotonic() - started:.3f} s before this log\n'
+        writes = [(log.addStdout if error is None else log.addStderr)(lines)] if lines else []
         ok = [url for _, url, code in files if 200 <= code < 300]
-        if len(ok) <= self.max_links:
-            writes += [self.addURL(url[len(base):], url) for url in ok]
-        else:
-            top = base + (dest + '/' if dest else '')
-            writes.append(self.addURL(f'{len(ok)} files in {top[len(base):] or "./"}', top))
+        if not outcome.get('linked'):
+            writes += self._add_links(ok, base, dest)
         yield defer.gatherResults(writes, consumeErrors=True)
         if error is None:
             _summary(self, f'uploaded {len(ok)} files')
@@ -361,6 +507,46 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
                  else (f'uploaded {len(ok)} of {len(files)} files' if files
                        else 'nothing uploaded'))
         return FAILURE
+
+    def _add_links(self, urls, base, dest):
+        """Links on the build page: one per file up to ``max_links``, else one
+        to their directory. Returns the database writes' Deferreds."""
+        if len(urls) <= self.max_links:
+            return [self.addURL(url[len(base):], url) for url in urls]
+        top = base + (dest + '/' if dest else '')
+        return [self.addURL(f'{len(urls)} files in {top[len(base):] or "./"}', top)]
+
+    @defer.inlineCallbacks
+    def _send(self, base, paths, dest, making_log):
+        """Uploads ``paths``: (outcome, a line saying how and how long, the
+        log), or (None, why, the log) when refused before any request."""
+        credential = self._relay_credential(base, paths)
+        fallback = None
+        if credential is not None:
+            outcome, fallback, log = yield self._relay(credential, paths[0], dest, base,
+                                                       making_log)
+            if outcome is not None:
+                return outcome, fallback, log
+        log = yield making_log
+        if self.stopped:
+            return {'files': [], 'error': 'stopped before the upload', 'unreachable': False,
+                    'curl_errors': []}, 'not sent', log
+        try:
+            argv = worker_upload.command(self.curl, self.netrc, base, paths, dest,
+                                         self.parallel, self.retries, self.connect_timeout)
+        except (worker_upload.Refusal, ValueError) as e:
+            return None, f'nothing was uploaded: {e}', log
+        # stdio stays out of the database: the command's output is collected
+        # in memory and run() writes one readable log.
+        cmd = yield self.makeRemoteShellCommand(
+            collectStdout=True, collectStderr=True, stdioLogName=None, command=argv)
+        report_promptly(cmd)
+        worker_started = time.monotonic()
+        yield self.runCommand(cmd)
+        how = f'worker command {time.monotonic() - worker_started:.3f} s'
+        if fallback:
+            how = f'sent by the worker (not relayed: {fallback}); ' + how
+        return worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr), how, log
 
 
 class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):
@@ -393,6 +579,7 @@ class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):
 
     @defer.inlineCallbacks
     def run(self):
+        self.build.artifact_relay = None  # the password's copy for the relay
         log = yield self.addLog('token')
         if not self.username:
             yield log.addStdout('no token was issued for this build\n')

@@ -444,6 +444,26 @@ def scenario(h):
     links = h.step(a['buildid'], 'upload artifacts')['urls']
     check([(u['name'], u['url']) for u in links] == [('9 files in ./', a_url)],
           f'build A: the build page does not link the 9 uploaded files\' directory: {links}')
+    docs = os.path.join(dist, 'tree', 'docs')
+    for remote, how in (('docs-again', 'relayed by the master as one archive of '),
+                        ('docs-bound', 'sent by the worker (not relayed: an archive over 4096 '
+                                       'bytes)'),
+                        ('linked', 'sent by the worker (not relayed: link is not a regular '
+                                   'file or a directory)')):
+        step = {'docs-again': 'upload again', 'docs-bound': 'upload over the bound',
+                'linked': 'upload linked'}[remote]
+        text = h.log_text(a['buildid'], step, 'files')
+        check(how in text, f'build A: step {step!r} does not say {how!r}: {text!r}')
+        local_dir = docs if remote != 'linked' else h.worker_file('toy', 'build/rt/linked')
+        for name in sorted(os.listdir(local_dir)):
+            status, body = http('GET', f'{a_url}{remote}/{name}')
+            if name == 'link':
+                check(status == 404, f'build A: the symlink was uploaded ({status})')
+                continue
+            check(status == 200 and body == open(os.path.join(local_dir, name), 'rb').read(),
+                  f'build A: {a_url}{remote}/{name} is not the worker file ({status})')
+    ok('build A: a small tree relayed by the master; a symlink and an archive over the bound '
+       'sent by the worker instead, the symlink skipped')
     leak = h.log_text(a['buildid'], 'leak', 'stdio')
     check('password <artifact-token>' in leak, 'build A: the leak step log shows no redaction')
     h.assert_revoked('build A (success)', h.build(a['buildid'])['properties'])
@@ -485,6 +505,21 @@ def scenario(h):
     line = h.log_text(e['buildid'], 'issue artifact token', 'token')
     check('failed: HTTP 409' in line, f'build E: the issue log has no "HTTP 409" line: {line!r}')
     ok('a token-service error shows in the step log as one line with HTTP 409')
+
+    # F: the server refuses a relayed archive (a SHA256SUMS at the build's
+    # root): the step fails, says so, and nothing of the archive is stored.
+    f = h.wait_done(h.force('toy', mode='refuse'))
+    expect_result(f, FAILURE, 'build F (forged seal)')
+    check(h.step(f['buildid'], 'upload forged seal')['results'] == FAILURE,
+          'build F: the refused upload did not fail')
+    text = h.log_text(f['buildid'], 'upload forged seal', 'files')
+    check('refused the archive of rt/sealed: HTTP 403' in text
+          and 'none of the files above was stored' in text,
+          f'build F: the refusal is not in the log: {text!r}')
+    f_url = h.build(f['buildid'])['properties']['artifact_url'][0]
+    status, sums = http('GET', f_url + 'SHA256SUMS')
+    check(status == 200 and b'forged' not in sums, 'build F: the forged SHA256SUMS landed')
+    ok('build F: a relayed archive the server refuses fails the step; nothing of it is stored')
 
     return {'build A password': a_password, 'build D password': d_password}
 

@@ -29,6 +29,10 @@ def quickack(sock):
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)
 
 
+def nodelay(sock):
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 @unittest.skipUnless(hasattr(socket, 'TCP_QUICKACK'), 'TCP_QUICKACK is Linux only')
 class PromptAck(unittest.TestCase):
     def setUp(self):
@@ -41,6 +45,7 @@ class PromptAck(unittest.TestCase):
         # The state the stall needs: ACKs delayed (Linux's "pingpong" mode).
         self.master.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
         self.assertEqual(quickack(self.master), 0)
+        self.assertEqual(nodelay(self.master), 0)
 
     def test_the_ack_is_pushed_out_on_a_tcp_connection(self):
         self.assertTrue(steps.ack_worker_promptly(pb_connection(self.master)))
@@ -57,6 +62,14 @@ class PromptAck(unittest.TestCase):
         answer.callback('the answer')
         self.assertEqual(quickack(self.master), 1)
         self.assertEqual(results, ['the answer'], 'the answer must pass through unchanged')
+
+    def test_the_command_leaves_without_a_nagle_wait(self):
+        sent = []
+        cmd = SimpleNamespace(conn=pb_connection(self.master),
+                              _start=lambda: sent.append(nodelay(self.master)) or defer.Deferred())
+        steps.report_promptly(cmd)._start()
+        self.assertEqual(len(sent), 1)
+        self.assertNotEqual(sent[0], 0, 'TCP_NODELAY must be on before the command is sent')
 
     def test_a_refused_start_passes_its_failure_on_and_touches_nothing(self):
         answer = defer.Deferred()
@@ -77,6 +90,7 @@ class NotTcp(unittest.TestCase):
         self.addCleanup(a.close)
         self.addCleanup(b.close)
         self.assertFalse(steps.ack_worker_promptly(pb_connection(a)))
+        self.assertFalse(steps.send_to_worker_promptly(pb_connection(a)))
 
     def test_an_unexpected_error_is_swallowed_not_passed_to_the_command(self):
         def broken():
@@ -84,6 +98,7 @@ class NotTcp(unittest.TestCase):
         transport = SimpleNamespace(getHandle=broken)
         conn = SimpleNamespace(mind=SimpleNamespace(broker=SimpleNamespace(transport=transport)))
         self.assertFalse(steps.ack_worker_promptly(conn))
+        self.assertFalse(steps.send_to_worker_promptly(conn))
 
     def test_a_closed_socket_changes_nothing(self):
         sock = socket.socket()
