@@ -303,9 +303,9 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
 
     Any HTTP error fails the step and names the file. A server that cannot be
     reached fails the step at once, and the build's later upload steps are
-    skipped with one line. The step writes one log. Up to ``max_links`` files each get a link on the build page (in name order);
-    more get one link to their directory, as each link is a database write
-    on the master.
+    skipped with one line. The step writes one log. Up to ``max_links``
+    files each get a link on the build page (in name order); more get one
+    link to their directory, as each link is a database write on the master.
     """
 
     name = 'upload artifacts'
