@@ -39,14 +39,14 @@ def _without_userinfo(url):
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _error_reason(status, body):
+def _error_reason(status, body, master=True):
     try:
         doc = json.loads(body.decode('utf-8'))
         reason = f"{doc['error']}: {doc['message']}"
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         text = body.decode('utf-8', 'replace').strip().splitlines()
         reason = text[0][:200] if text else 'empty response'
-    if status == 401:
+    if status == 401 and master:
         reason += ' (check the master user and password secret)'
     return reason
 
@@ -180,7 +180,8 @@ class TokenServiceClient:
                                                 content_type=b'application/x-tar',
                                                 what='the artifact server')
         if status != 201:
-            raise TokenServiceError('POST', url, status, _error_reason(status, content))
+            raise TokenServiceError('POST', url, status,
+                                    _error_reason(status, content, master=False))
         doc = _json_object(content)
         if not isinstance(doc.get('files'), int):
             raise TokenServiceError('POST', url, status, 'the response is not a tree summary')

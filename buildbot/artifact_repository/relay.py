@@ -71,24 +71,33 @@ class Tree:
         self.reason = reason
 
 
+_POSIX_MAGIC = b'ustar\0'
+_GNU_MAGIC = b'ustar  \0'
+_MAX_PAX_HEADER = 64 * 1024  # the server's bounds (fcgi/tar_reader.cc)
+_MAX_LONG_NAME = 16 * 1024
+
+
 def _field(block, start, end):
     return block[start:end].split(b'\0', 1)[0]
 
 
-def _number(block):
-    """The size field: octal digits, or GNU's base-256 (first byte 0x80)."""
-    field = block[124:136]
-    if field[0] & 0x80:
-        return int.from_bytes(field[1:], 'big')
-    return int(field.split(b'\0', 1)[0].strip() or b'0', 8)
+def _size(block):
+    """The size field as the server reads it: optional leading spaces, 1 to
+    11 octal digits, then NULs or spaces. Anything else (GNU's base-256 form,
+    signs, underscores: Python's int() takes them) is refused."""
+    field = block[124:136].lstrip(b' ')
+    digits = field.rstrip(b'\0 ')
+    if not 1 <= len(digits) <= 11 or digits.strip(b'01234567'):
+        raise ValueError('a size that is not 1 to 11 octal digits')
+    return int(digits, 8)
 
 
 def _pax_path(records):
     """The ``path`` of a pax extended header's records, or None."""
     path, pos = None, 0
     while pos < len(records):
-        length, _, rest = records[pos:pos + 20].partition(b' ')
-        if not length.isdigit() or int(length) <= 0:
+        length, _, _ = records[pos:pos + 20].partition(b' ')
+        if not length.isdigit() or int(length) <= len(length) + 1:
             raise ValueError('bad pax record')
         record = records[pos:pos + int(length)]
         key, _, value = record[len(length) + 1:].rstrip(b'\n').partition(b'=')
@@ -99,35 +108,43 @@ def _pax_path(records):
 
 
 def _members(data):
-    """(offset of its first header, name, typeflag) per member of ``data``.
-
-    Reads the headers only (tarfile's full parse costs about 60 us a member,
-    most of a small tree's budget); the server checks everything again.
-    """
+    """(offset of its first header, name, typeflag) per member of ``data``,
+    read the way the server reads it (fcgi/tar_reader.cc) but from the
+    headers only: tarfile's full parse costs about 60 us a member, most of a
+    small tree's budget. A member type the server refuses is returned as
+    such, and scan() declines the archive."""
     pos, long_name, end = 0, None, len(data)
     while pos + 512 <= end:
         block = data[pos:pos + 512]
         if block == bytes(512):
+            if long_name is not None:
+                raise ValueError('an extended header without its entry')
             return
         start = pos
         while True:  # extended headers, then the member's own header
-            size = _number(block)
+            magic = block[257:265]
+            if magic[:6] != _POSIX_MAGIC and magic != _GNU_MAGIC:
+                raise ValueError('not a ustar header')
+            size = _size(block)
             kind = block[156:157]
-            body = data[pos + 512:pos + 512 + size]
             pos += 512 + (size + 511) // 512 * 512
+            if kind not in (b'x', b'L', b'g'):
+                break
+            if kind != b'g' and size > (_MAX_PAX_HEADER if kind == b'x' else _MAX_LONG_NAME):
+                raise ValueError('an extended header over the server\'s bound')
+            body = data[pos - (size + 511) // 512 * 512:][:size]
             if kind == b'x':
-                long_name = _pax_path(body) or long_name
+                path = _pax_path(body)
+                long_name = path if path is not None else long_name
             elif kind == b'L':
                 long_name = body.split(b'\0', 1)[0]
-            elif kind not in (b'g', b'K'):
-                break
             if pos + 512 > end:
                 raise ValueError('archive cut short')
             block = data[pos:pos + 512]
         name = long_name
         if name is None:
             name = _field(block, 0, 100)
-            prefix = _field(block, 345, 500) if block[257:262] == b'ustar' else b''
+            prefix = _field(block, 345, 500) if block[257:263] == _POSIX_MAGIC else b''
             if prefix:
                 name = prefix + b'/' + name
         long_name = None
@@ -152,19 +169,21 @@ def scan(data):
         return Tree(reason=f'unreadable archive from the worker: {e}')
     if not members or members[0][2] != b'5' or members[0][1].strip('/.') != '':
         return Tree(reason='not a directory')
-    files, directories = [], 0
+    files, directories = {}, set()  # a later entry of a name wins, as on the server
     for _, name, kind in members[1:]:
         name = name.rstrip('/')
         try:
             naming.check_remote_path(name)
         except naming.NameError_:
-            return Tree(reason=f'name not allowed: {name}')
+            return Tree(reason=f'name not allowed: {name!r}')
         if kind == b'5':
-            directories += 1
-        elif kind in (b'0', b'\0', b'7'):
-            files.append(name)
+            directories.add(name)
+        elif kind in (b'0', b'\0'):
+            files[name] = None
         else:
             return Tree(reason=f'{name} is not a regular file or a directory')
     if not files:
         return Tree(reason='no files')
-    return Tree(files, directories, data[members[1][0]:])
+    if directories & set(files):
+        return Tree(reason='a name that is both a file and a directory')
+    return Tree(files, len(directories), data[members[1][0]:])

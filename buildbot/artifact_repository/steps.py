@@ -12,6 +12,7 @@ import secrets
 import socket
 import stat
 import time
+import weakref
 
 from twisted.internet import defer
 
@@ -206,18 +207,28 @@ class RelayCredential:
         return f'RelayCredential({self.url!r}, {self.username!r}, <password>)'
 
 
-def _set_tcp_option(conn, option):
-    """Sets a TCP option on the master's end of a PB connection to the
-    worker. True when set; False where it cannot be (an option this OS lacks,
-    a connection that is not PB over TCP, TLS, a lost connection): then
-    nothing changes. Never raises: it must not disturb the running command."""
+def _socket(conn):
+    """The TCP socket of the master's end of a PB connection to the worker,
+    or None (a connection of another kind, TLS, a lost connection)."""
     try:
         sock = conn.mind.broker.transport.getHandle()
-        if option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return False
-        sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+        return sock if sock.family in (socket.AF_INET, socket.AF_INET6) else None
+    except Exception:  # noqa: BLE001 -- whatever the transport is, it is not ours to break
+        return None
+
+
+def _set_tcp_option(conn, option, value=1):
+    """Sets a TCP option on the master's end of a PB connection. True when
+    set; False where it cannot be (an option this OS lacks, no TCP socket, a
+    closed one): then nothing changes. Never raises: it must not disturb the
+    running command."""
+    sock = _socket(conn)
+    if sock is None or option is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)
         return True
-    except Exception:  # noqa: BLE001 -- best effort, see above
+    except OSError:
         return False
 
 
@@ -236,29 +247,63 @@ def ack_worker_promptly(conn):
     return _set_tcp_option(conn, getattr(socket, 'TCP_QUICKACK', None))
 
 
+# socket -> [our commands running on it, TCP_NODELAY before the first one]
+_NODELAY_USERS = weakref.WeakKeyDictionary()
+
+
 def send_to_worker_promptly(conn):
     """Lets the master's messages to the worker leave at once (TCP_NODELAY on
-    the master's end of the connection, for good: it only ever helps PB,
-    which writes whole messages).
+    the master's end) until the matching ``done_sending_promptly``. Calls
+    nest: the connection is shared by every build on the worker, and the
+    option goes back to what it was when the last of our commands ends, so
+    other steps (buildbot's own uploads among them) run as buildbot ships.
 
-    Why (measured, issue 17): the other direction of the same stall. The
+    Why (measured, issue 17): the other direction of the stall above. The
     master's startCommand waited in its kernel (Nagle) for the worker's
     delayed ACK of the master's last message: a relayed 32-file tree got the
-    worker's answer 8.5-17 ms after the command, 7-10 ms with this; the
-    bench's `true` step went from 18-22 ms to 11-12 ms. Returns what
-    _set_tcp_option does.
+    worker's answer 8.5-17 ms after the command, 7-10 ms with this. Returns
+    what _set_tcp_option does.
     """
-    return _set_tcp_option(conn, socket.TCP_NODELAY)
+    sock = _socket(conn)
+    if sock is None:
+        return False
+    users = _NODELAY_USERS.get(sock)
+    if users:
+        users[0] += 1
+        return True
+    try:
+        before = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    except OSError:
+        return False
+    if not _set_tcp_option(conn, socket.TCP_NODELAY):
+        return False
+    _NODELAY_USERS[sock] = [1, before]
+    return True
+
+
+def done_sending_promptly(conn):
+    """Ends one send_to_worker_promptly; the last one restores the option."""
+    sock = _socket(conn)
+    users = _NODELAY_USERS.get(sock) if sock is not None else None
+    if not users:
+        return
+    users[0] -= 1
+    if users[0] == 0:
+        del _NODELAY_USERS[sock]
+        _set_tcp_option(conn, socket.TCP_NODELAY, users[1])
 
 
 def report_promptly(cmd):
     """Makes ``cmd`` (a RemoteCommand not yet run) start without a Nagle wait
-    (send_to_worker_promptly) and push the master's ACK out as soon as the
-    worker has answered its start (ack_worker_promptly)."""
-    start = cmd._start
+    and keep it so until it ends (send_to_worker_promptly), and push the
+    master's ACK out as soon as the worker has answered its start
+    (ack_worker_promptly)."""
+    start, run = cmd._start, cmd.run
+    prompt = []
 
     def start_then_ack():
-        send_to_worker_promptly(cmd.conn)
+        if send_to_worker_promptly(cmd.conn):
+            prompt.append(cmd.conn)
         d = start()
 
         def answered(answer):
@@ -266,7 +311,15 @@ def report_promptly(cmd):
             return answer
         d.addCallback(answered)
         return d
+
+    def run_then_restore(*args, **kwargs):
+        def ended(result):
+            while prompt:
+                done_sending_promptly(prompt.pop())
+            return result
+        return run(*args, **kwargs).addBoth(ended)
     cmd._start = start_then_ack
+    cmd.run = run_then_restore
     return cmd
 
 
@@ -284,12 +337,13 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     worker's own process archives it (``uploadDirectory``, as buildbot's
     ``DirectoryUpload`` does: no program starts on the worker) and the master
     POSTs the archive to the build, where the server unpacks it (one tree
-    upload, all or nothing). The log and the links are written while the
-    server unpacks; a refusal adds that none of the listed files was stored.
-    A directory relayed once is sent straight away by the builder's next
-    build, without first asking the worker what it is (a tree grown past the
-    bounds then costs one archive pass on the worker before the fallback).
-    ``relay_max_files=0`` turns the relay off.
+    upload, all or nothing). The list of files goes into the log while the
+    server unpacks; a refusal adds that none of them was stored. A directory
+    relayed once is sent straight away by the builder's next build, without
+    first asking the worker what it is: a tree grown past the bounds (or
+    become a file) then costs one archive pass on the worker, into its temp
+    directory, before the worker's curl sends it. ``relay_max_files=0``
+    turns the relay off.
 
     Anything else, and a tree the relay finds unusual (links, a bad name,
     more bytes than the bound: the log says which), is sent by the worker:
@@ -409,8 +463,10 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         tree = relay.scan(data)
         if tree.reason is not None:
             return None, tree.reason, None
-        if len(tree.files) + tree.directories <= self.relay_max_files:
-            repo.relay_hints[key] = True  # a small directory: no glob next time
+        if len(tree.files) + tree.directories > self.relay_max_files:
+            # Grown past the bound since the hint: the same answer as asking first.
+            return None, f'more than {self.relay_max_files} entries', None
+        repo.relay_hints[key] = True  # a small directory: no glob next time
         how = (f'relayed by the master as one archive of {len(data)} bytes '
                f'(archive from the worker in {time.monotonic() - started:.3f} s)')
         pm = self.build.path_module
@@ -418,32 +474,33 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         files = sorted(((pm.join(source, name), base + top + name) for name in tree.files),
                        key=lambda f: f[1])
         # The list goes into the log while the server unpacks (each log
-        # write is a database write on the master, 7-20 ms measured).
+        # write is a database write on the master, 7-20 ms measured); the
+        # links wait for the server's answer.
         log = yield making_log
-        listing = defer.gatherResults(
-            [log.addStdout(''.join(f'{local} -> {url}\n' for local, url in files) + how + '\n')]
-            + self._add_links([url for _, url in files], base, dest), consumeErrors=True)
-        out = {'error': None, 'unreachable': False, 'curl_errors': [], 'logged': True,
-               'linked': True}
+        listing = log.addStdout(''.join(f'{local} -> {url}\n' for local, url in files)
+                                + how + '\n')
+        out = {'error': None, 'unreachable': False, 'curl_errors': [], 'logged': True}
         try:
             doc = yield repo.upload_tree(credential.path + top, credential.username,
                                          credential.password, tree.body)
             status = 201
         except TokenServiceError as e:
             doc, status = None, e.status or 0
+            # A refusal (4xx) changed nothing on the server (docs/api.md);
+            # after a 5xx or a lost answer nobody can say, so the log does not.
             out['unreachable'] = e.status is None or e.status >= 500
-            out['error'] = (f'cannot reach the artifact server at {base}: {e.reason}'
-                            if out['unreachable'] else
-                            f'the artifact server refused the archive of {source}: '
-                            f'HTTP {e.status}: {e.reason}')
+            out['error'] = (
+                f'cannot reach the artifact server at {base}: {e.reason}' if e.status is None
+                else f'the artifact server failed on the archive of {source}: '
+                     f'HTTP {e.status}: {e.reason}' if e.status >= 500
+                else f'the artifact server refused the archive of {source}: '
+                     f'HTTP {e.status}: {e.reason}; none of the files above was stored')
         finally:
             yield listing
         out['files'] = [(local, url, status) for local, url in files]
         if doc is not None and doc['files'] != len(tree.files):
             out['error'] = (f"the server unpacked {doc['files']} of the {len(tree.files)} "
                             'files sent in the archive')
-        if out['error'] is not None:
-            out['error'] += '; none of the files above was stored'
         return out, how, log
 
     @defer.inlineCallbacks
@@ -491,8 +548,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             lines += f'{how}; step {time.monotonic() - started:.3f} s before this log\n'
         writes = [(log.addStdout if error is None else log.addStderr)(lines)] if lines else []
         ok = [url for _, url, code in files if 200 <= code < 300]
-        if not outcome.get('linked'):
-            writes += self._add_links(ok, base, dest)
+        writes += self._add_links(ok, base, dest)
         yield defer.gatherResults(writes, consumeErrors=True)
         if error is None:
             _summary(self, f'uploaded {len(ok)} files')

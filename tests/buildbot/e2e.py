@@ -446,12 +446,13 @@ def scenario(h):
           f'build A: the build page does not link the 9 uploaded files\' directory: {links}')
     docs = os.path.join(dist, 'tree', 'docs')
     for remote, how in (('docs-again', 'relayed by the master as one archive of '),
+                        ('docs-hint', 'relayed by the master as one archive of '),
                         ('docs-bound', 'sent by the worker (not relayed: an archive over 4096 '
                                        'bytes)'),
                         ('linked', 'sent by the worker (not relayed: link is not a regular '
                                    'file or a directory)')):
         step = {'docs-again': 'upload again', 'docs-bound': 'upload over the bound',
-                'linked': 'upload linked'}[remote]
+                'linked': 'upload linked', 'docs-hint': 'upload docs, at most 8'}[remote]
         text = h.log_text(a['buildid'], step, 'files')
         check(how in text, f'build A: step {step!r} does not say {how!r}: {text!r}')
         local_dir = docs if remote != 'linked' else h.worker_file('toy', 'build/rt/linked')
@@ -516,6 +517,11 @@ def scenario(h):
     check('refused the archive of rt/sealed: HTTP 403' in text
           and 'none of the files above was stored' in text,
           f'build F: the refusal is not in the log: {text!r}')
+    text = h.log_text(f['buildid'], 'upload docs, at most 8', 'files')
+    check('not relayed: more than 8 entries' in text,
+          f'build F: a tree grown past the bound was relayed on the hint: {text!r}')
+    links = h.step(f['buildid'], 'upload forged seal')['urls']
+    check(links == [], f'build F: links to files that were not stored: {links}')
     f_url = h.build(f['buildid'])['properties']['artifact_url'][0]
     status, sums = http('GET', f_url + 'SHA256SUMS')
     check(status == 200 and b'forged' not in sums, 'build F: the forged SHA256SUMS landed')

@@ -51,35 +51,67 @@ class PromptAck(unittest.TestCase):
         self.assertTrue(steps.ack_worker_promptly(pb_connection(self.master)))
         self.assertEqual(quickack(self.master), 1)
 
+    def command(self, answer):
+        """A RemoteCommand as report_promptly sees it: run() sets the
+        connection, starts, and fires when the command ends (``ended``)."""
+        cmd = SimpleNamespace(conn=None, ended=defer.Deferred(), sent=[])
+
+        def start():
+            cmd.sent.append(nodelay(self.master))
+            return answer
+
+        def run(*_):
+            cmd.conn = pb_connection(self.master)
+            cmd._start().addErrback(cmd.ended.errback)
+            return cmd.ended
+        cmd._start, cmd.run = start, run
+        self.assertIs(steps.report_promptly(cmd), cmd)
+        return cmd
+
     def test_the_ack_is_pushed_when_the_worker_answers_the_start_not_before(self):
         answer = defer.Deferred()
-        cmd = SimpleNamespace(conn=pb_connection(self.master), _start=lambda: answer)
-        self.assertIs(steps.report_promptly(cmd), cmd)
-        started = cmd._start()
-        self.assertEqual(quickack(self.master), 0, 'pushed before the worker answered')
+        cmd = self.command(answer)
         results = []
-        started.addCallback(results.append)
+        cmd.run().addCallback(results.append)
+        self.assertEqual(quickack(self.master), 0, 'pushed before the worker answered')
         answer.callback('the answer')
         self.assertEqual(quickack(self.master), 1)
-        self.assertEqual(results, ['the answer'], 'the answer must pass through unchanged')
+        cmd.ended.callback('the result')
+        self.assertEqual(results, ['the result'], 'the result must pass through unchanged')
 
-    def test_the_command_leaves_without_a_nagle_wait(self):
-        sent = []
-        cmd = SimpleNamespace(conn=pb_connection(self.master),
-                              _start=lambda: sent.append(nodelay(self.master)) or defer.Deferred())
-        steps.report_promptly(cmd)._start()
-        self.assertEqual(len(sent), 1)
-        self.assertNotEqual(sent[0], 0, 'TCP_NODELAY must be on before the command is sent')
+    def test_the_command_leaves_without_a_nagle_wait_and_buildbot_gets_its_socket_back(self):
+        cmd = self.command(defer.Deferred())
+        cmd.run()
+        self.assertNotEqual(cmd.sent, [0], 'TCP_NODELAY must be on before the command is sent')
+        self.assertNotEqual(nodelay(self.master), 0)
+        cmd.ended.callback(None)
+        self.assertEqual(nodelay(self.master), 0, 'TCP_NODELAY left on after the command')
 
-    def test_a_refused_start_passes_its_failure_on_and_touches_nothing(self):
+    def test_overlapping_commands_keep_it_until_the_last_one_ends(self):
+        first, second = self.command(defer.Deferred()), self.command(defer.Deferred())
+        first.run()
+        second.run()
+        first.ended.callback(None)
+        self.assertNotEqual(nodelay(self.master), 0, 'turned off under a running command')
+        second.ended.callback(None)
+        self.assertEqual(nodelay(self.master), 0)
+
+    def test_a_socket_that_had_it_on_keeps_it_on(self):
+        self.master.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cmd = self.command(defer.Deferred())
+        cmd.run()
+        cmd.ended.callback(None)
+        self.assertNotEqual(nodelay(self.master), 0)
+
+    def test_a_refused_start_passes_its_failure_on_and_restores_the_socket(self):
         answer = defer.Deferred()
-        cmd = SimpleNamespace(conn=pb_connection(self.master), _start=lambda: answer)
-        steps.report_promptly(cmd)
+        cmd = self.command(answer)
         failures = []
-        cmd._start().addErrback(failures.append)
+        cmd.run().addErrback(failures.append)
         answer.errback(RuntimeError('worker refused'))
         self.assertEqual(len(failures), 1)
         self.assertEqual(quickack(self.master), 0)
+        self.assertEqual(nodelay(self.master), 0)
 
 
 class NotTcp(unittest.TestCase):

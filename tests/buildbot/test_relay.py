@@ -7,6 +7,7 @@ tarfile's own full parse.
 
 import io
 import os
+import signal
 import sys
 import tarfile
 import tempfile
@@ -74,10 +75,10 @@ class Scan(unittest.TestCase):
     def test_a_name_outside_the_rule_goes_by_the_worker(self):
         self.put('ok.txt')
         self.put('.hidden')
-        self.assertEqual(relay.scan(archive(self.top)).reason, 'name not allowed: .hidden')
+        self.assertEqual(relay.scan(archive(self.top)).reason, "name not allowed: '.hidden'")
         os.unlink(os.path.join(self.top, '.hidden'))
         self.put('sub dir/x.txt')
-        self.assertEqual(relay.scan(archive(self.top)).reason, 'name not allowed: sub dir')
+        self.assertEqual(relay.scan(archive(self.top)).reason, "name not allowed: 'sub dir'")
 
     def test_a_file_an_empty_tree_and_bad_bytes_are_not_relayed(self):
         path = self.put('one.bin')
@@ -92,6 +93,73 @@ class Scan(unittest.TestCase):
         broken = bytearray(data)
         broken[124:136] = b'zzzzzzzzzzz\0'  # the size of the first header
         self.assertRegex(relay.scan(bytes(broken)).reason, '^unreadable archive')
+
+
+def header(name, size=0, kind=b'0', magic=b'ustar\x0000', prefix=b'', size_field=None):
+    block = bytearray(512)
+    block[0:len(name)] = name
+    block[124:136] = size_field if size_field is not None else b'%011o\0' % size
+    block[156:157] = kind
+    block[257:265] = magic
+    block[345:345 + len(prefix)] = prefix
+    block[148:156] = b' ' * 8
+    block[148:156] = b'%06o\0 ' % sum(block)
+    return bytes(block)
+
+
+def crafted(*members):
+    """A root directory entry, ``members`` (header, data) and the end blocks."""
+    out = header(b'/', kind=b'5')
+    for head, data in members:
+        out += head + data + bytes(-len(data) % 512)
+    return out + bytes(1024)
+
+
+class HostileWorker(unittest.TestCase):
+    """Bytes a worker could send instead of tarfile's: the master must end,
+    decline or read them as the server reads them (fcgi/tar_reader.cc)."""
+
+    def test_a_negative_or_signed_size_is_refused_not_looped_on(self):
+        def hung(*_):
+            raise AssertionError('scan() did not end: it loops on a size that does not advance')
+        signal.signal(signal.SIGALRM, hung)
+        signal.alarm(10)
+        self.addCleanup(signal.alarm, 0)
+        for kind in (b'g', b'x', b'L', b'0'):
+            for field in (b'-1000\0', b'+1\0', b'1_0\0', b'0o17\0', b'\x80' + bytes(10) + b'\x01'):
+                with self.subTest(kind=kind, field=field):
+                    data = crafted((header(b'a', kind=kind, size_field=field.ljust(12, b'\0')), b''))
+                    self.assertRegex(relay.scan(data).reason, '^unreadable archive')
+
+    def test_extended_headers_over_the_servers_bounds_are_refused(self):
+        records = b''.join(b'%d path=x\n' % len(b'00 path=x\n') for _ in range(7000))
+        self.assertGreater(len(records), 64 * 1024)
+        data = crafted((header(b'p', len(records), b'x'), records), (header(b'f', 1), b'x'))
+        self.assertRegex(relay.scan(data).reason, '^unreadable archive')
+        name = b'n' * (16 * 1024 + 1)
+        data = crafted((header(b'././@LongLink', len(name), b'L', magic=b'ustar  \0'), name),
+                       (header(b'f', 1, magic=b'ustar  \0'), b'x'))
+        self.assertRegex(relay.scan(data).reason, '^unreadable archive')
+
+    def test_the_prefix_field_counts_only_in_posix_headers(self):
+        gnu = crafted((header(b'name1', 1, magic=b'ustar  \0', prefix=b'pfx'), b'x'))
+        self.assertEqual(relay.scan(gnu).files, ['name1'])
+        posix = crafted((header(b'name1', 1, prefix=b'pfx'), b'x'))
+        self.assertEqual(relay.scan(posix).files, ['pfx/name1'])
+
+    def test_a_name_sent_twice_is_one_file_as_on_the_server(self):
+        data = crafted((header(b'a', 1), b'x'), (header(b'a', 1), b'y'))
+        self.assertEqual(relay.scan(data).files, ['a'])
+
+    def test_types_the_server_refuses_are_declined(self):
+        for kind in (b'7', b'K', b'1', b'2', b'3', b'6'):
+            with self.subTest(kind=kind):
+                data = crafted((header(b'a', 0, kind), b''), (header(b'b', 1), b'x'))
+                self.assertIsNotNone(relay.scan(data).reason)
+
+    def test_a_name_both_file_and_directory_is_declined(self):
+        data = crafted((header(b'a', 1), b'x'), (header(b'a/', 0, b'5'), b''))
+        self.assertEqual(relay.scan(data).reason, 'a name that is both a file and a directory')
 
 
 class Buffer(unittest.TestCase):
