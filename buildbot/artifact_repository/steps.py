@@ -1,11 +1,12 @@
 """Build steps: issue a token, upload with it from the worker, revoke it.
 
-The password lives in three places only: the token service's response (in
-memory on the master), buildbot's redaction table (so a log that prints it
-shows ``<artifact-token>`` instead), and a 0600 .netrc in the builder's
-directory on the worker, which the revoke step deletes. It is never in a
-property (properties go to the database), a command line, an environment or
-a log.
+The password lives in these places only: the token service's response and
+the running build's RelayCredential (in memory on the master, for the relay
+of small trees; the revoke step drops it), buildbot's redaction table (so a
+log that prints it shows ``<artifact-token>`` instead), and a 0600 .netrc in
+the builder's directory on the worker, which the revoke step deletes. It is
+never in a property (properties go to the database), a command line, an
+environment or a log.
 """
 
 import secrets

@@ -43,6 +43,11 @@ size_t BodiesInFlight(const Servers& s) {
   return n;
 }
 
+// The first part of a slow upload: more than nginx's client_body_buffer_size
+// (256k in nginx/artifact-repository.conf.in), so that nginx has written it
+// to its temp file, which is what WaitForBodies sees.
+constexpr size_t kPastBuffer = 400000;
+
 // An upload whose body is sent in two parts: the headers and a first part
 // now (nginx checks the token and starts its temp file), the rest on
 // Finish(). A PUT of filler bytes, or `method` with `body` (and headers).
@@ -135,9 +140,9 @@ TEST_CASE("uploads in flight across a revoke fail and leave nothing", "[integrat
 
   // A new file, a replacement, a file in a subdirectory and a forged
   // manifest, all started with the token live.
-  SlowPut fresh(s, UrlOf(1) + "new.bin", auth, 200000, 100000);
-  SlowPut replace(s, UrlOf(1) + "pkg.bin", auth, 200000, 100000);
-  SlowPut nested(s, UrlOf(1) + "sub/deep.bin", auth, 200000, 100000);
+  SlowPut fresh(s, UrlOf(1) + "new.bin", auth, 700000, kPastBuffer);
+  SlowPut replace(s, UrlOf(1) + "pkg.bin", auth, 700000, kPastBuffer);
+  SlowPut nested(s, UrlOf(1) + "sub/deep.bin", auth, 700000, kPastBuffer);
   REQUIRE(WaitForBodies(s, 3));
 
   HttpResponse revoked = s.Revoke(t.username, "?result=success");
@@ -162,9 +167,9 @@ TEST_CASE("a tree upload in flight across a revoke fails and leaves nothing", "[
   IssuedToken t = s.Issue(Servers::ScopeBody(ScopeOf(3)));
   const std::string auth = Servers::Basic(t.username, t.password);
   REQUIRE(s.Put(UrlOf(3) + "pkg.bin", "original", t.username, t.password).status == 201);
-  const std::string archive = TarFile("./logs/late.log", std::string(150000, 'l')) +
+  const std::string archive = TarFile("./logs/late.log", std::string(500000, 'l')) +
                               TarFile("./pkg.bin", "replaced") + TarEnd();
-  SlowPut tree(s, UrlOf(3), auth, 0, 100000, "POST", archive, "Content-Type: application/x-tar\r\n");
+  SlowPut tree(s, UrlOf(3), auth, 0, kPastBuffer, "POST", archive, "Content-Type: application/x-tar\r\n");
   REQUIRE(WaitForBodies(s, 1));
   REQUIRE(s.Revoke(t.username, "?result=success").status == 200);
   const std::string manifest = s.Get(UrlOf(3) + "SHA256SUMS").body;
@@ -184,7 +189,7 @@ TEST_CASE("an expired token seals its build as expired and uploads in flight fai
   IssuedToken t = s.Issue(Servers::ScopeBody(ScopeOf(2), 3));
   const std::string auth = Servers::Basic(t.username, t.password);
   REQUIRE(s.Put(UrlOf(2) + "pkg.bin", "payload", t.username, t.password).status == 201);
-  SlowPut late(s, UrlOf(2) + "late.bin", auth, 200000, 100000);
+  SlowPut late(s, UrlOf(2) + "late.bin", auth, 700000, kPastBuffer);
   REQUIRE(WaitForBodies(s, 1));
 
   // The expiry timer removes the token within a second of its expiry and
