@@ -9,14 +9,17 @@ directories and a tree of 500 files of 4 KiB (random bytes, made by this
 script before any build). Two builders upload them:
 
   ours      IssueArtifactToken, UploadArtifacts (the 200 MB file, then each
-            tree), RevokeArtifactToken: one worker command each, curl
-            --netrc-file through nginx.
+            tree), RevokeArtifactToken: the file and the 500-file tree by one
+            worker command each (curl --netrc-file through nginx), the 32-file
+            tree relayed by the master (the worker's uploadDirectory, then one
+            POST of the archive), as UploadArtifacts decides by itself.
   buildbot  steps.FileUpload (the 200 MB file) and steps.DirectoryUpload (each
             tree) to the master's disk, with buildbot's default block sizes.
 
 Builds alternate ours, buildbot, ours, buildbot ... (after one discarded
 warm-up pair); every upload is checked byte for byte afterwards and the page
-cache is flushed (sync) before each build. Each upload step is timed twice,
+cache is flushed (sync) before each build and each upload step (an untimed
+step). Each upload step is timed twice,
 both read back from the master's REST API and both the same for the two sides:
   - the step's started_at/complete_at (/api/v2/builds/<id>/steps), which
     buildbot stores in whole seconds;
@@ -129,23 +132,33 @@ def timed(cls, case):
     return Timed
 
 
+def flush(case):
+    """An untimed step before each upload: the previous upload's dirty pages
+    written back, so that no step pays for the one before it."""
+    return steps.ShellCommand(command=['sync'], name=f'sync before {case}', logEnviron=False)
+
+
 ours = util.BuildFactory()
 ours.addStep(repo.issue(artifact_type='files', project='bench', ttl=3600))
 # repo.upload(sources, **kw) is UploadArtifacts(sources, **kw): the same step, timed.
+ours.addStep(flush('big'))
 ours.addStep(timed(UploadArtifacts, 'big')(
     [cfg['big']], dest='big', parallel=cfg['parallel'], name='upload big (ours)',
     haltOnFailure=True))
 for case in ('tree32', 'tree'):
+    ours.addStep(flush(case))
     ours.addStep(timed(UploadArtifacts, case)(
         [cfg[case]], dest=case, parallel=cfg['parallel'], name=f'upload {case} (ours)',
         haltOnFailure=True))
 ours.addStep(repo.revoke())
 
 theirs = util.BuildFactory()
+theirs.addStep(flush('big'))
 theirs.addStep(timed(steps.FileUpload, 'big')(
     workersrc=cfg['big'], haltOnFailure=True, name='upload big (buildbot)',
     masterdest=util.Interpolate(cfg['upload_dir'] + '/%(prop:buildnumber)s/big.bin')))
 for case in ('tree32', 'tree'):
+    theirs.addStep(flush(case))
     theirs.addStep(timed(steps.DirectoryUpload, case)(
         workersrc=cfg[case], haltOnFailure=True, name=f'upload {case} (buildbot)',
         masterdest=util.Interpolate(cfg['upload_dir'] + '/%(prop:buildnumber)s/' + case)))
@@ -390,7 +403,22 @@ class Bench(e2e.Harness):
             self.assert_revoked(f'ours build {build["number"]}', props)
 
 
-def machine(tmp):
+def create_rate(tmp, count=500):
+    """Seconds to create ``count`` files of 4 KiB in a new directory below
+    ``tmp`` (left there: a delete would slow what follows). A journal-less
+    ext4 skips inodes deleted in the last 60-300 s, so creates right after a
+    large delete (an earlier run's cleanup) cost up to about 1 ms each instead
+    of tens of microseconds, for both sides alike (bench/FINDINGS.md)."""
+    top = tempfile.mkdtemp(prefix='create-rate-', dir=tmp)
+    data = bytes(SMALL_BYTES)
+    started = time.monotonic()
+    for i in range(count):
+        with open(os.path.join(top, f'f{i}'), 'wb') as f:
+            f.write(data)
+    return time.monotonic() - started
+
+
+def machine(tmp, rates):
     def cmd(argv):
         try:
             return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -430,6 +458,8 @@ def machine(tmp):
         ('python (master and worker)', cmd(['/usr/bin/python3', '-V']).replace('Python ', '')),
         ('nginx', cmd(['nginx', '-v']).replace('nginx version: ', '')),
         ('curl', cmd(['curl', '--version']).splitlines()[0] if shutil.which('curl') else '?'),
+        ('500 creates of 4 KiB files on that disk, before / after the rounds (see create_rate)',
+         ' / '.join(f'{r * 1000:.0f} ms' for r in rates)),
     ]
 
 
@@ -437,7 +467,7 @@ def fmt(x, digits=3):
     return f'{x:.{digits}f}'
 
 
-def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
+def write_results(path, runs, warmup, rounds, machine_rows, elapsed, sent_by):
     lines = [
         '# Buildbot upload comparison: our upload step vs FileUpload/DirectoryUpload',
         '',
@@ -455,15 +485,23 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
                     f'directories' for n, (a, b, _) in TREE_SHAPES.items()) + '.',
         f'- **ours**: `IssueArtifactToken`, then `UploadArtifacts` (what `repo.upload(...)` '
         f'returns) for the file, then for each tree (parallel={PARALLEL}, the default), then '
-        '`RevokeArtifactToken`: each upload is one command on the worker (`sh -c` with '
-        'worker_upload.sh: find lists the files, awk checks the names and writes the curl '
-        'config, one curl run does a HEAD check beside the PUTs; no python, no MKCOL: a PUT '
-        'makes the missing directories) through nginx with the per-build token; its output '
-        'stays in memory and the step writes one log. **buildbot**: `steps.FileUpload` for the file and '
+        '`RevokeArtifactToken`, with the step\'s defaults. The step chooses the way itself: '
+        'a directory of at most 100 entries and 4 MiB is **relayed by the master** (the '
+        'worker\'s own process archives it with buildbot\'s `uploadDirectory`, as '
+        '`DirectoryUpload` does; the master POSTs the archive to the build with the per-build '
+        'token and the server unpacks it; a builder\'s next build skips the first question to '
+        'the worker, the warm-up round included); anything else is one command on the worker '
+        '(`sh -c` with worker_upload.sh: find lists the files, awk checks the names and writes '
+        'the curl config, one curl run does a HEAD check, POSTs a tar of the small files and '
+        'PUTs the large ones; no python) through nginx with the per-build token. The column '
+        '"sent by" below says which way each case went. The step writes one log. '
+        '**buildbot**: `steps.FileUpload` for the file and '
         '`steps.DirectoryUpload` for each tree, to the master\'s disk, default block sizes '
         '(256 KiB and 16 KiB), no compression.',
         f'- Rounds: {warmup} warm-up pair(s) discarded, then {runs} measured rounds, each one '
-        'build of ours then one of buildbot (A B A B ...). `sync` before every build. '
+        'build of ours then one of buildbot (A B A B ...). `sync` before every build and, as '
+        'an untimed step of the build, before every upload step: no step pays for the '
+        'writeback of the one before it. '
         'Every upload checked afterwards (SHA-256 of every file on arrival; for ours also the '
         'token revoked). Both sides write into the page cache of the same ext4 '
         'filesystem; neither step waits for writeback (no fsync), so the figures are '
@@ -518,20 +556,24 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
         '',
         '## Where our step spends its time',
         '',
-        'The worker command (from the master sending it to its end: sh, find, awk, the one '
-        'curl run; from the step\'s files log) against the whole step: the difference is the '
-        'master\'s own work (preparing the command, the log and the links on the build '
-        'page, database writes). Medians.',
+        'How each case was sent (from the step\'s files log), and the part of the step that '
+        'log times: for a worker command, from the master sending it to its end (sh, find, '
+        'awk, the one curl run); for a relay, from the first question to the worker to the '
+        'whole archive on the master (the POST and the database writes come after). The rest '
+        'of the step is the master\'s own work (preparing, the POST of a relay, the log and '
+        'the links on the build page, database writes). Medians.',
         '',
-        '| case | our step s | of which the worker command s | its MB/s | its files/s |',
-        '|---|---|---|---|---|',
+        '| case | sent by | our step s | of which the timed part s | its MB/s | its files/s |',
+        '|---|---|---|---|---|---|',
     ]
     for case, label, nbytes in CASES:
         step_s = statistics.median(r['ours'][case][1] for r in rounds)
         curl_s = statistics.median(r['ours'][case][2] for r in rounds)
         files_s = '—' if case == 'big' else f'{COUNTS[case] / curl_s:,.0f}'
-        lines.append(f'| {label} | {fmt(step_s)} | {fmt(curl_s)} | {nbytes / curl_s / 1e6:,.1f} '
-                     f'| {files_s} |')
+        how = ' and '.join({'relay': 'the master (relay)', 'worker': 'a worker command'}[w]
+                           for w in sorted(sent_by.get(case, ())))
+        lines.append(f'| {label} | {how} | {fmt(step_s)} | {fmt(curl_s)} '
+                     f'| {nbytes / curl_s / 1e6:,.1f} | {files_s} |')
     lines += [
         '',
         '## The floor of a step that runs a program on the worker',
@@ -539,7 +581,7 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
         'A third builder, in the same rounds: its steps only start a program on the worker, '
         'each after another step (as the upload steps are). Any upload that runs curl (or '
         'anything) on the worker pays at least this; `DirectoryUpload` pays none of it, as '
-        'the worker process itself reads the files. The last column is the most such a step '
+        'the worker process itself reads the files, and neither does a relay. The last column is the most such a step '
         'could reach against `DirectoryUpload` of 32 files even if its upload took no time '
         '(the median of the per-round ratios). Medians, seconds of run().',
         '',
@@ -556,7 +598,7 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
         'The upload itself, without buildbot: in the same rounds this script runs the '
         'step\'s worker command (worker_upload.sh with the same curl config, '
         f'parallel={PARALLEL}) on the same trees with a token of its own, after `sync`, and '
-        'times it; every file is checked on arrival. An upload step that PUTs file by file '
+        'times it; every file is checked on arrival. An upload step that runs this command '
         'costs at least this plus the floor of starting a command on the worker (the last '
         'row above, the prompt ACK included; the sum counts one program start twice, a '
         'millisecond or two), so `DirectoryUpload`\'s time divided by that sum bounds the '
@@ -564,7 +606,7 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
         'seconds.',
         '',
         '| case | worker command alone s | its files/s | DirectoryUpload, same rounds, s '
-        '| best ratio possible (with the floor) | target |',
+        '| best ratio possible for a worker command (with the floor) | target |',
         '|---|---|---|---|---|---|',
     ]
     for case, label, _ in CASES:
@@ -579,7 +621,7 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed):
                      f"{'reachable' if best >= TARGETS[case] else '**out of reach**'} |")
     lines += [
         '',
-        '## Raw data (seconds: REST step time / run() time; ours also: worker command time)',
+        '## Raw data (seconds: REST step time / run() time; ours also: the timed part)',
         '',
         '| round | ' + ' | '.join(f'{side}, {case}' for case, _, _ in CASES
                                   for side in ('ours', 'buildbot')) + ' |',
@@ -638,6 +680,8 @@ def main():
         h.start_repository()
         h.make_data()
         h.start_buildbot()
+        rates = [create_rate(tmp)]
+        log(f'500 file creates on the bench disk: {rates[0] * 1000:.0f} ms')
         rounds = []
         total = args.warmup + args.runs
         for i in range(total):
@@ -647,7 +691,7 @@ def main():
                 r[builder] = h.run_build(builder)
                 log(f'{label} {builder}: ' + ', '.join(
                     f'{case} {rest} s REST / {precise:.3f} s run()'
-                    + (f' / {curl:.3f} s curl' if curl is not None else '')
+                    + (f' / {curl:.3f} s timed part' if curl is not None else '')
                     for case, (rest, precise, curl) in r[builder].items()))
             r['floor'] = h.run_floor()
             log(f'{label} floor: ' + ', '.join(f'{k} {v:.3f} s' for k, v in r['floor'].items()))
@@ -657,8 +701,9 @@ def main():
             if i >= args.warmup:
                 rounds.append(r)
         elapsed = time.monotonic() - started
-        summary = write_results(args.output, args.runs, args.warmup, rounds, machine(tmp),
-                                elapsed)
+        rates.append(create_rate(tmp))
+        summary = write_results(args.output, args.runs, args.warmup, rounds, machine(tmp, rates),
+                                elapsed, h.sent_by)
         for case, label, _ in CASES:
             ours, theirs, ratio = summary[case]
             log(f'{label}: ours {ours:.3f} s, buildbot {theirs:.3f} s, ratio {ratio:.2f}')
