@@ -55,8 +55,9 @@ class ArtifactRepository(service.BuildbotService):
         self._consumer = None
         self._timer = None
         self._inflight = {}  # username -> [Deferred waiting for the running try]
-        # (builder, workdir, source) of directories UploadArtifacts relayed
-        # last time: the next build skips asking the worker what they are.
+        # (builder, workdir, source, bounds) -> 'small' (UploadArtifacts relayed the
+        # directory last time), 'large' or 'big' (too many entries or bytes:
+        # the worker's curl): the next build skips asking the worker.
         self.relay_hints = {}
         self._tree_agent = self._tree_pool = None
 

@@ -342,12 +342,15 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     directory, made while the worker archives it (as ``DirectoryUpload``
     makes its ``url`` link before it transfers), and the list of files goes
     into the log while the server unpacks; a refusal adds to the log that
-    none of them was stored. A directory relayed once is sent straight away by the builder's
-    next build, without first asking the worker what it is: a tree grown
-    past the bounds (or become a file) then costs one archive pass on the
-    worker, into its temp directory, before the worker's curl sends it.
-    ``relay_max_files=0``
-    turns the relay off.
+    none of them was stored. The builder's next build remembers what the
+    source was: a small directory is archived straight away, without first
+    asking the worker what it is (a tree grown past the bounds, or become a
+    file, then costs one archive pass on the worker, into its temp
+    directory, before the worker's curl sends it); a directory of too many
+    entries goes straight to the worker's curl until it has at most
+    ``relay_max_files`` files, one of too many bytes until the master
+    restarts. The link to a directory is made first in both cases.
+    ``relay_max_files=0`` turns the relay off.
 
     Anything else, and a tree the relay finds unusual (links, a bad name,
     more bytes than the bound: the log says which), is sent by the worker:
@@ -427,6 +430,12 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             return None
         return credential
 
+    def _relay_key(self, source):
+        """What repo.relay_hints remembers a source by (with the bounds:
+        two steps of a builder may upload one directory with other bounds)."""
+        return (self.build.builder.name, self.workdir or '', source, self.relay_max_files,
+                self.relay_max_bytes)
+
     @defer.inlineCallbacks
     def _relay(self, credential, source, dest, base, making_log):
         """Sends the directory ``source`` through the master (relay.py).
@@ -441,20 +450,25 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         if repo is None:
             return None, 'no repository service', None
         started = time.monotonic()
-        key = (self.build.builder.name, self.workdir or '', source)
-        if not repo.relay_hints.pop(key, False):
+        key = self._relay_key(source)
+        hint, found = repo.relay_hints.pop(key, None), None
+        if hint is None:
             # Everything below a directory; nothing for a file, a missing
             # path or an empty directory (`source/**` alone lists a file too).
             found = yield self._glob(self.build.path_module.join(source, '**', '*'))
             if not found:
                 return None, None, None
-            if len(found) > self.relay_max_files:
-                return None, f'more than {self.relay_max_files} entries', None
+            hint = 'small' if len(found) <= self.relay_max_files else 'large'
         # A directory: its link goes on the build page now, while the worker
-        # archives it, as DirectoryUpload makes its url= link before its
-        # transfer (each link is a database write, 6-9 ms measured here).
+        # works, as DirectoryUpload makes its url= link before its transfer
+        # (each link is a database write, 6-9 ms measured here).
         top = dest + '/' if dest else ''
         self.directory_link = self.addURL(top or './', base + top)
+        if hint != 'small':
+            repo.relay_hints[key] = hint  # the worker's curl, without asking, next time too
+            return None, (f'more than {self.relay_max_files} entries' if hint == 'large'
+                          else f'an archive over {self.relay_max_bytes} bytes') + (
+                              ' last time' if found is None else ''), None
         writer = relay.ArchiveBuffer(self.relay_max_bytes)
         cmd = report_promptly(remotecommand.RemoteCommand('uploadDirectory', {
             'workdir': self.workdir or '', 'workersrc': source, 'writer': writer,
@@ -468,6 +482,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         if self.stopped:
             return None, 'stopped', None
         if writer.overflow:
+            repo.relay_hints[key] = 'big'  # not one archive pass in vain per build
             return None, f'an archive over {self.relay_max_bytes} bytes', None
         if cmd.didFail() or not writer.complete:
             return None, 'the worker could not archive it', None
@@ -476,8 +491,9 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             return None, tree.reason, None
         if len(tree.files) + tree.directories > self.relay_max_files:
             # Grown past the bound since the hint: the same answer as asking first.
+            repo.relay_hints[key] = 'large'
             return None, f'more than {self.relay_max_files} entries', None
-        repo.relay_hints[key] = True  # a small directory: no glob next time
+        repo.relay_hints[key] = 'small'  # no question to the worker next time
         how = (f'relayed by the master as one archive of {len(data)} bytes '
                f'(archive from the worker in {time.monotonic() - started:.3f} s)')
         pm = self.build.path_module
@@ -613,7 +629,13 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         how = f'worker command {time.monotonic() - worker_started:.3f} s'
         if fallback:
             how = f'sent by the worker (not relayed: {fallback}); ' + how
-        return worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr), how, log
+        outcome = worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr)
+        if credential is not None and len(outcome['files']) <= self.relay_max_files:
+            # A tree that shrank below the bound: ask the worker again next time.
+            repo = _repository(self, credential.repository)
+            if repo is not None and repo.relay_hints.get(self._relay_key(paths[0])) == 'large':
+                del repo.relay_hints[self._relay_key(paths[0])]
+        return outcome, how, log
 
 
 class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):

@@ -449,10 +449,12 @@ def scenario(h):
                         ('docs-hint', 'relayed by the master as one archive of '),
                         ('docs-bound', 'sent by the worker (not relayed: an archive over 4096 '
                                        'bytes)'),
+                        ('docs-many', 'sent by the worker (not relayed: more than 3 entries)'),
                         ('linked', 'sent by the worker (not relayed: link is not a regular '
                                    'file or a directory)')):
         step = {'docs-again': 'upload again', 'docs-bound': 'upload over the bound',
-                'linked': 'upload linked', 'docs-hint': 'upload docs, at most 8'}[remote]
+                'linked': 'upload linked', 'docs-hint': 'upload docs, at most 8',
+                'docs-many': 'upload over 3 entries'}[remote]
         text = h.log_text(a['buildid'], step, 'files')
         check(how in text, f'build A: step {step!r} does not say {how!r}: {text!r}')
         local_dir = docs if remote != 'linked' else h.worker_file('toy', 'build/rt/linked')
@@ -521,8 +523,14 @@ def scenario(h):
           and 'none of the files above was stored' in text,
           f'build F: the refusal is not in the log: {text!r}')
     text = h.log_text(f['buildid'], 'upload docs, at most 8', 'files')
-    check('not relayed: more than 8 entries' in text,
+    check('not relayed: more than 8 entries)' in text,
           f'build F: a tree grown past the bound was relayed on the hint: {text!r}')
+    # What build A found too big goes to the worker's curl without a question
+    # or an archive pass of the worker first.
+    for step, why in (('upload over the bound', 'an archive over 4096 bytes last time'),
+                      ('upload over 3 entries', 'more than 3 entries last time')):
+        text = h.log_text(f['buildid'], step, 'files')
+        check(f'(not relayed: {why})' in text, f'build F: {step!r} does not say {why!r}: {text!r}')
     f_url = h.build(f['buildid'])['properties']['artifact_url'][0]
     links = [(u['name'], u['url']) for u in h.step(f['buildid'], 'upload forged seal')['urls']]
     check(links == [('./', f_url)],
