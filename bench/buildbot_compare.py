@@ -74,9 +74,10 @@ CASES = (('big', f'one {BIG_BYTES // 10**6} MB file', BIG_BYTES),
           SMALL_COUNT * SMALL_BYTES))
 FLOOR = {'true': 'ShellCommand `true` (its stdio log in the database)',
          'bare': 'a step running `true` the way UploadArtifacts runs its command, but '
-                 'without its prompt ACK (RemoteShellCommand, output kept in memory, no log)',
-         'prompt': 'the same with the prompt ACK, exactly as UploadArtifacts runs it: the '
-                   "master acknowledges the worker's answer at once (steps.report_promptly)"}
+                 'not promptly (RemoteShellCommand, output kept in memory, no log)',
+         'prompt': 'the same run promptly, exactly as UploadArtifacts runs its commands: '
+                   "the master sends without a Nagle wait and acknowledges the worker's "
+                   'answer at once (steps.report_promptly)'}
 # DESIGN.md's targets for the ratio buildbot time / our time.
 TARGETS = {'big': 3.0, 'tree32': 1.0, 'tree': 2.0}
 
@@ -600,7 +601,7 @@ def write_results(path, runs, warmup, rounds, machine_rows, elapsed, sent_by):
         f'parallel={PARALLEL}) on the same trees with a token of its own, after `sync`, and '
         'times it; every file is checked on arrival. An upload step that runs this command '
         'costs at least this plus the floor of starting a command on the worker (the last '
-        'row above, the prompt ACK included; the sum counts one program start twice, a '
+        'row above, run promptly; the sum counts one program start twice, a '
         'millisecond or two), so `DirectoryUpload`\'s time divided by that sum bounds the '
         'ratio any such step can reach here (the median of the per-round ratios). Medians, '
         'seconds.',
