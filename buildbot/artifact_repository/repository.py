@@ -55,9 +55,8 @@ class ArtifactRepository(service.BuildbotService):
         self._consumer = None
         self._timer = None
         self._inflight = {}  # username -> [Deferred waiting for the running try]
-        # (builder, workdir, source, bounds) -> 'small' (UploadArtifacts relayed the
-        # directory last time), 'large' or 'big' (too many entries or bytes:
-        # the worker's curl): the next build skips asking the worker.
+        # What UploadArtifacts found a source to be, by (builder, workdir,
+        # source, bounds): the next build skips asking the worker (steps.py).
         self.relay_hints = {}
         self._tree_agent = self._tree_pool = None
 
@@ -155,6 +154,17 @@ class ArtifactRepository(service.BuildbotService):
             consumeErrors=True)
         return TokenServiceClient(url or self.url, user, password,
                                   timeout=timeout or self.http_timeout)
+
+    def remember_relay(self, key, hint):
+        """Keeps (or with None drops) UploadArtifacts' hint for a source. At
+        most 1,000 are kept: a source rendered per build (a build number in
+        its path) must not grow the master's memory for its lifetime."""
+        if hint is None:
+            self.relay_hints.pop(key, None)
+            return
+        if key not in self.relay_hints and len(self.relay_hints) >= 1000:
+            self.relay_hints.clear()
+        self.relay_hints[key] = hint
 
     def upload_tree(self, path, username, password, archive):
         """POSTs a tar archive to ``path`` below the repository's URL with a

@@ -189,6 +189,11 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         return SUCCESS
 
 
+# repo.relay_hints values besides a reason to leave a directory to the worker's curl.
+SMALL_DIRECTORY = 'relay'
+NOT_A_DIRECTORY = 'not a directory'
+
+
 class RelayCredential:
     """The build's token as the master uses it to POST a small tree: ``url``
     (the first scope's URL as the steps know it), ``path`` (that scope below
@@ -342,14 +347,16 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     directory, made while the worker archives it (as ``DirectoryUpload``
     makes its ``url`` link before it transfers), and the list of files goes
     into the log while the server unpacks; a refusal adds to the log that
-    none of them was stored. The builder's next build remembers what the
-    source was: a small directory is archived straight away, without first
-    asking the worker what it is (a tree grown past the bounds, or become a
-    file, then costs one archive pass on the worker, into its temp
-    directory, before the worker's curl sends it); a directory of too many
-    entries goes straight to the worker's curl until it has at most
-    ``relay_max_files`` files, one of too many bytes until the master
-    restarts. The link to a directory is made first in both cases.
+    none of them was stored. The master remembers, per builder, source and
+    bounds, until it restarts, what it found: a file goes to the worker's
+    curl without a question; a small directory is archived without a
+    question (one that has grown past the bounds, or become a file, then
+    costs one archive pass on the worker before curl sends it); a directory
+    the relay declined goes to curl, with the same reason in the log. Note
+    that the worker archives a tree in full, into its temp directory, before
+    it sends a byte: the first upload of a directory of few but large files
+    costs that pass once (``DirectoryUpload`` pays it every time). A
+    directory source gets one link, to the directory, made first.
     ``relay_max_files=0`` turns the relay off.
 
     Anything else, and a tree the relay finds unusual (links, a bad name,
@@ -364,10 +371,10 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
 
     Any HTTP error fails the step and names the file. A server that cannot be
     reached fails the step at once, and the build's later upload steps are
-    skipped with one line. The step writes one log. Up to ``max_links``
-    files sent by the worker each get a link on the build page (in name
-    order); more get one link to their directory, as each link is a
-    database write on the master.
+    skipped with one line. The step writes one log. Otherwise up to
+    ``max_links`` files each get a link on the build page (in name order);
+    more get one link to their directory, as each link is a database write
+    on the master.
     """
 
     name = 'upload artifacts'
@@ -451,49 +458,56 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             return None, 'no repository service', None
         started = time.monotonic()
         key = self._relay_key(source)
-        hint, found = repo.relay_hints.pop(key, None), None
+        hint = repo.relay_hints.get(key)
+        if hint == NOT_A_DIRECTORY:
+            return None, None, None
+        remembered = hint is not None
         if hint is None:
             # Everything below a directory; nothing for a file, a missing
             # path or an empty directory (`source/**` alone lists a file too).
             found = yield self._glob(self.build.path_module.join(source, '**', '*'))
             if not found:
+                repo.remember_relay(key, NOT_A_DIRECTORY)
                 return None, None, None
-            hint = 'small' if len(found) <= self.relay_max_files else 'large'
+            hint = (SMALL_DIRECTORY if len(found) <= self.relay_max_files
+                    else f'more than {self.relay_max_files} entries')
+            repo.remember_relay(key, hint)
         # A directory: its link goes on the build page now, while the worker
         # works, as DirectoryUpload makes its url= link before its transfer
         # (each link is a database write, 6-9 ms measured here).
         top = dest + '/' if dest else ''
         self.directory_link = self.addURL(top or './', base + top)
-        if hint != 'small':
-            repo.relay_hints[key] = hint  # the worker's curl, without asking, next time too
-            return None, (f'more than {self.relay_max_files} entries' if hint == 'large'
-                          else f'an archive over {self.relay_max_bytes} bytes') + (
-                              ' last time' if found is None else ''), None
+        if hint != SMALL_DIRECTORY:
+            return None, hint + (', as in an earlier build' if remembered else ''), None
         writer = relay.ArchiveBuffer(self.relay_max_bytes)
         cmd = report_promptly(remotecommand.RemoteCommand('uploadDirectory', {
             'workdir': self.workdir or '', 'workersrc': source, 'writer': writer,
             'maxsize': self.relay_max_bytes + 1, 'blocksize': relay.BLOCK_SIZE,
             'compress': None}))
+        failed = None
         try:
             yield self.runCommand(cmd)
             data = writer.data()
+        except Exception as e:  # noqa: BLE001 -- e.g. the directory is gone: curl says so
+            failed = f'the worker could not archive it: {str(e).strip()[:200]}'
         finally:
             writer.cancel()
         if self.stopped:
             return None, 'stopped', None
-        if writer.overflow:
-            repo.relay_hints[key] = 'big'  # not one archive pass in vain per build
-            return None, f'an archive over {self.relay_max_bytes} bytes', None
-        if cmd.didFail() or not writer.complete:
-            return None, 'the worker could not archive it', None
+        # What the relay declines now goes to the worker's curl next time
+        # too, without the question or the archive pass.
+        if writer.overflow:  # the worker stopped at maxsize (and failed the command)
+            repo.remember_relay(key, f'an archive over {self.relay_max_bytes} bytes')
+            return None, repo.relay_hints.get(key), None
+        if failed or cmd.didFail() or not writer.complete:
+            repo.remember_relay(key, None)  # ask again next time
+            return None, failed or 'the worker could not archive it', None
         tree = relay.scan(data)
+        if tree.reason is None and len(tree.files) + tree.directories > self.relay_max_files:
+            tree.reason = f'more than {self.relay_max_files} entries'
         if tree.reason is not None:
+            repo.remember_relay(key, tree.reason)
             return None, tree.reason, None
-        if len(tree.files) + tree.directories > self.relay_max_files:
-            # Grown past the bound since the hint: the same answer as asking first.
-            repo.relay_hints[key] = 'large'
-            return None, f'more than {self.relay_max_files} entries', None
-        repo.relay_hints[key] = 'small'  # no question to the worker next time
         how = (f'relayed by the master as one archive of {len(data)} bytes '
                f'(archive from the worker in {time.monotonic() - started:.3f} s)')
         pm = self.build.path_module
@@ -512,7 +526,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             doc, status = None, e.status or 0
             # A refusal (4xx) changed nothing on the server (docs/api.md);
             # after a 5xx or a lost answer nobody can say, so the log does not.
-            out['unreachable'] = e.status is None or e.status >= 500
+            out['unreachable'] = e.status is None
             out['error'] = (
                 f'cannot reach the artifact server at {base}: {e.reason}' if e.status is None
                 else f'the artifact server failed on the archive of {source}: '
@@ -558,7 +572,9 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         # list of files while the server unpacks).
         outcome, how, log = yield self._send(base, paths, dest, self.addLog('files'))
         if outcome is None:  # refused before any request
-            yield log.addStderr(how + '\n')
+            yield defer.gatherResults([log.addStderr(how + '\n')] + (
+                [self.directory_link] if self.directory_link is not None else []),
+                consumeErrors=True)
             _summary(self, 'nothing uploaded')
             return FAILURE
         files = outcome['files']
@@ -629,13 +645,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         how = f'worker command {time.monotonic() - worker_started:.3f} s'
         if fallback:
             how = f'sent by the worker (not relayed: {fallback}); ' + how
-        outcome = worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr)
-        if credential is not None and len(outcome['files']) <= self.relay_max_files:
-            # A tree that shrank below the bound: ask the worker again next time.
-            repo = _repository(self, credential.repository)
-            if repo is not None and repo.relay_hints.get(self._relay_key(paths[0])) == 'large':
-                del repo.relay_hints[self._relay_key(paths[0])]
-        return outcome, how, log
+        return worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr), how, log
 
 
 class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):

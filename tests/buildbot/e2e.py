@@ -527,11 +527,19 @@ def scenario(h):
           f'build F: a tree grown past the bound was relayed on the hint: {text!r}')
     # What build A found too big goes to the worker's curl without a question
     # or an archive pass of the worker first.
-    for step, why in (('upload over the bound', 'an archive over 4096 bytes last time'),
-                      ('upload over 3 entries', 'more than 3 entries last time')):
+    earlier = ', as in an earlier build'
+    for step, why in (('upload over the bound', 'an archive over 4096 bytes' + earlier),
+                      ('upload over 3 entries', 'more than 3 entries' + earlier),
+                      ('upload linked', 'link is not a regular file or a directory' + earlier)):
         text = h.log_text(f['buildid'], step, 'files')
         check(f'(not relayed: {why})' in text, f'build F: {step!r} does not say {why!r}: {text!r}')
     f_url = h.build(f['buildid'])['properties']['artifact_url'][0]
+    # A directory relayed in build A and gone in build F: curl says so, no exception.
+    step = h.step(f['buildid'], 'upload vanishing')
+    text = h.log_text(f['buildid'], 'upload vanishing', 'files')
+    check(step['results'] == FAILURE and 'not relayed: the worker could not archive it' in text
+          and 'no such file or directory: rt/vanishing' in text,
+          f'build F: a vanished directory is not a plain failure: {step["results"]} {text!r}')
     links = [(u['name'], u['url']) for u in h.step(f['buildid'], 'upload forged seal')['urls']]
     check(links == [('./', f_url)],
           f'build F: links other than the directory the archive was meant for: {links}')

@@ -82,7 +82,8 @@ class PromptAck(unittest.TestCase):
     def test_the_command_leaves_without_a_nagle_wait_and_buildbot_gets_its_socket_back(self):
         cmd = self.command(defer.Deferred())
         cmd.run()
-        self.assertNotEqual(cmd.sent, [0], 'TCP_NODELAY must be on before the command is sent')
+        self.assertEqual(len(cmd.sent), 1, 'the command was not started')
+        self.assertNotEqual(cmd.sent[0], 0, 'TCP_NODELAY must be on before the command is sent')
         self.assertNotEqual(nodelay(self.master), 0)
         cmd.ended.callback(None)
         self.assertEqual(nodelay(self.master), 0, 'TCP_NODELAY left on after the command')

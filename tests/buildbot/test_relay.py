@@ -122,7 +122,7 @@ class HostileWorker(unittest.TestCase):
     def test_a_negative_or_signed_size_is_refused_not_looped_on(self):
         def hung(*_):
             raise AssertionError('scan() did not end: it loops on a size that does not advance')
-        signal.signal(signal.SIGALRM, hung)
+        self.addCleanup(signal.signal, signal.SIGALRM, signal.signal(signal.SIGALRM, hung))
         signal.alarm(10)
         self.addCleanup(signal.alarm, 0)
         for kind in (b'g', b'x', b'L', b'0'):
