@@ -343,21 +343,20 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     worker's own process archives it (``uploadDirectory``, as buildbot's
     ``DirectoryUpload`` does: no program starts on the worker) and the master
     POSTs the archive to the build, where the server unpacks it (one tree
-    upload, all or nothing). Its link on the build page goes to the
-    directory, made while the worker archives it (as ``DirectoryUpload``
-    makes its ``url`` link before it transfers), and the list of files goes
-    into the log while the server unpacks; a refusal adds to the log that
-    none of them was stored. The master remembers, per builder, source and
-    bounds, until it restarts, what it found: a file goes to the worker's
-    curl without a question; a small directory is archived without a
-    question (one that has grown past the bounds, or become a file, then
-    costs one archive pass on the worker before curl sends it); a directory
-    the relay declined goes to curl, with the same reason in the log. Note
-    that the worker archives a tree in full, into its temp directory, before
-    it sends a byte: the first upload of a directory of few but large files
-    costs that pass once (``DirectoryUpload`` pays it every time). A
-    directory source gets one link, to the directory, made first.
-    ``relay_max_files=0`` turns the relay off.
+    upload, all or nothing). The list of files goes into the log while the
+    server unpacks; a refusal adds to the log that none of them was stored.
+    The worker archives a whole tree into its temp
+    directory before it sends a byte (``DirectoryUpload`` pays that every
+    time), so the first sight of a directory asks the worker for its entries
+    (one glob) and their sizes (one stat each). The master then remembers,
+    per builder, source and bounds, until it restarts, what it found: a file
+    goes to the worker's curl without a question; a small directory is
+    archived without a question (one that has grown past the bounds, or
+    become a file, costs one archive pass on the worker before curl sends
+    it); a directory the relay declined goes to curl, with the same reason
+    in the log. A directory source gets one link, to the directory, made
+    first (as ``DirectoryUpload`` makes its ``url`` link before it
+    transfers). ``relay_max_files=0`` turns the relay off.
 
     Anything else, and a tree the relay finds unusual (links, a bad name,
     more bytes than the bound: the log says which), is sent by the worker:
@@ -428,6 +427,24 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         yield self.runCommand(cmd)
         return cmd.updates.get('files', [[]])[-1] if not cmd.didFail() else None
 
+    @defer.inlineCallbacks
+    def _file_bytes(self, paths):
+        """The total size of the regular files among the worker's ``paths``
+        (absolute, from _glob), one stat each, or None if one failed."""
+        total = 0
+        for path in paths:
+            cmd = report_promptly(remotecommand.RemoteCommand(
+                'stat', {'file': path, 'workdir': '', 'logEnviron': False}))
+            yield self.runCommand(cmd)
+            found = cmd.updates.get('stat', [None])[-1] if not cmd.didFail() else None
+            if not found:
+                return None
+            if stat.S_ISREG(found[stat.ST_MODE]):
+                total += found[stat.ST_SIZE]
+            if total > self.relay_max_bytes:
+                break
+        return total
+
     def _relay_credential(self, base, paths):
         """The build's RelayCredential when this upload may be relayed, else None."""
         credential = getattr(self.build, 'artifact_relay', None)
@@ -471,6 +488,12 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
                 return None, None, None
             hint = (SMALL_DIRECTORY if len(found) <= self.relay_max_files
                     else f'more than {self.relay_max_files} entries')
+            if hint == SMALL_DIRECTORY:
+                # The worker archives a whole tree into its temp directory
+                # before it sends a byte: measure it first, once per source.
+                size = yield self._file_bytes(found)
+                if size is not None and size > self.relay_max_bytes:
+                    hint = f'{size} bytes of files, more than {self.relay_max_bytes}'
             repo.remember_relay(key, hint)
         # A directory: its link goes on the build page now, while the worker
         # works, as DirectoryUpload makes its url= link before its transfer
