@@ -169,7 +169,6 @@ class TokenServiceClient:
                                     else 'the response is not a seal status')
         return doc
 
-
     @defer.inlineCallbacks
     def upload_tree(self, path, username, password, archive):
         """POST a tar archive to ``path`` (a build's directory, '/'-started,

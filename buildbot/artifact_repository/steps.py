@@ -345,10 +345,10 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
     POSTs the archive to the build, where the server unpacks it (one tree
     upload, all or nothing). The list of files goes into the log while the
     server unpacks; a refusal adds to the log that none of them was stored.
-    The worker archives a whole tree into its temp
-    directory before it sends a byte (``DirectoryUpload`` pays that every
-    time), so the first sight of a directory asks the worker for its entries
-    (one glob) and their sizes (one stat each). The master then remembers,
+    The worker archives a whole tree into its temp directory before it sends
+    a byte (``DirectoryUpload`` pays that every time), so the first sight of
+    a directory asks the worker for its entries (one glob) and their sizes
+    (one stat each). The master then remembers,
     per builder, source and bounds, until it restarts, what it found: a file
     goes to the worker's curl without a question; a small directory is
     archived without a question (one that has grown past the bounds, or
@@ -520,8 +520,9 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         # What the relay declines now goes to the worker's curl next time
         # too, without the question or the archive pass.
         if writer.overflow:  # the worker stopped at maxsize (and failed the command)
-            repo.remember_relay(key, f'an archive over {self.relay_max_bytes} bytes')
-            return None, repo.relay_hints.get(key), None
+            reason = f'an archive over {self.relay_max_bytes} bytes'
+            repo.remember_relay(key, reason)
+            return None, reason, None
         if failed or cmd.didFail() or not writer.complete:
             repo.remember_relay(key, None)  # ask again next time
             return None, failed or 'the worker could not archive it', None
@@ -591,13 +592,13 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             return FAILURE
         # Each log or link is a database write on the master (7-20 ms each,
         # measured): the log is made while the worker works, its text and
-        # the links are written together at the end (a relay writes the
-        # list of files while the server unpacks).
+        # the links are written together at the end (a relay links the
+        # directory first and writes the list of files while the server
+        # unpacks).
         outcome, how, log = yield self._send(base, paths, dest, self.addLog('files'))
         if outcome is None:  # refused before any request
-            yield defer.gatherResults([log.addStderr(how + '\n')] + (
-                [self.directory_link] if self.directory_link is not None else []),
-                consumeErrors=True)
+            yield defer.gatherResults([log.addStderr(how + '\n')] + self._links([], base, dest),
+                                      consumeErrors=True)
             _summary(self, 'nothing uploaded')
             return FAILURE
         files = outcome['files']
@@ -611,11 +612,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             lines += f'{how}; step {time.monotonic() - started:.3f} s before this log\n'
         writes = [(log.addStdout if error is None else log.addStderr)(lines)] if lines else []
         ok = [url for _, url, code in files if 200 <= code < 300]
-        if self.directory_link is None:
-            writes += self._add_links(ok, base, dest)
-        else:  # made by the relay, which may have handed over to the worker's curl since
-            writes.append(self.directory_link)
-        yield defer.gatherResults(writes, consumeErrors=True)
+        yield defer.gatherResults(writes + self._links(ok, base, dest), consumeErrors=True)
         if error is None:
             _summary(self, f'uploaded {len(ok)} files')
             return SUCCESS
@@ -630,9 +627,13 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
                        else 'nothing uploaded'))
         return FAILURE
 
-    def _add_links(self, urls, base, dest):
-        """Links on the build page: one per file up to ``max_links``, else one
-        to their directory. Returns the database writes' Deferreds."""
+    def _links(self, urls, base, dest):
+        """Links on the build page for the stored ``urls``: the directory's
+        link if the relay made it (it may have handed over to the worker's
+        curl since), else one per file up to ``max_links``, else one to their
+        directory. Returns the database writes' Deferreds."""
+        if self.directory_link is not None:
+            return [self.directory_link]
         if len(urls) <= self.max_links:
             return [self.addURL(url[len(base):], url) for url in urls]
         top = base + (dest + '/' if dest else '')

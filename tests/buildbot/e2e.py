@@ -445,16 +445,15 @@ def scenario(h):
     check([(u['name'], u['url']) for u in links] == [('9 files in ./', a_url)],
           f'build A: the build page does not link the 9 uploaded files\' directory: {links}')
     docs = os.path.join(dist, 'tree', 'docs')
-    for remote, how in (('docs-again', 'relayed by the master as one archive of '),
-                        ('docs-hint', 'relayed by the master as one archive of '),
-                        # Measured before any archive pass: one stat per entry.
-                        ('docs-bound', 'bytes of files, more than 4096)'),
-                        ('docs-many', 'sent by the worker (not relayed: more than 3 entries)'),
-                        ('linked', 'sent by the worker (not relayed: link is not a regular '
-                                   'file or a directory)')):
-        step = {'docs-again': 'upload again', 'docs-bound': 'upload over the bound',
-                'linked': 'upload linked', 'docs-hint': 'upload docs, at most 8',
-                'docs-many': 'upload over 3 entries'}[remote]
+    for remote, step, how in (
+            ('docs-again', 'upload again', 'relayed by the master as one archive of '),
+            ('docs-hint', 'upload docs, at most 8', 'relayed by the master as one archive of '),
+            # Measured before any archive pass: one stat per entry.
+            ('docs-bound', 'upload over the bound', 'bytes of files, more than 4096)'),
+            ('docs-many', 'upload over 3 entries',
+             'sent by the worker (not relayed: more than 3 entries)'),
+            ('linked', 'upload linked', 'sent by the worker (not relayed: link is not a '
+                                        'regular file or a directory)')):
         text = h.log_text(a['buildid'], step, 'files')
         check(how in text, f'build A: step {step!r} does not say {how!r}: {text!r}')
         local_dir = docs if remote != 'linked' else h.worker_file('toy', 'build/rt/linked')
