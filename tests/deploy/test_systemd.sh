@@ -39,6 +39,11 @@ fail() {
     nsenter -t "$leader" -a journalctl -u artifact-token.service --no-pager -n 30 >&2 || true
     echo "--- failed units:" >&2
     nsenter -t "$leader" -a systemctl --failed --no-pager >&2 || true
+    local unit
+    for unit in $(nsenter -t "$leader" -a systemctl list-units --failed --plain --no-legend --no-pager 2>/dev/null | awk '{print $1}'); do
+      echo "--- journal of $unit:" >&2
+      nsenter -t "$leader" -a journalctl -u "$unit" --no-pager -n 10 >&2 || true
+    done
     # Again, last: CI shows the tail of the output.
     echo "test-systemd: FAIL: $*" >&2
   fi
@@ -368,6 +373,10 @@ for svc in artifact-token-prune.service artifact-token-retention.service; do
 done
 [[ -d $root/var/lib/artifact-repository/artifacts/dpkg/proj/arm64/1 ]] && fail "retention did not remove arm64/1"
 [[ -d $root/var/lib/artifact-repository/artifacts/dpkg/proj/arm64/2 ]] || fail "retention removed the newest build"
+# The shipped timers again for the rest: with the drop-ins, the upgrade's
+# restart of the timers would start both services once more, a second later.
+inside rm -r /run/systemd/system/artifact-token-prune.timer.d /run/systemd/system/artifact-token-retention.timer.d
+inside systemctl daemon-reload
 ok "prune and retention ran from their timers under the hardened units; retention removed arm64/1, kept arm64/2"
 
 # --- the hardening, measured in the booted system ------------------------------------
@@ -411,11 +420,40 @@ cmp -s "$run/pkg.bin" "$run/pkg.got" || fail "an artifact changed across the upg
 ok "upgraded: service restarted (pid $old_pid -> $new_pid), masters, tokens and artifacts kept"
 
 # --- remove and purge fail closed ----------------------------------------------------
-say "apt remove, then apt purge"
+say "apt remove while prune and retention run, then apt purge"
 t8=$(issue dpkg/proj/amd64/8 3600)
 u8=$(json username <<<"$t8"); p8=$(json password <<<"$t8")
+# A run a timer started just before the remove, held in flight for 5 s by a
+# drop-in (the shipped command runs after it): the remove must let it end,
+# not pull its unit from under it (CI saw both fail with result 'resources').
+hold=5
+for svc in artifact-token-prune.service artifact-token-retention.service; do
+  printf '[Service]\nExecStartPre=/bin/sleep %s\n' "$hold" | put_inside "/run/systemd/system/$svc.d/hold.conf"
+done
+inside systemctl daemon-reload
+inside systemctl start --no-block artifact-token-prune.service artifact-token-retention.service
+for svc in artifact-token-prune.service artifact-token-retention.service; do
+  for _ in $(seq 1 50); do
+    [[ $(inside systemctl show -p ActiveState --value "$svc") == activating ]] && break
+    sleep 0.1
+  done
+  [[ $(inside systemctl show -p ActiveState --value "$svc") == activating ]] || fail "$svc is not running before the remove"
+done
+remove_start=$(date +%s%N)
 inside apt-get remove -y -qq artifact-repository >"$run/apt-remove.log" 2>&1 ||
   { tail -n 20 "$run/apt-remove.log" >&2; fail "apt-get remove failed"; }
+remove_ms=$((($(date +%s%N) - remove_start) / 1000000))
+inside rm -r /run/systemd/system/artifact-token-prune.service.d /run/systemd/system/artifact-token-retention.service.d
+inside systemctl daemon-reload
+failed=$(inside systemctl list-units --failed --plain --no-legend --no-pager | wc -l)
+[[ $failed -eq 0 ]] || fail "$failed failed units after apt remove with prune and retention running"
+running=$(inside systemctl list-units --all --plain --no-legend --no-pager 'artifact-token*' | awk '$3 != "inactive"')
+[[ -z $running ]] || fail "units of the package left after apt remove: $running"
+for svc in artifact-token-prune.service artifact-token-retention.service; do
+  inside journalctl -u "$svc" --no-pager -o cat | tail -n 1 | grep -q '^Finished' ||
+    fail "the held $svc run did not finish: $(inside journalctl -u "$svc" --no-pager -o cat | tail -n 3)"
+done
+ok "apt remove let the prune and retention runs in flight finish (${remove_ms} ms, hold ${hold} s): no failed unit, none left"
 c=$(code -u "$u8:$p8" -T "$run/pkg.bin" "$base_url/dpkg/proj/amd64/8/pkg.bin")
 [[ $c == 403 ]] || fail "after apt remove a live token's upload answered $c, not 403 (nothing can revoke it any more)"
 [[ $(code "$base_url/dpkg/proj/amd64/1/deb/pkg.bin") == 200 ]] || fail "after apt remove, downloads stopped"
