@@ -48,6 +48,39 @@ def _no_repository(step):
             "add the repository object to c['services'] in master.cfg\n")
 
 
+# A request that nginx answered with 502 (its token service not answering:
+# a restart of the service, e.g. by a package upgrade, takes about 0.6 s) is
+# sent again after each of these delays: the issue, the upload's check and
+# archive, the relay (a PUT has its own, curl --retry).
+SERVICE_DOWN_DELAYS = (1, 2, 4)
+
+
+@defer.inlineCallbacks
+def _through_restarts(step, attempt, service_down):
+    """Calls ``attempt()`` again after each of SERVICE_DOWN_DELAYS while
+    ``service_down`` says its answer was nginx's 502, unless ``step`` is
+    stopped. Returns (the last answer, the log's lines on the retries)."""
+    notes = []
+    answer = yield attempt()
+    for delay in SERVICE_DOWN_DELAYS:
+        if not service_down(answer) or step.stopped:
+            break
+        notes.append(f'HTTP 502 from the artifact server (its token service is not answering, '
+                     f'e.g. restarting): sent again after {delay} s')
+        yield asyncSleep(delay)
+        answer = yield attempt()
+    return answer, notes
+
+
+def _answer(d):
+    """``d`` with a TokenServiceError as its result instead of its failure."""
+    return d.addErrback(lambda f: f.trap(TokenServiceError) and f.value)
+
+
+def _service_down(answer):
+    return isinstance(answer, TokenServiceError) and answer.status == 502
+
+
 class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
     """Issues a token for this build and puts its .netrc on the worker.
 
@@ -126,8 +159,16 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
                 yield log.addStderr(f'artifact-token: cannot write the journal: {e}\n')
                 _summary(self, 'journal not writable')
                 return FAILURE
+        # Sent again after a 502 (the token service restarting): the same
+        # request_id gets the same token if the first one was issued.
+        answer, notes = yield _through_restarts(
+            self, lambda: _answer(client.issue(scopes, ttl, request_id=request_id)), _service_down)
+        if notes:
+            yield log.addStdout(''.join(note + '\n' for note in notes))
         try:
-            doc = yield client.issue(scopes, ttl, request_id=request_id)
+            if isinstance(answer, TokenServiceError):
+                raise answer
+            doc = answer
         except TokenServiceError as e:
             yield log.addStderr(str(e) + '\n')
             if username is not None:
@@ -543,9 +584,12 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
                                 + how + '\n')
         out = {'error': None, 'unreachable': False, 'curl_errors': [], 'logged': True}
         try:
-            doc = yield repo.upload_tree(credential.path + top, credential.username,
-                                         credential.password, tree.body)
-            status = 201
+            answer, out['notes'] = yield _through_restarts(self, lambda: _answer(repo.upload_tree(
+                credential.path + top, credential.username, credential.password, tree.body)),
+                _service_down)
+            if isinstance(answer, TokenServiceError):
+                raise answer
+            doc, status = answer, 201
         except TokenServiceError as e:
             doc, status = None, e.status or 0
             # A refusal (4xx) changed nothing on the server (docs/api.md);
@@ -605,6 +649,7 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
         lines = '' if outcome.get('logged') else ''.join(
             f'{local} -> {url}' + (f'  HTTP {code}' if not 200 <= code < 300 else '') + '\n'
             for local, url, code in files)
+        lines += ''.join(note + '\n' for note in outcome.get('notes', []))
         error = outcome['error']
         if error is not None:
             lines += error + '\n' + ''.join(f'  {line}\n' for line in outcome['curl_errors'])
@@ -659,17 +704,24 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
                                          self.parallel, self.retries, self.connect_timeout)
         except (worker_upload.Refusal, ValueError) as e:
             return None, f'nothing was uploaded: {e}', log
-        # stdio stays out of the database: the command's output is collected
-        # in memory and run() writes one readable log.
-        cmd = yield self.makeRemoteShellCommand(
-            collectStdout=True, collectStderr=True, stdioLogName=None, command=argv)
-        report_promptly(cmd)
+
+        @defer.inlineCallbacks
+        def run_command():
+            # stdio stays out of the database: the command's output is
+            # collected in memory and run() writes one readable log.
+            cmd = yield self.makeRemoteShellCommand(
+                collectStdout=True, collectStderr=True, stdioLogName=None, command=argv)
+            report_promptly(cmd)
+            yield self.runCommand(cmd)
+            return worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr)
         worker_started = time.monotonic()
-        yield self.runCommand(cmd)
+        outcome, notes = yield _through_restarts(self, run_command,
+                                                 lambda o: o['token_service_down'])
+        outcome['notes'] = notes
         how = f'worker command {time.monotonic() - worker_started:.3f} s'
         if fallback:
             how = f'sent by the worker (not relayed: {fallback}); ' + how
-        return worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr), how, log
+        return outcome, how, log
 
 
 class RevokeArtifactToken(buildstep.BuildStep, CompositeStepMixin):

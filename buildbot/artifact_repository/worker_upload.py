@@ -144,6 +144,8 @@ def parse(base, rc, stdout, stderr):
     ``error``        None, or one line saying why the upload failed
     ``unreachable``  True when the server could not be reached or failed the check
     ``curl_errors``  the other lines of stderr (at most 20)
+    ``token_service_down``  True when the check or the archive got HTTP 502:
+                     nginx answered, its token service did not (restarting?)
     """
     expected, in_archive, messages, unpacked = {}, set(), [], None
     for line in (stderr or '').splitlines():
@@ -170,7 +172,9 @@ def parse(base, rc, stdout, stderr):
             archive = int(code)
         else:
             answers[_same_url(url)] = int(code)
-    out = {'error': None, 'unreachable': False, 'curl_errors': messages[:20]}
+    check = answers.get(_same_url(base))
+    out = {'error': None, 'unreachable': False, 'curl_errors': messages[:20],
+           'token_service_down': 502 in (check, archive)}
     out['files'] = sorted(((local, url, archive if key in in_archive else answers.get(key, 0))
                            for key, (local, url) in expected.items()), key=lambda f: f[1])
     if rc == REFUSED_EXIT or not expected:
@@ -179,7 +183,6 @@ def parse(base, rc, stdout, stderr):
                         f'the upload command on the worker failed (exit {rc})')
         out['curl_errors'] = [m for m in messages if not m.startswith('error: ')][:20]
         return out
-    check = answers.get(_same_url(base))
     sent = sum(1 for _, _, code in out['files'] if 200 <= code < 300)
     # With --parallel the check runs beside the first PUTs: a PUT's failure
     # can end the run before the check's answer is in. Any answer at all

@@ -36,6 +36,7 @@ import tempfile
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -653,6 +654,66 @@ def case_server_lost(h):
     return {'build whose server died': password}
 
 
+def case_service_restart(h):
+    """The token service does not answer for a moment (its socket renamed
+    away: nginx answers 502, as while systemd restarts the service after a
+    package upgrade) at the issue, during the worker's upload and during the
+    master's relay: each is sent again after a second, the build succeeds."""
+    sock = os.path.join(h.state, 'run', 'token.sock')
+    access = os.path.join(h.state, 'logs', 'access.log')
+
+    def through_502(start, method, request_path, build=None):
+        """Renames the socket away, calls ``start`` and puts the socket back
+        once nginx logged a 502 for ``method`` on a path ending in
+        ``request_path`` (a directory's HEAD is logged as its rewrite,
+        /token/browse/...). Returns what ``start`` returned."""
+        request, suffix = f'{method} '.encode(), f'{request_path}"'.encode()
+        seen = os.path.getsize(access)
+        os.rename(sock, sock + '.away')
+        try:
+            started = start()
+
+            def refused():
+                done = h.build((build or started)['buildid'])
+                check(not done['complete'], f"the build ended ({done['state_string']}) before "
+                      f'nginx answered {method} {request_path} with 502')
+                with open(access, 'rb') as f:
+                    f.seek(seen)
+                    return any(request in line and suffix in line and b'status=502' in line
+                               for line in f)
+            wait_for(f'nginx to answer {method} {request_path} with 502', refused, 60, 0.02)
+        finally:
+            os.rename(sock + '.away', sock)
+        return started
+
+    build = through_502(lambda: h.force('toy', mode='restart'), 'POST', '/token')
+    marker = h.worker_file('toy', f"held-{build['number']}")
+    wait_for('the build to hold after its issue', lambda: os.path.exists(marker), 60)
+    props = h.build(build['buildid'])['properties']
+    password = h.read_password('toy', props)
+    url = props['artifact_url'][0]
+    path = urllib.parse.urlsplit(url).path
+    release = h.worker_file('toy', f"release-{build['number']}")
+    through_502(lambda: open(release, 'w').close(), 'HEAD', path, build)
+    marker = h.worker_file('toy', f"held-again-{build['number']}")
+    wait_for('the build to hold after its first upload', lambda: os.path.exists(marker), 60)
+    release = h.worker_file('toy', f"release-again-{build['number']}")
+    through_502(lambda: open(release, 'w').close(), 'POST', path + 'docs-again/', build)
+    build = h.wait_done(build)
+    expect_result(build, SUCCESS, 'the build whose token service did not answer for a moment')
+    for step, log, how in (('issue artifact token', 'token', 'issuing a token'),
+                           ('upload artifacts', 'files', 'worker command'),
+                           ('upload again', 'files', 'relayed by the master')):
+        text = h.log_text(build['buildid'], step, log)
+        check('HTTP 502 from the artifact server' in text and 'sent again after 1 s' in text
+              and how in text, f'step {step!r} does not say it sent again after a 502: {text!r}')
+    for name in ('docs/index.html', 'docs-again/index.html'):
+        check(http('GET', url + name)[0] == 200, f'{url}{name} is missing after the retry')
+    ok("token service down for a moment: the issue, the worker's upload and the relay were "
+       'sent again after 1 s, the build succeeded')
+    return {'build whose token service restarted': password}
+
+
 def nginx_pids(h):
     """The artifact server's nginx: its master (scripts/run.sh's pid file) and workers."""
     with open(os.path.join(h.state, 'nginx-master.pid')) as f:
@@ -821,6 +882,7 @@ def case_worker_killed(h):
 CASES = (('everyday', 'everyday builds', scenario),
          ('big', 'a build over 16 MiB with a wrong sidecar', case_big_build),
          ('stop', '`buildbot stop` during a build', case_master_stop),
+         ('restart', 'token service down for a moment during uploads', case_service_restart),
          ('silent', 'artifact server silent during a build', case_server_silent),
          ('lost', 'artifact server lost during a build', case_server_lost),
          ('worker', 'worker killed during a build', case_worker_killed),

@@ -137,6 +137,19 @@ class Outcome(unittest.TestCase):
             self.assertTrue(out['unreachable'], (rc, stdout))
             self.assertIn('cannot reach the artifact server', out['error'])
 
+    def test_a_502_of_the_check_or_the_archive_is_the_token_service_down(self):
+        # nginx answers, its token service does not (restarting): the step
+        # sends the upload again (steps.SERVICE_DOWN_DELAYS).
+        files = f'= {BASE}a\t/w/a\n=t {BASE}t/1\t/w/t/1\n'
+        for rc, stdout in ((22, f'502 HEAD {BASE}\n'),
+                           (22, f'200 HEAD {BASE}\n502 POST {BASE}t/\n201 PUT {BASE}a\n')):
+            self.assertTrue(wu.parse(BASE, rc, stdout, files)['token_service_down'], stdout)
+        for rc, stdout in ((0, f'200 HEAD {BASE}\n201 POST {BASE}t/\n201 PUT {BASE}a\n'),
+                           (22, f'503 HEAD {BASE}\n'), (22, f'200 HEAD {BASE}\n500 POST {BASE}t/\n'),
+                           (7, f'000 HEAD {BASE}\n'), (22, f'200 HEAD {BASE}\n502 PUT {BASE}a\n')):
+            self.assertFalse(wu.parse(BASE, rc, stdout, files)['token_service_down'], stdout)
+        self.assertFalse(wu.parse(BASE, wu.REFUSED_EXIT, '', 'error: bad\n')['token_service_down'])
+
     def test_a_server_lost_midway(self):
         out = wu.parse(BASE, 56, f'200 HEAD {BASE}\n201 PUT {BASE}a\n000 PUT {BASE}b\n',
                        f'= {BASE}a\t/w/a\n= {BASE}b\t/w/b\n')
