@@ -448,13 +448,19 @@ Result<std::vector<std::string>> TokenStore::Prune(int64_t stale_after, std::vec
     std::string dir = dirs.back();
     dirs.pop_back();
     DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr) return ErrnoError("opendir", dir, errno);
+    if (d == nullptr) {
+      // Removed since its parent was listed (an operator, `apt remove`):
+      // nothing left in it to prune.
+      if (errno == ENOENT && dir != tokens_dir_) continue;
+      return ErrnoError("opendir", dir, errno);
+    }
     std::vector<std::pair<std::string, unsigned char>> entries;
     while (struct dirent* e = ::readdir(d)) {
       std::string name = e->d_name;
       if (name != "." && name != "..") entries.emplace_back(name, e->d_type);
     }
     ::closedir(d);
+    std::sort(entries.begin(), entries.end());  // the same order on every filesystem
     for (const auto& [name, type] : entries) {
       const std::string path = dir + "/" + name;
       const std::string rel = path.substr(tokens_dir_.size() + 1);

@@ -327,6 +327,24 @@ struct RaceFixture : StoreFixture {
 
 }  // namespace
 
+TEST_CASE_METHOD(RaceFixture, "prune goes on when a directory vanishes while it walks", "[store][race]") {
+  // As when `apt remove` deletes the token files while a prune run walks
+  // them: the directory was listed, and is gone when prune opens it.
+  REQUIRE(raced.Issue(Request({"dpkg/p/linux/1"}, 500)));
+  const std::string gone = tokens + "/dpkg/p/linux/0gone";
+  std::filesystem::create_directories(gone + "/deeper");
+  // linux/'s entries are handled in name order, 0gone/ listed before the
+  // scope file 1.htpasswd is read, and opened after.
+  disk.before = [&](const std::string& op, const std::string& path) {
+    if (op == "read" && path == raced.ScopeFilePath("dpkg/p/linux/1")) std::filesystem::remove_all(gone);
+  };
+  auto pruned = raced.Prune(60);
+  INFO((pruned ? std::string("ok") : pruned.error().message));
+  REQUIRE(pruned);
+  CHECK_FALSE(std::filesystem::exists(gone));
+  CHECK(pruned->empty());
+}
+
 TEST_CASE_METHOD(RaceFixture, "a revoke racing a renew leaves the token revoked", "[store][race]") {
   // Found on main: a revoke that ran while a renew was between reading the
   // token and renaming its new files over the old ones answered 204, and
