@@ -80,8 +80,11 @@ TEST_CASE("with the app stopped, uploads go on through nginx and /token fails fa
     INFO(r.status << " " << r.body);
     CHECK(r.status == status);
     CHECK(r.headers.at("content-type") == "application/json");
-    CHECK(ParseObject(r.body)->getValue<std::string>("error") ==
-          (status == 500 ? "server_error" : "token_service_down"));
+    auto json = ParseObject(r.body);
+    CHECK(json->getValue<std::string>("error") == (status == 500 ? "server_error" : "token_service_down"));
+    // Its own message, also after the auth_request's 502 page ran first.
+    CHECK_THAT(json->getValue<std::string>("message"),
+               Catch::Contains(status == 500 ? "could not complete" : "not answering"));
   }
 
   s.StartApp();
