@@ -58,16 +58,20 @@ SERVICE_DOWN_DELAYS = (1, 2, 4)
 @defer.inlineCallbacks
 def _through_restarts(step, attempt, service_down):
     """Calls ``attempt()`` again after each of SERVICE_DOWN_DELAYS while
-    ``service_down`` says its answer was nginx's 502, unless ``step`` is
-    stopped. Returns (the last answer, the log's lines on the retries)."""
+    ``service_down`` says its answer was nginx's 502, until ``step`` is
+    stopped (looked at every 0.1 s of a delay). Returns (the last answer, the
+    log's lines on the retries)."""
     notes = []
     answer = yield attempt()
     for delay in SERVICE_DOWN_DELAYS:
         if not service_down(answer) or step.stopped:
             break
-        notes.append(f'HTTP 502 from the artifact server (its token service is not answering, '
-                     f'e.g. restarting): sent again after {delay} s')
-        yield asyncSleep(delay)
+        for _ in range(int(delay * 10)):
+            yield asyncSleep(0.1)
+            if step.stopped:
+                return answer, notes
+        notes.append(f'HTTP {_status(answer)} from the artifact server (its token service is not '
+                     f'answering, e.g. restarting): sent again after {delay} s')
         answer = yield attempt()
     return answer, notes
 
@@ -77,8 +81,18 @@ def _answer(d):
     return d.addErrback(lambda f: f.trap(TokenServiceError) and f.value)
 
 
+def _status(answer):
+    return answer.status if isinstance(answer, TokenServiceError) else 502
+
+
 def _service_down(answer):
     return isinstance(answer, TokenServiceError) and answer.status == 502
+
+
+def _issue_unanswered(answer):
+    """A 502 or 504 of POST /token: the token service did not answer (an
+    issue is safe to send again: its request_id names the same token)."""
+    return isinstance(answer, TokenServiceError) and answer.status in (502, 504)
 
 
 class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
@@ -159,10 +173,11 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
                 yield log.addStderr(f'artifact-token: cannot write the journal: {e}\n')
                 _summary(self, 'journal not writable')
                 return FAILURE
-        # Sent again after a 502 (the token service restarting): the same
-        # request_id gets the same token if the first one was issued.
+        # Sent again after a 502 or 504 (the token service restarting or
+        # slow): the same request_id gets the same token if one was issued.
         answer, notes = yield _through_restarts(
-            self, lambda: _answer(client.issue(scopes, ttl, request_id=request_id)), _service_down)
+            self, lambda: _answer(client.issue(scopes, ttl, request_id=request_id)),
+            _issue_unanswered)
         if notes:
             yield log.addStdout(''.join(note + '\n' for note in notes))
         try:
@@ -172,7 +187,7 @@ class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
         except TokenServiceError as e:
             yield log.addStderr(str(e) + '\n')
             if username is not None:
-                if e.status is None:  # no answer: it may exist, so its revoke is owed
+                if e.status is None or e.status >= 500:  # it may exist: its revoke is owed
                     repo.revoke_token(username, success=False).addErrback(lambda _: None)
                 else:  # refused: nothing was issued
                     repo.forget(username)

@@ -686,6 +686,29 @@ def case_service_restart(h):
             os.rename(sock + '.away', sock)
         return started
 
+    # Longer than the step's retries (1 + 2 + 4 s): the build fails, and the
+    # token, which may exist after a 502, stays owed a revoke (journaled)
+    # until the service answers again.
+    journal = os.path.join(h.master_dir, 'artifact-repository.pending-revokes.json')
+
+    def owed(buildid):
+        with open(journal) as f:
+            return [e for e in json.load(f).get('entries', {}).values() if e.get('buildid') == buildid]
+    os.rename(sock, sock + '.away')
+    try:
+        failed = h.wait_done(h.force('toy'), timeout=60)
+        expect_result(failed, FAILURE, 'the build whose token service never answered its issue')
+        issue = h.log_text(failed['buildid'], 'issue artifact token', 'token')
+        check(issue.count('sent again after') == 3 and 'HTTP 502' in issue,
+              f'the issue was not sent again three times: {issue!r}')
+        check(owed(failed['buildid']), f"{journal} owes no revoke for build {failed['buildid']}")
+    finally:
+        os.rename(sock + '.away', sock)
+    wait_for('the owed revoke of the unanswered issue to be done',
+             lambda: not owed(failed['buildid']), 60, 0.2)
+    ok('an issue answered only with 502s: sent again 3 times, the build failed, its revoke was '
+       'owed and done once the service answered')
+
     build = through_502(lambda: h.force('toy', mode='restart'), 'POST', '/token')
     marker = h.worker_file('toy', f"held-{build['number']}")
     wait_for('the build to hold after its issue', lambda: os.path.exists(marker), 60)
