@@ -58,19 +58,21 @@ SERVICE_DOWN_DELAYS = (1, 2, 4)
 @defer.inlineCallbacks
 def _through_restarts(step, attempt, service_down):
     """Calls ``attempt()`` again after each of SERVICE_DOWN_DELAYS while
-    ``service_down`` says its answer was nginx's 502, until ``step`` is
-    stopped (looked at every 0.1 s of a delay). Returns (the last answer, the
-    log's lines on the retries)."""
+    ``service_down`` finds in its answer the HTTP status of a token service
+    that did not answer (nginx's 502), until ``step`` is stopped (looked at
+    every 0.1 s of a delay). Returns (the last answer, the log's lines on the
+    retries)."""
     notes = []
     answer = yield attempt()
     for delay in SERVICE_DOWN_DELAYS:
-        if not service_down(answer) or step.stopped:
+        status = service_down(answer)
+        if status is None or step.stopped:
             break
         for _ in range(int(delay * 10)):
             yield asyncSleep(0.1)
             if step.stopped:
                 return answer, notes
-        notes.append(f'HTTP {_status(answer)} from the artifact server (its token service is not '
+        notes.append(f'HTTP {status} from the artifact server (its token service is not '
                      f'answering, e.g. restarting): sent again after {delay} s')
         answer = yield attempt()
     return answer, notes
@@ -81,18 +83,18 @@ def _answer(d):
     return d.addErrback(lambda f: f.trap(TokenServiceError) and f.value)
 
 
-def _status(answer):
-    return answer.status if isinstance(answer, TokenServiceError) else 502
-
-
 def _service_down(answer):
-    return isinstance(answer, TokenServiceError) and answer.status == 502
+    """502 when ``answer`` is nginx's 502, else None."""
+    return 502 if isinstance(answer, TokenServiceError) and answer.status == 502 else None
 
 
 def _issue_unanswered(answer):
-    """A 502 or 504 of POST /token: the token service did not answer (an
-    issue is safe to send again: its request_id names the same token)."""
-    return isinstance(answer, TokenServiceError) and answer.status in (502, 504)
+    """The status of a 502 or 504 of POST /token, else None: the token
+    service did not answer (an issue is safe to send again: its request_id
+    names the same token)."""
+    if isinstance(answer, TokenServiceError) and answer.status in (502, 504):
+        return answer.status
+    return None
 
 
 class IssueArtifactToken(buildstep.BuildStep, CompositeStepMixin):
@@ -730,8 +732,8 @@ class UploadArtifacts(buildstep.ShellMixin, buildstep.BuildStep):
             yield self.runCommand(cmd)
             return worker_upload.parse(base, cmd.rc, cmd.stdout, cmd.stderr)
         worker_started = time.monotonic()
-        outcome, notes = yield _through_restarts(self, run_command,
-                                                 lambda o: o['token_service_down'])
+        outcome, notes = yield _through_restarts(
+            self, run_command, lambda o: 502 if o['token_service_down'] else None)
         outcome['notes'] = notes
         how = f'worker command {time.monotonic() - worker_started:.3f} s'
         if fallback:
